@@ -1,0 +1,1 @@
+"""Adapters: DynamoDB, Twilio, Stripe and EventBridge behind the ports the services use."""

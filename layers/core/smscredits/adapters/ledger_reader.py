@@ -1,0 +1,180 @@
+"""Reads of the ledger table: an account's statement, its whole partition for the check, and the two
+sparse indexes (due refreshes, stale holds). Reads never move credits."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from smscredits.adapters.dynamo import (
+    ACCOUNT_SK,
+    REFRESH_INDEX,
+    REFRESH_SHARDS,
+    SWEEP_INDEX,
+    SWEEP_SHARDS,
+    account_pk,
+    dynamodb_client,
+    from_item,
+    to_value,
+)
+from smscredits.adapters.ledger_store import account_from_item, hold_from_item, iso, parse_time
+from smscredits.domain.account import Account, Hold, LedgerRecord
+from smscredits.domain.errors import InvalidRequest, NotFound
+
+
+def record_from_item(raw: dict[str, Any]) -> LedgerRecord:
+    return LedgerRecord(
+        entry_id=raw["entry_id"],
+        account_id=raw["account_id"],
+        kind=raw["kind"],
+        pool=raw["pool"],
+        amount=int(raw["amount"]),
+        balance_after=int(raw["balance_after"]),
+        created_at=parse_time(raw["created_at"]),
+        op_id=raw.get("op_id", ""),
+        reference=raw.get("reference", {}),
+    )
+
+
+def encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str, account_id: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if key["pk"]["S"] != account_pk(account_id) or not key["sk"]["S"].startswith("LEDGER#"):
+            raise ValueError("cursor of another listing")
+        return {"pk": key["pk"], "sk": key["sk"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidRequest("The cursor is not one this API returned.", {"cursor": "invalid"}) from exc
+
+
+class LedgerReader:
+    def __init__(self, table_name: str, *, client: Any = None) -> None:
+        self.table = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = dynamodb_client()
+        return self._client
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        kwargs.setdefault("TableName", self.table)
+        while True:
+            page = self.client.query(**kwargs)
+            yield from (from_item(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def partition(self, account_id: str) -> tuple[Account, list[LedgerRecord], list[Hold]]:
+        """The account, all its ledger entries and all its holds (for the check and for tests)."""
+        account: Account | None = None
+        entries: list[LedgerRecord] = []
+        holds: list[Hold] = []
+        for raw in self._query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": to_value(account_pk(account_id))},
+            ConsistentRead=True,
+        ):
+            if raw["sk"] == ACCOUNT_SK:
+                account = account_from_item(raw)
+            elif raw["sk"].startswith("LEDGER#"):
+                entries.append(record_from_item(raw))
+            elif raw["sk"].startswith("HOLD#"):
+                holds.append(hold_from_item(raw))
+        if account is None:
+            raise NotFound(f"Account {account_id} does not exist.", {"account_id": account_id})
+        return account, entries, holds
+
+    def account_ids(self) -> Iterator[str]:
+        """Every account id (a scan: for the operator's check command, never for a request path)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "sk = :sk",
+            "ExpressionAttributeValues": {":sk": to_value(ACCOUNT_SK)},
+            "ProjectionExpression": "account_id",
+        }
+        while True:
+            page = self.client.scan(**kwargs)
+            yield from (from_item(item)["account_id"] for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def statement(
+        self,
+        account_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        kinds: tuple[str, ...] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> tuple[list[LedgerRecord], str | None]:
+        """Ledger entries newest first, filtered by kind and time, one page of at most `limit`."""
+        filters, values = [], {":pk": to_value(account_pk(account_id)), ":prefix": to_value("LEDGER#")}
+        names: dict[str, str] = {}
+        if kinds:
+            names["#kind"] = "kind"
+            keys = [f":k{i}" for i in range(len(kinds))]
+            filters.append(f"#kind IN ({', '.join(keys)})")
+            values.update({key: to_value(kind) for key, kind in zip(keys, kinds, strict=True)})
+        if start:
+            filters.append("created_at >= :start")
+            values[":start"] = to_value(iso(start))
+        if end:
+            filters.append("created_at < :end")
+            values[":end"] = to_value(iso(end))
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if filters:
+            kwargs["FilterExpression"] = " AND ".join(filters)
+        if cursor:
+            kwargs["ExclusiveStartKey"] = decode_cursor(cursor, account_id)
+        records: list[LedgerRecord] = []
+        # A filter can leave a page short; keep reading until the page is full or the ledger ends.
+        while True:
+            page = self.client.query(**kwargs)
+            for item in page.get("Items", []):
+                records.append(record_from_item(from_item(item)))
+                if len(records) == limit:
+                    last = item
+                    return records, encode_cursor({"pk": last["pk"], "sk": last["sk"]})
+            if "LastEvaluatedKey" not in page:
+                return records, None
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs["Limit"] = limit - len(records)
+
+    def due_accounts(self, now: datetime) -> Iterator[str]:
+        """Accounts whose next refresh time has passed: one query per shard of the sparse index."""
+        for shard in range(REFRESH_SHARDS):
+            for raw in self._query(
+                IndexName=REFRESH_INDEX,
+                KeyConditionExpression="refresh_shard = :shard AND next_refresh_at <= :now",
+                ExpressionAttributeValues={":shard": to_value(f"RS#{shard:02d}"), ":now": to_value(iso(now))},
+            ):
+                yield raw["pk"].removeprefix("ACCT#")
+
+    def stale_holds(self, now: datetime) -> Iterator[tuple[str, str]]:
+        """(account id, hold id) of holds still pending past their sweep time."""
+        for shard in range(SWEEP_SHARDS):
+            for raw in self._query(
+                IndexName=SWEEP_INDEX,
+                KeyConditionExpression="sweep_shard = :shard AND sweep_after <= :now",
+                ExpressionAttributeValues={":shard": to_value(f"SW#{shard:02d}"), ":now": to_value(iso(now))},
+            ):
+                yield raw["pk"].removeprefix("ACCT#"), raw["sk"].removeprefix("HOLD#")

@@ -1,0 +1,1 @@
+"""Pure rules: segments, regions, prices, plans, pools and ledger math. No I/O, no AWS."""

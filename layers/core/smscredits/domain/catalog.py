@@ -1,0 +1,56 @@
+"""The price, plan and legacy-rate tables: data, not branches. Adding a region is one row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from types import MappingProxyType
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    code: str  # ISO 3166 alpha-2, as phonenumbers reports it
+    label: str  # what people see ("UK" for GB)
+    name: str
+    pack_price_cents: int  # USD cents for one pack of PACK_CREDITS credits
+
+
+PACK_CREDITS = 100
+
+REGIONS: MappingProxyType[str, Region] = MappingProxyType(
+    {
+        "AU": Region("AU", "AU", "Australia", 620),
+        "US": Region("US", "US", "USA", 100),
+        "GB": Region("GB", "UK", "United Kingdom", 630),
+        "NZ": Region("NZ", "NZ", "New Zealand", 1260),
+    }
+)
+
+# Input aliases: people say "UK", the numbering plan says "GB".
+REGION_ALIASES: MappingProxyType[str, str] = MappingProxyType({"UK": "GB"})
+
+PLANS: MappingProxyType[str, int] = MappingProxyType({"starter": 50, "essentials": 75, "growth": 100})
+
+# Accounts created before this date use the legacy credit model until migrated (PRODUCT.md §6).
+LEGACY_CUTOFF = date(2025, 9, 1)
+
+# Legacy model: credits per message by recipient region, whatever its length (our rule; configurable).
+DEFAULT_LEGACY_CREDITS_PER_MESSAGE: MappingProxyType[str, int] = MappingProxyType(
+    {code: 1 for code in REGIONS}
+)
+
+# Migration: purchased credits of the home region granted per legacy credit, as a ratio (numerator, denominator).
+DEFAULT_MIGRATION_RATIO = (1, 1)
+
+MAX_PACKS_PER_PURCHASE = 100
+
+
+def normalise_region(code: str) -> str | None:
+    """The canonical region code for `code` (case-insensitive, "UK" → "GB"), or None if unsupported."""
+    upper = code.strip().upper()
+    upper = REGION_ALIASES.get(upper, upper)
+    return upper if upper in REGIONS else None
+
+
+def pack_price_cents(region: str, quantity: int) -> int:
+    return REGIONS[region].pack_price_cents * quantity

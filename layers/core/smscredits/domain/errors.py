@@ -1,0 +1,101 @@
+"""Domain errors: each carries the public error code, HTTP status and details of PRODUCT.md §9-10."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A refusal the caller can act on; mapped once to `{"error": {code, message, details}}`."""
+
+    code = "invalid_request"
+    status = 422
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class InvalidRequest(DomainError):
+    code = "invalid_request"
+    status = 422
+
+
+class MalformedRequest(DomainError):
+    """The request could not be read at all (bad JSON, wrong content)."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidNumber(DomainError):
+    code = "invalid_number"
+
+
+class UnsupportedRegion(DomainError):
+    code = "unsupported_region"
+
+
+class EmptyBody(DomainError):
+    code = "empty_body"
+
+
+class BodyTooLong(DomainError):
+    code = "body_too_long"
+
+
+class InsufficientCredits(DomainError):
+    code = "insufficient_credits"
+    status = 402
+
+
+class IdempotencyKeyRequired(DomainError):
+    code = "idempotency_key_required"
+    status = 400
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status = 404
+
+
+class LegacyAccount(DomainError):
+    code = "legacy_account"
+    status = 409
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    status = 409
+
+
+class HoldEnded(Conflict):
+    """Posting or voiding a hold that already ended the other way."""
+
+    code = "hold_ended"
+
+
+class AccountExists(Conflict):
+    code = "account_exists"
+
+
+class UpstreamUnavailable(DomainError):
+    """A provider (Twilio, Stripe) could not be reached; nothing was charged."""
+
+    code = "upstream_unavailable"
+    status = 503

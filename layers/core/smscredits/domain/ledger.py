@@ -1,0 +1,193 @@
+"""Ledger math: pools, the cost of a message, and the pure planning of every credit movement.
+
+Each planner takes the balance as last written (pools, held) and returns the new pools, the new
+held total and the immutable entries that explain the difference. The store applies a plan in one
+conditional write pinned to the balance version it was computed from, so a plan never lands on a
+balance it was not computed for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from smscredits.domain.catalog import REGIONS
+from smscredits.domain.errors import InsufficientCredits, InvalidRequest
+
+INCLUDED = "included"
+LEGACY = "legacy"
+PURCHASED_PREFIX = "purchased:"
+
+CreditModel = Literal["segment", "legacy"]
+EntryKind = Literal[
+    "grant",  # allowance or support grant into a pool
+    "purchase",  # a paid pack (checkout or auto-recharge)
+    "hold",  # credits reserved for a message
+    "post",  # a hold charged (no pool change: the credits left the pool at hold time)
+    "void",  # a hold returned to the pools it came from
+    "expiry",  # included credits lapsing at a refresh
+    "adjustment",  # support correction, with actor and reason
+    "clawback",  # refund or dispute taking back unspent purchased credits
+    "migration",  # legacy pool converted into purchased credits
+]
+ENTRY_KINDS: tuple[str, ...] = (
+    "grant",
+    "purchase",
+    "hold",
+    "post",
+    "void",
+    "expiry",
+    "adjustment",
+    "clawback",
+    "migration",
+)
+
+
+def purchased_pool(region: str) -> str:
+    return f"{PURCHASED_PREFIX}{region}"
+
+
+SEGMENT_POOLS: tuple[str, ...] = (INCLUDED, *(purchased_pool(code) for code in REGIONS))
+ALL_POOLS: tuple[str, ...] = (*SEGMENT_POOLS, LEGACY)
+
+
+def pools_for_model(model: CreditModel) -> tuple[str, ...]:
+    return (LEGACY,) if model == "legacy" else SEGMENT_POOLS
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    kind: str
+    pool: str
+    amount: int  # signed: what this entry added to the pool
+    balance_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    pool: str
+    credits: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The outcome of a planner: the new balance and the entries that explain it."""
+
+    pools: Mapping[str, int]
+    held: int
+    entries: tuple[Entry, ...]
+
+
+def message_credits(model: CreditModel, segments: int, region: str, legacy_rates: Mapping[str, int]) -> int:
+    """1 credit per segment; a legacy account pays its region's flat rate whatever the length."""
+    return legacy_rates[region] if model == "legacy" else segments
+
+
+def funding_for(
+    model: CreditModel, pools: Mapping[str, int], region: str, credits: int
+) -> tuple[Funding, ...]:
+    """Which pools pay for `credits`: included first (it lapses), then the region's pool. All or nothing."""
+    order = (LEGACY,) if model == "legacy" else (INCLUDED, purchased_pool(region))
+    remaining = credits
+    funding: list[Funding] = []
+    for pool in order:
+        take = min(remaining, max(pools.get(pool, 0), 0))
+        if take:
+            funding.append(Funding(pool, take))
+            remaining -= take
+    if remaining:
+        raise InsufficientCredits(
+            f"This message needs {credits} credits; the pools that can pay for it hold {credits - remaining}.",
+            {"needed": credits, "region": region, "pools": {pool: pools.get(pool, 0) for pool in order}},
+        )
+    return tuple(funding)
+
+
+def _apply(
+    pools: Mapping[str, int], held: int, moves: Sequence[tuple[str, str, int]], held_delta: int
+) -> Plan:
+    new_pools = dict(pools)
+    entries = []
+    for kind, pool, amount in moves:
+        new_pools[pool] = new_pools.get(pool, 0) + amount
+        if new_pools[pool] < 0:
+            raise InvalidRequest(f"Pool {pool} cannot go below zero.", {"pool": pool})
+        entries.append(Entry(kind, pool, amount, new_pools[pool]))
+    return Plan(new_pools, held + held_delta, tuple(entries))
+
+
+def plan_grant(pools: Mapping[str, int], held: int, pool: str, credits: int, kind: str = "grant") -> Plan:
+    if credits <= 0:
+        raise InvalidRequest("A grant must be a positive number of credits.", {"credits": credits})
+    return _apply(pools, held, [(kind, pool, credits)], 0)
+
+
+def plan_reserve(pools: Mapping[str, int], held: int, funding: Sequence[Funding]) -> Plan:
+    return _apply(
+        pools, held, [("hold", f.pool, -f.credits) for f in funding], sum(f.credits for f in funding)
+    )
+
+
+def plan_post(pools: Mapping[str, int], held: int, funding: Sequence[Funding]) -> Plan:
+    # The credits already left the pools at hold time; the post entry records that they are spent.
+    return _apply(pools, held, [("post", f.pool, 0) for f in funding], -sum(f.credits for f in funding))
+
+
+def plan_void(
+    pools: Mapping[str, int], held: int, funding: Sequence[Funding], *, included_lapsed: bool
+) -> Plan:
+    """Return a hold to its pools. Included credits held across a refresh lapse instead of joining the new
+    period's allowance (returned, then expired, so the statement shows both)."""
+    moves: list[tuple[str, str, int]] = []
+    for f in funding:
+        moves.append(("void", f.pool, f.credits))
+        if f.pool == INCLUDED and included_lapsed:
+            moves.append(("expiry", f.pool, -f.credits))
+    return _apply(pools, held, moves, -sum(f.credits for f in funding))
+
+
+def plan_adjust(pools: Mapping[str, int], held: int, pool: str, credits: int) -> Plan:
+    if credits == 0:
+        raise InvalidRequest("An adjustment must move at least one credit.", {"credits": 0})
+    if pools.get(pool, 0) + credits < 0:
+        raise InvalidRequest(
+            f"Pool {pool} holds {pools.get(pool, 0)}; it cannot go below zero.",
+            {"pool": pool, "available": pools.get(pool, 0), "credits": credits},
+        )
+    return _apply(pools, held, [("adjustment", pool, credits)], 0)
+
+
+def plan_reset(pools: Mapping[str, int], held: int, model: CreditModel, allowance: int) -> Plan:
+    """The monthly refresh. Segment model: what is left of the included pool lapses, then the allowance is
+    granted. Legacy model (our rule): the allowance is added to the one legacy pool and nothing lapses,
+    because that pool also holds credits bought under the old system."""
+    if model == "legacy":
+        return _apply(pools, held, [("grant", LEGACY, allowance)] if allowance else [], 0)
+    moves: list[tuple[str, str, int]] = []
+    left = pools.get(INCLUDED, 0)
+    if left:
+        moves.append(("expiry", INCLUDED, -left))
+    if allowance:
+        moves.append(("grant", INCLUDED, allowance))
+    return _apply(pools, held, moves, 0)
+
+
+def plan_clawback(pools: Mapping[str, int], held: int, pool: str, credits: int) -> tuple[Plan, int]:
+    """Take back up to `credits` from a pool, never below zero. Returns the plan and what was taken."""
+    taken = min(credits, max(pools.get(pool, 0), 0))
+    return _apply(pools, held, [("clawback", pool, -taken)] if taken else [], 0), taken
+
+
+def plan_migration(
+    pools: Mapping[str, int], held: int, home_region: str, ratio: tuple[int, int]
+) -> tuple[Plan, int]:
+    """Legacy pool → purchased credits of the home region, rounded down. Returns the plan and the credits."""
+    legacy = pools.get(LEGACY, 0)
+    converted = legacy * ratio[0] // ratio[1]
+    moves: list[tuple[str, str, int]] = []
+    if legacy:
+        moves.append(("migration", LEGACY, -legacy))
+    if converted:
+        moves.append(("migration", purchased_pool(home_region), converted))
+    return _apply(pools, held, moves, 0), converted

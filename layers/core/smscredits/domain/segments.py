@@ -1,0 +1,133 @@
+"""SMS segment counting exactly as Twilio bills it (GSM-7 / UCS-2), with optional Smart Encoding."""
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import regex
+
+from smscredits.domain.gsm import GSM7_CHARS, GSM7_EXTENSION
+from smscredits.domain.smart_encoding import apply_smart_encoding
+
+Encoding = Literal["GSM-7", "UCS-2"]
+
+# 140 octets per SMS: 160 septets or 70 UTF-16 units. A multi-part message spends 6 octets per segment
+# on the concatenation header, which leaves 1072 bits: 153 septets or 67 units.
+GSM7_SINGLE_SEGMENT_SEPTETS = 160
+GSM7_MULTI_SEGMENT_SEPTETS = 153
+UCS2_SINGLE_SEGMENT_UNITS = 70
+UCS2_MULTI_SEGMENT_UNITS = 67
+
+_GRAPHEME = regex.compile(r"\X")
+# A text has a multi-code-point grapheme (other than CR LF) only if it contains one of these
+# Grapheme_Cluster_Break classes: precomposed Hangul syllables (LV, LVT) join only with L, V or T jamo,
+# and the Indic conjunct rule (GB9c) needs a linker, which is Extend.
+_GRAPHEME_JOINER = regex.compile(
+    r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=SpacingMark}\p{GCB=Prepend}\p{GCB=L}\p{GCB=V}\p{GCB=T}\p{GCB=RI}]"
+)
+_ASTRAL_SPLIT = re.compile("[\U00010000-\U0010ffff]")
+_GSM7_EXTENSION_SPLIT = re.compile("[" + re.escape(GSM7_EXTENSION) + "]")
+_LAST_BMP = "\uffff"
+_CR_LF = "\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCount:
+    """How Twilio would encode and bill ``text``."""
+
+    encoding: Encoding
+    segments: int
+    # Code points of ``text``.
+    characters: int
+    # Septets (GSM-7, escape pairs count 2) or UTF-16 code units (UCS-2).
+    units: int
+    # Distinct code points outside GSM-7, in order of first appearance.
+    non_gsm_characters: tuple[str, ...]
+    # The text that was counted: the input, or its Smart Encoding replacement.
+    text: str
+
+
+def count_segments(text: str, *, smart_encoding: bool = False) -> SegmentCount:
+    """Count the segments Twilio bills for ``text``; nothing is trimmed or normalised."""
+    if smart_encoding:
+        text = apply_smart_encoding(text)
+    if GSM7_CHARS.issuperset(text):
+        return _count_gsm7(text)
+    return _count_ucs2(text)
+
+
+def _count_gsm7(text: str) -> SegmentCount:
+    # Split around extension characters: runs of 1-septet characters separated by 2-septet escape pairs.
+    runs = _GSM7_EXTENSION_SPLIT.split(text)
+    septets = len(text) + len(runs) - 1
+    segments = 1 if septets <= GSM7_SINGLE_SEGMENT_SEPTETS else _pack_runs(runs, GSM7_MULTI_SEGMENT_SEPTETS)
+    return SegmentCount("GSM-7", segments, len(text), septets, (), text)
+
+
+def _count_ucs2(text: str) -> SegmentCount:
+    # Split around astral code points: runs of 1-unit characters separated by 2-unit surrogate pairs.
+    runs = _ASTRAL_SPLIT.split(text)
+    units = len(text) + len(runs) - 1
+    if units <= UCS2_SINGLE_SEGMENT_UNITS:
+        segments = 1
+    elif _GRAPHEME_JOINER.search(text) is None:
+        # Every code point is a grapheme of its own (CR LF aside, which Twilio counts as two atoms
+        # anyway), so the slow grapheme split would find exactly these atoms.
+        segments = _pack_runs(runs, UCS2_MULTI_SEGMENT_UNITS)
+    else:
+        segments = _pack(_grapheme_costs(text), UCS2_MULTI_SEGMENT_UNITS)
+    non_gsm = tuple(char for char in dict.fromkeys(text) if char not in GSM7_CHARS)
+    return SegmentCount("UCS-2", segments, len(text), units, non_gsm, text)
+
+
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _grapheme_costs(text: str) -> Iterator[int]:
+    """Yield the cost of each unsplittable piece of UCS-2 text: one per extended grapheme cluster."""
+    for cluster in _GRAPHEME.findall(text):
+        if len(cluster) == 1:
+            yield 2 if cluster > _LAST_BMP else 1
+        elif cluster == _CR_LF:
+            # Twilio's calculator splits CR LF into two characters (its test '\rabcde\r\n123' -> 11).
+            yield 1
+            yield 1
+        elif (cost := _utf16_units(cluster)) <= UCS2_MULTI_SEGMENT_UNITS:
+            yield cost
+        else:
+            # A cluster bigger than a whole segment (e.g. a letter with dozens of combining marks) cannot
+            # be kept together on the wire; it is cut between code points, never inside a surrogate pair.
+            yield from (2 if char > _LAST_BMP else 1 for char in cluster)
+
+
+def _pack(costs: Iterable[int], capacity: int) -> int:
+    """Fill segments of ``capacity`` in order; an atom that doesn't fit starts the next segment."""
+    segments = 1
+    used = 0
+    for cost in costs:
+        if used + cost > capacity:
+            segments += 1
+            used = 0
+        used += cost
+    return segments
+
+
+def _pack_runs(runs: list[str], capacity: int) -> int:
+    """``_pack`` for runs of 1-cost atoms separated by single 2-cost atoms, one step per run."""
+    segments = 1
+    used = 0
+    for index, run in enumerate(runs):
+        if index:
+            if used + 2 > capacity:
+                segments += 1
+                used = 0
+            used += 2
+        used += len(run)
+        if used > capacity:
+            # 1-cost atoms fill every segment to the brim.
+            full = (used - 1) // capacity
+            segments += full
+            used -= full * capacity
+    return segments

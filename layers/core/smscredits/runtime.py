@@ -1,0 +1,50 @@
+"""Process-wide singletons built on first use: the store, the reader, the sender. Never at import time."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+from smscredits.adapters.dynamo import dynamodb_client
+from smscredits.adapters.ledger_reader import LedgerReader
+from smscredits.adapters.ledger_store import LedgerStore
+from smscredits.settings import get_settings
+
+if TYPE_CHECKING:
+    from smscredits.services.ports import Sender
+
+
+@cache
+def store() -> LedgerStore:
+    settings = get_settings()
+    return LedgerStore(
+        settings.table_name,
+        legacy_rates=settings.legacy_credits_per_message,
+        sweep_grace_seconds=settings.sweep_grace_seconds,
+    )
+
+
+@cache
+def reader() -> LedgerReader:
+    return LedgerReader(get_settings().table_name)
+
+
+@cache
+def sender() -> Sender:
+    # Imported here so that only the send path loads the Twilio SDK.
+    from smscredits.adapters.twilio_sender import TwilioSender
+    from smscredits.settings import twilio_credentials
+
+    settings = get_settings()
+    return TwilioSender(
+        twilio_credentials(), api_base=settings.twilio_api_base, timeout=settings.provider_timeout_seconds
+    )
+
+
+def reset() -> None:
+    """Forget every singleton (tests switch tables and settings between cases)."""
+    store.cache_clear()
+    reader.cache_clear()
+    sender.cache_clear()
+    get_settings.cache_clear()
+    dynamodb_client.cache_clear()

@@ -1,0 +1,1 @@
+"""Use cases, verb-first, taking their ports (store, sender, payments) as arguments."""

@@ -1,0 +1,279 @@
+"""Quote and send a message: validate, count, hold, hand to the provider, post or void; settle callbacks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from smscredits.adapters.dynamo import account_pk, hold_sk, to_value
+from smscredits.adapters.ledger_reader import LedgerReader
+from smscredits.adapters.ledger_store import HoldDraft, LedgerStore, Write, hold_from_item
+from smscredits.domain import ledger as L
+from smscredits.domain.account import Account, Hold
+from smscredits.domain.errors import (
+    BodyTooLong,
+    EmptyBody,
+    HoldEnded,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    InsufficientCredits,
+    NotFound,
+)
+from smscredits.domain.regions import parse_recipient
+from smscredits.domain.segments import SegmentCount, count_segments
+from smscredits.services.ports import Sender
+
+MAX_BODY_CHARACTERS = 1600
+MAX_IDEMPOTENCY_KEY = 255
+# Twilio's final statuses: `failed` is not charged by Twilio (we return the credits); `undelivered`
+# means the carrier was tried, so it stays charged.
+CHARGED_STATUSES = {"accepted", "queued", "sending", "sent", "delivered", "undelivered", "read"}
+RETURNED_STATUSES = {"failed", "canceled"}
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedMessage:
+    to: str
+    region: str
+    text: str  # what we count and what we send: trimmed, smart-encoded when the account asks
+    count: SegmentCount
+
+
+def prepare_message(to: str, body: str, *, smart_encoding: bool) -> PreparedMessage:
+    """Trim trailing whitespace (what we bill is what we send), validate, find the region, count."""
+    text = body.rstrip()
+    if not text:
+        raise EmptyBody("The message body is empty.", {"body": "empty after trimming"})
+    if len(text) > MAX_BODY_CHARACTERS:
+        raise BodyTooLong(
+            f"The message body has {len(text)} characters; the limit is {MAX_BODY_CHARACTERS}.",
+            {"characters": len(text), "limit": MAX_BODY_CHARACTERS},
+        )
+    number, region = parse_recipient(to)
+    count = count_segments(text, smart_encoding=smart_encoding)
+    if len(count.text) > MAX_BODY_CHARACTERS:  # smart encoding can lengthen a body (… → ...)
+        raise BodyTooLong(
+            f"After smart encoding the body has {len(count.text)} characters; the limit is {MAX_BODY_CHARACTERS}.",
+            {"characters": len(count.text), "limit": MAX_BODY_CHARACTERS},
+        )
+    return PreparedMessage(number, region, count.text, count)
+
+
+def _funding_out(funding: tuple[L.Funding, ...]) -> list[dict[str, Any]]:
+    return [{"pool": f.pool, "credits": f.credits} for f in funding]
+
+
+def quote(account: Account, to: str, body: str, legacy_rates: Mapping[str, int]) -> dict[str, Any]:
+    """What a send would cost and take, now, without moving anything."""
+    prepared = prepare_message(to, body, smart_encoding=account.smart_encoding)
+    smart = count_segments(body.rstrip(), smart_encoding=True)
+    credits = L.message_credits(account.credit_model, prepared.count.segments, prepared.region, legacy_rates)
+    try:
+        funding = L.funding_for(account.credit_model, account.pools, prepared.region, credits)
+        affordable = True
+    except InsufficientCredits:
+        funding, affordable = (), False
+    return {
+        "region": prepared.region,
+        "encoding": prepared.count.encoding,
+        "segments": prepared.count.segments,
+        "credits": credits,
+        "characters": prepared.count.characters,
+        "non_gsm_characters": list(prepared.count.non_gsm_characters),
+        "smart_encoding": {"encoding": smart.encoding, "segments": smart.segments},
+        "funding": _funding_out(funding),
+        "affordable": affordable,
+    }
+
+
+def message_id_for(account_id: str, idempotency_key: str | None) -> str:
+    """The message (and hold) id is derived from the caller's key: the same key can only ever hold once."""
+    if not idempotency_key:
+        raise IdempotencyKeyRequired("Sends need an Idempotency-Key header.", {"header": "Idempotency-Key"})
+    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
+        raise IdempotencyKeyRequired(
+            "The Idempotency-Key must be 1-255 printable characters.", {"header": "Idempotency-Key"}
+        )
+    digest = hashlib.sha256(f"{account_id}\n{idempotency_key}".encode()).hexdigest()
+    return f"msg_{digest[:26]}"
+
+
+def request_hash(to: str, body: str) -> str:
+    return hashlib.sha256(json.dumps({"to": to, "body": body}, sort_keys=True).encode()).hexdigest()
+
+
+def status_callback_url(base_url: str, hold: Hold) -> str:
+    return f"{base_url}/webhooks/twilio/status?" + urlencode(
+        {"account_id": hold.account_id, "message_id": hold.hold_id}
+    )
+
+
+def send_answer(hold: Hold, detail: str | None = None) -> dict[str, Any]:
+    message = hold.message
+    return {
+        "message_id": hold.hold_id,
+        "status": public_status(hold),
+        "region": message["region"],
+        "encoding": message["encoding"],
+        "segments": int(message["segments"]),
+        "credits": hold.credits,
+        "funding": _funding_out(hold.funding),
+        "detail": detail or hold.provider.get("error_message"),
+    }
+
+
+def public_status(hold: Hold) -> str:
+    if hold.status == "pending":
+        return "pending"
+    if hold.status == "posted":
+        return "sent"
+    if hold.status == "refunded":
+        return "failed"
+    return "rejected" if hold.provider.get("result") == "rejected" else "failed"
+
+
+def send_message(
+    store: LedgerStore,
+    sender: Sender,
+    *,
+    account_id: str,
+    idempotency_key: str | None,
+    to: str,
+    body: str,
+    callback_base_url: str,
+    account: Account | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Send one message; returns (HTTP status, answer). The same key and body give the same answer."""
+    message_id = message_id_for(account_id, idempotency_key)
+    account = account or store.cached_account(account_id) or store.get_account(account_id)
+    prepared = prepare_message(to, body, smart_encoding=account.smart_encoding)
+    draft = HoldDraft(
+        hold_id=message_id,
+        segments=prepared.count.segments,
+        region=prepared.region,
+        request_hash=request_hash(to, body),
+        message={
+            "to": prepared.to,
+            "body": prepared.text,
+            "region": prepared.region,
+            "encoding": prepared.count.encoding,
+            "segments": prepared.count.segments,
+        },
+    )
+    hold, created = store.reserve(account_id, draft)
+    if hold.request_hash != draft.request_hash:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request.", {"message_id": message_id}
+        )
+    if not created:
+        return 202, send_answer(hold)  # a replay: the first request's outcome, no second send
+    outcome = sender.send(
+        to=prepared.to, body=prepared.text, status_callback=status_callback_url(callback_base_url, hold)
+    )
+    provider = {k: v for k, v in vars_of(outcome).items() if v is not None}
+    if outcome.result == "accepted":
+        return 202, send_answer(store.post(hold, provider))
+    if outcome.result == "rejected":
+        voided = store.void(hold, provider)
+        return 202, send_answer(voided, f"The provider refused the message: {outcome.error_message}")
+    # Unknown: it may have gone out. Never re-send; the status callback posts it, or the sweeper voids it.
+    return 202, send_answer(hold, "The provider did not confirm the message; its status will follow.")
+
+
+def vars_of(outcome: Any) -> dict[str, Any]:
+    return {name: getattr(outcome, name) for name in outcome.__slots__}
+
+
+# ---- status callbacks and the sweeper ----------------------------------------------------------------
+
+
+def settle_status(
+    store: LedgerStore,
+    *,
+    account_id: str,
+    message_id: str,
+    status: str,
+    sid: str | None,
+    error_code: str | None,
+) -> str:
+    """Apply a provider status callback. Only moves a message forward; repeats and late arrivals do nothing.
+
+    pending + charged status → post; pending + failed → void; posted + failed → refund (Twilio does not
+    charge a failed message). Returns what happened, for the log.
+    """
+    hold = store.get_hold(account_id, message_id)
+    provider = {"sid": sid, "provider_status": status, "error_code": error_code}
+    provider = {k: v for k, v in provider.items() if v}
+    if hold.status == "pending" and status in CHARGED_STATUSES:
+        store.post(hold, provider)
+        return "posted"
+    if hold.status == "pending" and status in RETURNED_STATUSES:
+        store.void(hold, provider)
+        return "voided"
+    if hold.status == "posted" and status in RETURNED_STATUSES:
+        refund_hold(store, hold, provider)
+        return "refunded"
+    return "unchanged"
+
+
+def refund_hold(store: LedgerStore, hold: Hold, provider: Mapping[str, Any]) -> Hold:
+    """Return a posted message's credits to the pools it came from (once; the hold's status guards it).
+
+    Included credits from an earlier period lapse, as with a void."""
+
+    def build(state: Account) -> Write:
+        lapsed = hold.period_start != state.period_start
+        plan = L.plan_void(state.pools, state.held + hold.credits, hold.funding, included_lapsed=lapsed)
+        plan = L.Plan(plan.pools, state.held, tuple(_as_refund(e) for e in plan.entries))
+        merged = {**dict(hold.provider), **dict(provider)}
+        update = {
+            "Update": {
+                "TableName": store.table,
+                "Key": {"pk": to_value(account_pk(hold.account_id)), "sk": to_value(hold_sk(hold.hold_id))},
+                "UpdateExpression": "SET #status = :refunded, provider = :provider",
+                "ConditionExpression": "#status = :posted",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":refunded": to_value("refunded"),
+                    ":posted": to_value("posted"),
+                    ":provider": to_value(merged),
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+        return Write(plan, f"refund:{hold.hold_id}", {"message_id": hold.hold_id}, items=[update])
+
+    def ended(item: dict[str, Any]) -> Hold:
+        current = hold_from_item(item)
+        if current.status == "refunded":
+            return current
+        raise HoldEnded(f"Message {hold.hold_id} is {current.status}.", {"status": current.status})
+
+    store.apply(hold.account_id, build, ended)
+    return store.get_hold(hold.account_id, hold.hold_id)
+
+
+def _as_refund(entry: L.Entry) -> L.Entry:
+    return L.Entry(
+        "refund" if entry.kind == "void" else entry.kind, entry.pool, entry.amount, entry.balance_after
+    )
+
+
+def sweep_stale_holds(store: LedgerStore, reader: LedgerReader) -> dict[str, int]:
+    """Void every hold still pending past its grace period (its send crashed or its callback never came)."""
+    counts = {"voided": 0, "already_ended": 0}
+    for account_id, hold_id in list(reader.stale_holds(store.clock())):
+        try:
+            hold = store.get_hold(account_id, hold_id)
+            if hold.status != "pending":
+                counts["already_ended"] += 1
+                continue
+            store.void(hold, {"provider_status": "no_callback", "result": "swept"})
+            counts["voided"] += 1
+        except (HoldEnded, NotFound):
+            counts["already_ended"] += 1
+    return counts

@@ -1,0 +1,154 @@
+"""Statements: ledger entries in plain words, as JSON pages or as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from smscredits.adapters.ledger_reader import LedgerReader
+from smscredits.domain.account import LedgerRecord
+from smscredits.domain.catalog import REGIONS
+from smscredits.domain.errors import InvalidRequest
+from smscredits.domain.ledger import ENTRY_KINDS, INCLUDED, LEGACY, PURCHASED_PREFIX
+
+CSV_PAGE = 500
+CSV_MAX_ROWS = 100_000
+
+
+def pool_label(pool: str) -> str:
+    if pool == INCLUDED:
+        return "included"
+    if pool == LEGACY:
+        return "legacy"
+    region = pool.removeprefix(PURCHASED_PREFIX)
+    return REGIONS[region].label if region in REGIONS else region
+
+
+def _credits(n: int) -> str:
+    return f"{n} credit" if abs(n) == 1 else f"{n} credits"
+
+
+def describe(record: LedgerRecord) -> str:
+    """One line a person understands: "Monthly allowance granted — 100"."""
+    ref, amount, pool = record.reference, record.amount, pool_label(record.pool)
+    to = ref.get("to")
+    match record.kind:
+        case "grant" if ref.get("period"):
+            return f"Monthly allowance granted — {amount}"
+        case "grant":
+            return f"Credits granted to {pool} — {amount}"
+        case "purchase":
+            price = f", ${int(ref['amount_cents']) / 100:.2f}" if ref.get("amount_cents") is not None else ""
+            return f"Pack purchased — {amount} {pool} credits{price}"
+        case "hold":
+            target = f" to {to}" if to else ""
+            return f"Message{target} — {_credits(-amount)} held from {pool}"
+        case "post":
+            return "Message sent — charged"
+        case "void":
+            return f"Message not sent — {_credits(amount)} returned to {pool}"
+        case "refund":
+            return f"Message failed — {_credits(amount)} returned to {pool}"
+        case "expiry":
+            return f"Unused included credits lapsed — {-amount}"
+        case "adjustment":
+            return f"Adjustment by support ({ref.get('reason', '')}) — {amount:+d} {pool}"
+        case "clawback":
+            return f"Refund or dispute — {_credits(-amount)} taken back from {pool}"
+        case "migration":
+            return f"Migrated to per-segment credits — {amount:+d} {pool}"
+    return f"{record.kind} — {amount:+d} {pool}"
+
+
+def entry_out(record: LedgerRecord) -> dict[str, Any]:
+    return {
+        "entry_id": record.entry_id,
+        "kind": record.kind,
+        "pool": record.pool,
+        "amount": record.amount,
+        "balance_after": record.balance_after,
+        "created_at": record.created_at,
+        "reference": dict(record.reference),
+        "description": describe(record),
+    }
+
+
+def parse_kinds(kind: str | None) -> tuple[str, ...]:
+    if not kind:
+        return ()
+    kinds = tuple(k.strip() for k in kind.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in ENTRY_KINDS]
+    if unknown:
+        raise InvalidRequest(f"Unknown kind {unknown[0]}.", {"kind": unknown[0], "kinds": list(ENTRY_KINDS)})
+    return kinds
+
+
+def parse_moment(value: str | None, name: str, *, end: bool = False) -> datetime | None:
+    """An ISO date (a whole day; `to` includes it) or an ISO date-time; naive times are UTC."""
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day + timedelta(days=1) if end else day, time.min, UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be an ISO date or date-time.", {name: value}) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def statement_page(
+    reader: LedgerReader,
+    account_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    kind: str | None,
+    start: str | None,
+    end: str | None,
+) -> dict[str, Any]:
+    begin, finish = parse_moment(start, "from"), parse_moment(end, "to", end=True)
+    if begin and finish and begin >= finish:
+        raise InvalidRequest("`from` must be before `to`.", {"from": start, "to": end})
+    records, next_cursor = reader.statement(
+        account_id, limit=limit, cursor=cursor, kinds=parse_kinds(kind), start=begin, end=finish
+    )
+    return {"entries": [entry_out(r) for r in records], "next_cursor": next_cursor}
+
+
+def statement_csv(
+    reader: LedgerReader, account_id: str, *, kind: str | None, start: str | None, end: str | None
+) -> str:
+    begin, finish = parse_moment(start, "from"), parse_moment(end, "to", end=True)
+    kinds = parse_kinds(kind)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["created_at", "kind", "pool", "amount", "balance_after", "description", "reference", "entry_id"]
+    )
+    cursor: str | None = None
+    rows = 0
+    while rows < CSV_MAX_ROWS:
+        records, cursor = reader.statement(
+            account_id, limit=CSV_PAGE, cursor=cursor, kinds=kinds, start=begin, end=finish
+        )
+        for r in records:
+            writer.writerow(
+                [
+                    r.created_at.isoformat(),
+                    r.kind,
+                    r.pool,
+                    r.amount,
+                    r.balance_after,
+                    describe(r),
+                    json.dumps(dict(r.reference), sort_keys=True, default=str),
+                    r.entry_id,
+                ]
+            )
+        rows += len(records)
+        if cursor is None:
+            break
+    return out.getvalue()

@@ -1,0 +1,97 @@
+"""Fixtures for handler tests: moto tables, settings from the environment, a recording Twilio HTTP client."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+from twilio.http import HttpClient
+from twilio.http.response import Response
+
+from smscredits import runtime
+from smscredits.adapters.twilio_sender import TwilioSender
+from smscredits.settings import TwilioCredentials, get_settings, twilio_credentials
+from tests.conftest import TABLE, Clock
+from tests.functions import admin, call
+
+TWILIO_TOKEN = "test-twilio-token"
+PUBLIC_URL = "https://api.example.com"
+
+
+class FakeTwilioHttp(HttpClient):
+    """Plays Twilio's API for messages.create through the real SDK; records every request it gets."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("fake-twilio"), False)
+        self.requests: list[dict[str, Any]] = []
+        self.mode = "accept"  # accept | reject | error500 | timeout | connect_timeout
+
+    def request(self, method: str, uri: str, params: Any = None, data: Any = None, headers: Any = None,
+                auth: Any = None, timeout: Any = None, allow_redirects: bool = False) -> Response:
+        self.requests.append({"method": method, "uri": uri, "data": dict(data or {})})
+        if self.mode == "timeout":
+            raise requests.exceptions.ReadTimeout("read timed out")
+        if self.mode == "connect_timeout":
+            raise requests.exceptions.ConnectTimeout("connect timed out")
+        if self.mode == "reject":
+            body = {"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400}
+            return Response(400, json.dumps(body))
+        if self.mode == "error500":
+            return Response(500, json.dumps({"code": 20500, "message": "Internal Server Error", "status": 500}))
+        sid = "SM" + uuid.uuid4().hex
+        message = {"sid": sid, "status": "queued", "to": data["To"], "body": data["Body"], "num_segments": "1"}
+        return Response(201, json.dumps(message))
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["uri"].endswith("/Messages.json")]
+
+    def callback_url(self, index: int = -1) -> str:
+        return str(self.sent[index]["data"]["StatusCallback"])
+
+
+@pytest.fixture
+def twilio(monkeypatch: pytest.MonkeyPatch) -> FakeTwilioHttp:
+    runtime.reset()
+    fake = FakeTwilioHttp()
+    credentials = TwilioCredentials("AC" + "1" * 32, TWILIO_TOKEN, "+15005550006", None)
+    monkeypatch.setattr(runtime, "sender", lambda: TwilioSender(credentials, http_client=fake))
+    twilio_credentials.cache_clear()
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
+    return fake
+
+
+@pytest.fixture
+def service(dynamodb: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, twilio: FakeTwilioHttp) -> Iterator[Clock]:
+    """Handlers wired to moto with the test clock; yields the clock."""
+    monkeypatch.setenv("TABLE_NAME", TABLE)
+    monkeypatch.setenv("PUBLIC_BASE_URL", PUBLIC_URL)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    get_settings.cache_clear()
+    runtime.store.cache_clear()
+    runtime.reader.cache_clear()
+    store = runtime.store()
+    store.clock = clock
+    store._client = dynamodb
+    runtime.reader()._client = dynamodb
+    yield clock
+    monkeypatch.undo()
+    runtime.reset()
+    twilio_credentials.cache_clear()
+
+
+def create(account_id: str = "acct-1", **fields: Any) -> dict[str, Any]:
+    body = {"account_id": account_id, "plan": "starter", "billing_anchor": "2026-01-05", "home_region": "AU", **fields}
+    status, answer = call("account_api", "admin_post_account", body=body, claims=admin())
+    assert status == 201, answer
+    return answer
+
+
+def form(body: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(body).items()}

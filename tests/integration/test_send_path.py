@@ -1,0 +1,273 @@
+"""The send path end to end through the handlers (API Gateway v2 events from events/), moto and the real
+Twilio SDK over a recording HTTP client."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from smscredits import runtime
+from smscredits.domain.audit import check_account
+from tests.conftest import RequestCounter
+from tests.functions import call, event, load_function, Context, user
+from tests.integration.conftest import PUBLIC_URL, TWILIO_TOKEN, FakeTwilioHttp, create
+
+AU = "+61491570110"
+
+
+def send(body: str = "Hello from the shop", to: str = AU, key: str = "k1", account: str = "acct-1") -> tuple[int, Any]:
+    return call("send", "send_post_message", body={"to": to, "body": body}, headers={"idempotency-key": key},
+                claims=user(account))
+
+
+def balance(account: str = "acct-1") -> dict[str, Any]:
+    status, answer = call("account_api", "account_get_balance", claims=user(account))
+    assert status == 200
+    return answer
+
+
+def audit(account: str = "acct-1") -> list[str]:
+    return check_account(*runtime.reader().partition(account))
+
+
+def callback(twilio: FakeTwilioHttp, status: str, *, signature: str | None = None, index: int = -1) -> tuple[int, Any]:
+    url = twilio.callback_url(index)
+    sid = "SM" + "f" * 32
+    params = {"MessageSid": sid, "MessageStatus": status, "To": AU, "AccountSid": "AC" + "1" * 32}
+    if status == "failed":
+        params["ErrorCode"] = "30006"
+    signed = signature if signature is not None else RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
+    query = url.split("?", 1)[1]
+    return call(
+        "twilio_status",
+        "twilio_status_delivered",
+        body=urlencode(params),
+        headers={"x-twilio-signature": signed},
+        query=dict(pair.split("=") for pair in query.split("&")),
+    )
+
+
+def test_send_holds_sends_through_twilio_and_posts(service, twilio: FakeTwilioHttp):
+    create()
+    status, answer = send()
+    assert status == 202
+    assert answer["status"] == "sent"
+    assert answer["funding"] == [{"pool": "included", "credits": 1}]
+    assert (answer["segments"], answer["credits"], answer["encoding"], answer["region"]) == (1, 1, "GSM-7", "AU")
+    assert balance()["included"]["available"] == 49 and balance()["held"] == 0
+    sent = twilio.sent[0]["data"]
+    assert sent["To"] == AU and sent["Body"] == "Hello from the shop"
+    assert sent["StatusCallback"].startswith(f"{PUBLIC_URL}/webhooks/twilio/status?")
+    assert answer["message_id"] in sent["StatusCallback"]
+    kinds = [e["kind"] for e in call("account_api", "account_get_ledger", claims=user())[1]["entries"]]
+    assert kinds == ["post", "hold", "grant"]
+    assert audit() == []
+
+
+def test_trailing_whitespace_is_trimmed_before_counting_and_sending(service, twilio):
+    create()
+    _, answer = send("a" * 160 + "  \n\n ")
+    assert answer["segments"] == 1
+    assert twilio.sent[0]["data"]["Body"] == "a" * 160
+
+
+def test_warm_send_costs_two_writes_and_no_reads(service, twilio, dynamodb):
+    create()
+    send(key="warm-up")
+    counter = RequestCounter(dynamodb)
+    send(key="measured")
+    assert counter.calls == ["TransactWriteItems", "TransactWriteItems"]
+    assert counter.reads == 0
+
+
+def test_send_module_never_imports_stripe():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path[:0] = ['layers/core', '.']; from tests.functions import load_function; "
+        "load_function('send'); load_function('account_api'); print('stripe' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_same_key_and_body_replays_without_second_send_or_debit(service, twilio):
+    create()
+    first = send(key="order-1")
+    second = send(key="order-1")
+    assert first == second
+    assert len(twilio.sent) == 1
+    assert balance()["included"]["available"] == 49
+
+
+def test_same_key_with_another_body_is_refused(service, twilio):
+    create()
+    send(key="order-1")
+    status, answer = send("Something else", key="order-1")
+    assert status == 422 and answer["error"]["code"] == "idempotency_key_reused"
+    assert len(twilio.sent) == 1 and balance()["included"]["available"] == 49
+
+
+def test_missing_idempotency_key_is_refused_and_writes_nothing(service, twilio, dynamodb):
+    create()
+    before = dynamodb.scan(TableName="CreditsTable")["Count"]
+    status, answer = call("send", "send_post_message", body={"to": AU, "body": "hi"}, claims=user(),
+                          headers={"idempotency-key": ""})
+    assert status == 400 and answer["error"]["code"] == "idempotency_key_required"
+    assert dynamodb.scan(TableName="CreditsTable")["Count"] == before and twilio.sent == []
+
+
+@pytest.mark.parametrize(
+    ("to", "body", "status", "code"),
+    [
+        (AU, "   \n\t ", 422, "empty_body"),
+        (AU, "", 422, "empty_body"),
+        (AU, "a" * 1601, 422, "body_too_long"),
+        ("+6112", "hi", 422, "invalid_number"),
+        ("not a number", "hi", 422, "invalid_number"),
+        ("+14165550123", "hi", 422, "unsupported_region"),
+        ("+33612345678", "hi", 422, "unsupported_region"),
+    ],
+)
+def test_bad_messages_are_refused_with_their_code_and_write_nothing(service, twilio, dynamodb, to, body, status, code):
+    create()
+    before = dynamodb.scan(TableName="CreditsTable")["Items"]
+    got, answer = send(body, to=to)
+    assert got == status and answer["error"]["code"] == code
+    assert set(answer["error"]) == {"code", "message", "details"}
+    assert dynamodb.scan(TableName="CreditsTable")["Items"] == before and twilio.sent == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [("{not json", 400), ('{"to": "+61491570110"}', 422), ('{"to": 5, "body": "x"}', 422),
+     ('{"to": "+61491570110", "body": "x", "extra": 1}', 422), ("[]", 422), ("null", 422)],
+)
+def test_malformed_requests_get_the_error_shape(service, twilio, body, status):
+    create()
+    got, answer = call("send", "send_post_message", body=body, claims=user(), headers={"idempotency-key": "x"})
+    assert got == status and answer["error"]["code"] == "invalid_request"
+    assert twilio.sent == []
+
+
+def test_insufficient_credits_is_402_with_the_pools_and_nothing_taken(service, twilio):
+    create()
+    call("account_api", "account_get_balance", claims=user())
+    for n in range(50):
+        assert send(key=f"k{n}")[0] == 202
+    status, answer = send(key="k50")
+    assert status == 402 and answer["error"]["code"] == "insufficient_credits"
+    assert answer["error"]["details"]["needed"] == 1
+    assert answer["error"]["details"]["pools"] == {"included": 0, "purchased:AU": 0}
+    assert len(twilio.sent) == 50 and audit() == []
+
+
+def test_twilio_rejection_voids_and_says_why(service, twilio):
+    create()
+    twilio.mode = "reject"
+    status, answer = send()
+    assert status == 202 and answer["status"] == "rejected"
+    assert "unsubscribed" in answer["detail"]
+    assert balance()["included"]["available"] == 50 and balance()["held"] == 0
+    _, message = call("account_api", "account_get_message", claims=user(),
+                      path=f"/v1/messages/{answer['message_id']}", path_params={"message_id": answer["message_id"]})
+    assert message["billing"] == "returned" and message["error"]["error_code"] == 21610
+    assert audit() == []
+
+
+@pytest.mark.parametrize("mode", ["timeout", "error500"])
+def test_ambiguous_twilio_failure_keeps_the_hold_then_the_callback_settles_it(service, twilio, mode):
+    create()
+    twilio.mode = mode
+    status, answer = send()
+    assert status == 202 and answer["status"] == "pending"
+    assert len(twilio.sent) == 1
+    assert balance()["held"] == 1
+    assert send()[1]["status"] == "pending" and len(twilio.sent) == 1  # a retry never re-sends
+    assert callback(twilio, "delivered")[0] == 200
+    assert balance()["held"] == 0 and balance()["included"]["available"] == 49
+    assert audit() == []
+
+
+def test_connect_timeout_means_not_sent_and_voids(service, twilio):
+    create()
+    twilio.mode = "connect_timeout"
+    _, answer = send()
+    assert answer["status"] == "rejected"
+    assert balance()["included"]["available"] == 50 and balance()["held"] == 0
+
+
+def test_sweeper_voids_holds_whose_callback_never_came(service, twilio):
+    clock = service
+    create()
+    twilio.mode = "timeout"
+    send()
+    sweeper = load_function("sweeper")
+    assert sweeper.lambda_handler(event("scheduler_sweep"), Context()) == {"voided": 0, "already_ended": 0}
+    clock.advance(seconds=3600 + 1)
+    assert sweeper.lambda_handler(event("scheduler_sweep"), Context()) == {"voided": 1, "already_ended": 0}
+    assert balance()["included"]["available"] == 50 and balance()["held"] == 0
+    assert sweeper.lambda_handler(event("scheduler_sweep"), Context()) == {"voided": 0, "already_ended": 0}
+    assert audit() == []
+
+
+def test_failed_callback_after_posting_refunds_once(service, twilio):
+    create()
+    send()
+    assert balance()["included"]["available"] == 49
+    status, answer = callback(twilio, "failed")
+    assert status == 200 and answer["outcome"] == "refunded"
+    assert balance()["included"]["available"] == 50
+    assert callback(twilio, "failed")[1]["outcome"] == "unchanged"
+    assert callback(twilio, "delivered")[1]["outcome"] == "unchanged"  # late and out of order
+    assert balance()["included"]["available"] == 50
+    assert audit() == []
+
+
+def test_undelivered_stays_charged(service, twilio):
+    create()
+    send()
+    assert callback(twilio, "undelivered")[1]["outcome"] == "unchanged"
+    assert balance()["included"]["available"] == 49
+
+
+def test_callback_with_bad_or_missing_signature_is_refused_and_changes_nothing(service, twilio, dynamodb):
+    create()
+    send()
+    before = dynamodb.scan(TableName="CreditsTable")["Items"]
+    for signature in ("", "bm90IHRoZSBzaWduYXR1cmU="):
+        status, answer = callback(twilio, "failed", signature=signature)
+        assert status == 403 and answer["error"]["code"] == "forbidden"
+    assert dynamodb.scan(TableName="CreditsTable")["Items"] == before
+
+
+def test_callback_signed_over_another_host_is_refused(service, twilio):
+    create()
+    send()
+    url = twilio.callback_url().replace(PUBLIC_URL, "https://evil.example.com")
+    params = {"MessageSid": "SM1", "MessageStatus": "failed"}
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
+    assert callback(twilio, "failed", signature=signature)[0] == 403
+    assert balance()["included"]["available"] == 49
+
+
+def test_quote_and_send_agree(service, twilio):
+    create()
+    for n, body in enumerate(["Hi", "a" * 161, "Café ☕ today?", "€" * 80, "😀" * 40]):
+        _, quote = call("account_api", "account_post_quote", body={"to": AU, "body": body}, claims=user())
+        _, sent = send(body, key=f"agree-{n}")
+        for field in ("segments", "encoding", "credits", "funding", "region"):
+            assert quote[field] == sent[field], (body, field)
+
+
+def test_quote_reports_smart_encoding_and_non_gsm_characters(service, twilio):
+    create()
+    status, quote = call("account_api", "account_post_quote", body={"to": AU, "body": "It’s “great”"}, claims=user())
+    assert status == 200
+    assert quote["encoding"] == "UCS-2" and quote["non_gsm_characters"] == ["’", "“", "”"]
+    assert quote["smart_encoding"] == {"encoding": "GSM-7", "segments": 1}
+    assert quote["affordable"] is True and balance()["included"]["available"] == 50
