@@ -12,13 +12,15 @@ SAM_STAMP := $(SAM_VENV)/.installed
 $(STAMP): requirements-dev.txt layers/core/requirements.txt constraints.txt
 	@test -n "$(PY313)" || { echo "python3.13 not found (pyenv 3.13.0 expected)"; exit 1; }
 	test -x $(PY) || $(PY313) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt \
+	    > $(VENV)/pip.log 2>&1 || { tail -40 $(VENV)/pip.log; exit 1; }
 	touch $@
 
 # aws-sam-cli pins its own boto3/cfn-lint ranges, so it lives in a venv of its own.
 $(SAM_STAMP): requirements-sam.txt
 	test -x $(SAM_VENV)/bin/python || $(PY313) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-sam.txt
+	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-sam.txt \
+	    > $(SAM_VENV)/pip.log 2>&1 || { tail -40 $(SAM_VENV)/pip.log; exit 1; }
 	touch $@
 
 local: $(STAMP)
