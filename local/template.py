@@ -93,3 +93,16 @@ def schedules() -> list[Schedule]:
 
 def parameter_default(name: str) -> str:
     return str(load()["Parameters"][name].get("Default", ""))
+
+
+def function_properties(name: str) -> dict[str, Any]:
+    """A function's properties with the template's Globals applied (environment variables merged)."""
+    defaults = dict(load().get("Globals", {}).get("Function", {}))
+    own = functions()[name]["Properties"]
+    merged = {**defaults, **own}
+    variables = {
+        **defaults.get("Environment", {}).get("Variables", {}),
+        **own.get("Environment", {}).get("Variables", {}),
+    }
+    merged["Environment"] = {"Variables": variables}
+    return merged

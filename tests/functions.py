@@ -41,7 +41,8 @@ class Context:
 
 
 def event(name: str, **changes: Any) -> dict[str, Any]:
-    """A fixture event with changes: body (dict → JSON), headers (merged), claims, path, query, path_params."""
+    """A fixture event with changes: body (dict → JSON), headers (merged), claims, method, path, query,
+    path_params."""
     base = json.loads((EVENTS / f"{name}.json").read_text())
     result = copy.deepcopy(base)
     if "body" in changes:
@@ -57,6 +58,10 @@ def event(name: str, **changes: Any) -> dict[str, Any]:
             result["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
     if "path_params" in changes:
         result["pathParameters"] = changes.pop("path_params")
+    if "method" in changes:
+        method = changes.pop("method")
+        result["requestContext"]["http"]["method"] = method
+        result["routeKey"] = f"{method} {result['rawPath']}"
     if "path" in changes:
         path = changes.pop("path")
         result["rawPath"] = path

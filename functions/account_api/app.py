@@ -1,14 +1,20 @@
-"""Account API function: balance, quotes, messages, statements, support routes, OpenAPI."""
+"""Account API function: balance, quotes, messages, statements, packs, auto-recharge, support routes, OpenAPI."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from smscredits.api import account_routes, admin_routes, docs_routes
+from smscredits.api import account_routes, admin_routes, dashboard_routes, docs_routes, packs_routes
 from smscredits.api.app import build_app
 from smscredits.observability import instrument
 
-app = build_app(account_routes.router, admin_routes.router, docs_routes.router)
+app = build_app(
+    account_routes.router,
+    admin_routes.router,
+    docs_routes.router,
+    dashboard_routes.router,
+    packs_routes.router,
+)
 
 
 @instrument

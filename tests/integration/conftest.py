@@ -31,10 +31,13 @@ class FakeTwilioHttp(HttpClient):
         super().__init__(logging.getLogger("fake-twilio"), False)
         self.requests: list[dict[str, Any]] = []
         self.mode = "accept"  # accept | reject | error500 | timeout | connect_timeout
+        self.on_request: Any = None  # called with the form data before answering (to interleave a callback)
 
     def request(self, method: str, uri: str, params: Any = None, data: Any = None, headers: Any = None,
                 auth: Any = None, timeout: Any = None, allow_redirects: bool = False) -> Response:
         self.requests.append({"method": method, "uri": uri, "data": dict(data or {})})
+        if self.on_request is not None:
+            self.on_request(dict(data or {}))
         if self.mode == "timeout":
             raise requests.exceptions.ReadTimeout("read timed out")
         if self.mode == "connect_timeout":

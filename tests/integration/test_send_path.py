@@ -11,8 +11,9 @@ from twilio.request_validator import RequestValidator
 
 from smscredits import runtime
 from smscredits.domain.audit import check_account
+from smscredits.services import sending
 from tests.conftest import RequestCounter
-from tests.functions import call, event, load_function, Context, user
+from tests.functions import Context, call, event, load_function, user
 from tests.integration.conftest import PUBLIC_URL, TWILIO_TOKEN, FakeTwilioHttp, create
 
 AU = "+61491570110"
@@ -228,10 +229,22 @@ def test_failed_callback_after_posting_refunds_once(service, twilio):
     assert audit() == []
 
 
-def test_undelivered_stays_charged(service, twilio):
+def message(message_id: str) -> dict[str, Any]:
+    status, answer = call("account_api", "account_get_message", claims=user(), path=f"/v1/messages/{message_id}",
+                          path_params={"message_id": message_id})
+    assert status == 200
+    return answer
+
+
+def test_undelivered_stays_charged_and_statuses_only_move_forward(service, twilio):
     create()
-    send()
-    assert callback(twilio, "undelivered")[1]["outcome"] == "unchanged"
+    _, sent = send()
+    assert callback(twilio, "delivered")[1]["outcome"] == "status recorded"
+    assert callback(twilio, "sent")[1]["outcome"] == "unchanged"  # late, out of order
+    assert message(sent["message_id"])["provider_status"] == "delivered"
+    assert callback(twilio, "undelivered")[1]["outcome"] == "status recorded"
+    shown = message(sent["message_id"])
+    assert (shown["provider_status"], shown["billing"]) == ("undelivered", "charged")
     assert balance()["included"]["available"] == 49
 
 
@@ -271,3 +284,18 @@ def test_quote_reports_smart_encoding_and_non_gsm_characters(service, twilio):
     assert quote["encoding"] == "UCS-2" and quote["non_gsm_characters"] == ["’", "“", "”"]
     assert quote["smart_encoding"] == {"encoding": "GSM-7", "segments": 1}
     assert quote["affordable"] is True and balance()["included"]["available"] == 50
+
+
+def test_a_failed_callback_that_overtakes_the_send_returns_the_credits_once(service, twilio):
+    create()
+
+    def fail_first(data: dict[str, Any]) -> None:
+        query = dict(pair.split("=") for pair in data["StatusCallback"].split("?", 1)[1].split("&"))
+        sending.settle_status(runtime.store(), account_id=query["account_id"], message_id=query["message_id"],
+                              status="failed", sid=None, error_code="30006")
+
+    twilio.on_request = fail_first
+    status, answer = send()
+    assert status == 202 and answer["status"] == "failed"
+    assert balance()["included"]["available"] == 50 and balance()["held"] == 0
+    assert audit() == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold, LedgerRecord
 from smscredits.domain.audit import check_account
@@ -50,7 +51,10 @@ def test_funding_split_across_included_and_region():
 
 
 def test_funding_exact_fit_takes_everything():
-    assert L.funding_for("segment", pools(included=2, AU=3), "AU", 5) == (Funding(L.INCLUDED, 2), Funding(AU, 3))
+    assert L.funding_for("segment", pools(included=2, AU=3), "AU", 5) == (
+        Funding(L.INCLUDED, 2),
+        Funding(AU, 3),
+    )
 
 
 def test_funding_never_uses_another_regions_pool():
@@ -165,14 +169,18 @@ def test_plan_post_moves_no_credits():
 
 
 def test_plan_void_returns_to_the_pools_it_came_from():
-    plan = L.plan_void(pools(included=0, AU=7), 5, (Funding(L.INCLUDED, 2), Funding(AU, 3)), included_lapsed=False)
+    plan = L.plan_void(
+        pools(included=0, AU=7), 5, (Funding(L.INCLUDED, 2), Funding(AU, 3)), included_lapsed=False
+    )
     assert plan.pools == {L.INCLUDED: 2, AU: 10}
     assert plan.held == 0
     assert plan.entries == (Entry("void", L.INCLUDED, 2, 2), Entry("void", AU, 3, 10))
 
 
 def test_plan_void_with_included_lapsed_returns_then_expires():
-    plan = L.plan_void(pools(included=50, AU=7), 5, (Funding(L.INCLUDED, 2), Funding(AU, 3)), included_lapsed=True)
+    plan = L.plan_void(
+        pools(included=50, AU=7), 5, (Funding(L.INCLUDED, 2), Funding(AU, 3)), included_lapsed=True
+    )
     assert plan.pools == {L.INCLUDED: 50, AU: 10}
     assert plan.held == 0
     assert plan.entries == (
@@ -393,7 +401,9 @@ def test_parse_recipient_canadian_number_reports_ca():
     assert caught.value.details["region"] == "CA"
 
 
-@pytest.mark.parametrize("to", ["", "+", "not a number", "0412345678", "+61123", "+1416555012", "+440000000000"])
+@pytest.mark.parametrize(
+    "to", ["", "+", "not a number", "0412345678", "+61123", "+1416555012", "+440000000000"]
+)
 def test_parse_recipient_invalid(to):
     with pytest.raises(InvalidNumber) as caught:
         parse_recipient(to)
@@ -409,7 +419,16 @@ def test_mask_number():
 
 @pytest.mark.parametrize(
     ("code", "expected"),
-    [("uk", "GB"), ("UK", "GB"), ("gb", "GB"), (" au ", "AU"), ("us", "US"), ("NZ", "NZ"), ("CA", None), ("", None)],
+    [
+        ("uk", "GB"),
+        ("UK", "GB"),
+        ("gb", "GB"),
+        (" au ", "AU"),
+        ("us", "US"),
+        ("NZ", "NZ"),
+        ("CA", None),
+        ("", None),
+    ],
 )
 def test_normalise_region(code, expected):
     assert normalise_region(code) == expected
@@ -495,7 +514,9 @@ def test_check_account_pool_entries_mismatch():
 
 
 def test_check_account_pool_without_entries():
-    problems = check_account(account({L.INCLUDED: 0, AU: 98, US: 5}, held=52), SOUND_ENTRIES, [hold("pending", 52)])
+    problems = check_account(
+        account({L.INCLUDED: 0, AU: 98, US: 5}, held=52), SOUND_ENTRIES, [hold("pending", 52)]
+    )
     assert problems == ["acct-a: pool purchased:US = 5 but its entries sum to 0"]
 
 

@@ -4,6 +4,7 @@ import pytest
 import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from smscredits.domain.segments import SegmentCount, count_segments
 from smscredits.domain.smart_encoding import SMART_ENCODING_MAP, apply_smart_encoding
 

@@ -46,9 +46,13 @@ def encode_cursor(key: dict[str, Any]) -> str:
 def decode_cursor(cursor: str, account_id: str) -> dict[str, Any]:
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if key["pk"]["S"] != account_pk(account_id) or not key["sk"]["S"].startswith("LEDGER#"):
+        pk, sk = key["pk"], key["sk"]
+        # Exactly {"S": ...} each: anything else would reach DynamoDB as a malformed key (a 500, not a 4xx).
+        if pk != {"S": account_pk(account_id)} or not isinstance(sk, dict) or list(sk) != ["S"]:
             raise ValueError("cursor of another listing")
-        return {"pk": key["pk"], "sk": key["sk"]}
+        if not isinstance(sk["S"], str) or not sk["S"].startswith("LEDGER#"):
+            raise ValueError("cursor of another listing")
+        return {"pk": pk, "sk": sk}
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidRequest("The cursor is not one this API returned.", {"cursor": "invalid"}) from exc
 

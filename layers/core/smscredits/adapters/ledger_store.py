@@ -42,8 +42,17 @@ from smscredits.adapters.dynamo import (
 )
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
-from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE
-from smscredits.domain.errors import AccountExists, DomainError, HoldEnded, NotFound, UpstreamUnavailable
+from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE, PLANS
+from smscredits.domain.errors import (
+    AccountExists,
+    DomainError,
+    HoldEnded,
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+    UpstreamUnavailable,
+)
+from smscredits.domain.regions import mask_number
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -72,6 +81,14 @@ def iso(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class _AlreadyRefreshed(Exception):
+    """The balance already belongs to this period or a later one: a refresh has nothing to do."""
+
+    def __init__(self, account: Account) -> None:
+        super().__init__("already refreshed")
+        self.account = account
 
 
 class GuardTripped(Exception):
@@ -229,6 +246,29 @@ class LedgerStore:
             raise NotFound(f"Message {hold_id} does not exist.", {"message_id": hold_id})
         return hold_from_item(from_item(response["Item"]))
 
+    def _item(self, account_id: str, sk: str) -> dict[str, Any] | None:
+        response = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": to_value(account_pk(account_id)), "sk": to_value(sk)},
+            ConsistentRead=True,
+        )
+        return from_item(response["Item"]) if "Item" in response else None
+
+    def record_provider_status(self, hold: Hold, status: str) -> None:
+        """Note a later delivery status on a charged message. Moves no credits, so it is a plain update."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": to_value(account_pk(hold.account_id)), "sk": to_value(hold_sk(hold.hold_id))},
+                UpdateExpression="SET provider.provider_status = :status",
+                ConditionExpression="#status = :posted AND attribute_exists(provider)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":status": to_value(status), ":posted": to_value("posted")},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
     def cached_account(self, account_id: str) -> Account | None:
         return self._cache.get(account_id)
 
@@ -269,17 +309,18 @@ class LedgerStore:
                 if code != "TransactionCanceledException":
                     if code not in _RETRYABLE_CODES:
                         raise
+                    # Some of these (InternalServerError) leave the outcome unknown: retry the same plan
+                    # from the same balance, so that if it landed its guard trips (see the network case).
                     self._backoff(attempt)
-                    state, fresh = self.get_account(account_id), True
                     continue
                 reasons = error.response.get("CancellationReasons", [])
                 tripped = self._tripped_guard(reasons, len(write.items))
+                current = self._current_balance(reasons)
                 if tripped is not None:
-                    return state, on_guard(tripped)
+                    return current or state, on_guard(tripped)
                 balance_reason = reasons[0] if reasons else {}
-                if balance_reason.get("Code") == "ConditionalCheckFailed" and balance_reason.get("Item"):
-                    state, fresh = account_from_item(from_item(balance_reason["Item"])), True
-                    self._remember(state)
+                if current is not None:
+                    state, fresh = current, True
                     continue
                 if balance_reason.get("Code") == "ConditionalCheckFailed":
                     raise NotFound(
@@ -289,8 +330,10 @@ class LedgerStore:
                 state, fresh = self.get_account(account_id), True
                 continue
             except _NETWORK_ERRORS:
+                # The write may have landed. Re-sending the same plan pinned to the same balance is safe and
+                # exact: if it landed, the version and the guard both fail and the guard answers; re-planning
+                # from a fresh read instead could refuse (402, below zero) because of our own write.
                 self._backoff(attempt)
-                state, fresh = self.get_account(account_id), True
                 continue
             after = replace(
                 state,
@@ -304,6 +347,15 @@ class LedgerStore:
         raise UpstreamUnavailable(
             "The balance is too busy right now; nothing was changed. Try again.", {"account_id": account_id}
         )
+
+    def _current_balance(self, reasons: list[dict[str, Any]]) -> Account | None:
+        """The balance as it is now, when its version condition failed and returned it (ALL_OLD)."""
+        reason = reasons[0] if reasons else {}
+        if reason.get("Code") != "ConditionalCheckFailed" or not reason.get("Item"):
+            return None
+        current = account_from_item(from_item(reason["Item"]))
+        self._remember(current)
+        return current
 
     @staticmethod
     def _tripped_guard(reasons: list[dict[str, Any]], extra: int) -> dict[str, Any] | None:
@@ -369,7 +421,9 @@ class LedgerStore:
         ]
         return [balance, *write.items, *entries]
 
-    def _guard_put(self, account_id: str, op_id: str, outcome: Mapping[str, Any]) -> dict[str, Any]:
+    def _guard_put(
+        self, account_id: str, op_id: str, outcome: Mapping[str, Any], attempt_id: str | None = None
+    ) -> dict[str, Any]:
         return {
             "Put": {
                 "TableName": self.table,
@@ -379,6 +433,7 @@ class LedgerStore:
                         "sk": guard_sk(op_id),
                         "type": "operation",
                         "op_id": op_id,
+                        "attempt_id": attempt_id,  # which call wrote it: a retry of that call is not a duplicate
                         "created_at": iso(self.clock()),
                         "outcome": dict(outcome),
                     }
@@ -448,14 +503,17 @@ class LedgerStore:
     ) -> tuple[Account, bool]:
         """Add credits to a pool once per op_id. Returns (account, applied); a duplicate returns applied=False."""
         reference = dict(reference or {})
+        attempt_id = uuid.uuid4().hex
 
         def build(state: Account) -> Write:
             plan = L.plan_grant(state.pools, state.held, pool, credits, kind)
             outcome = {"kind": kind, "pool": pool, "credits": credits}
-            return Write(plan, op_id, reference, items=[self._guard_put(account_id, op_id, outcome)])
+            return Write(
+                plan, op_id, reference, items=[self._guard_put(account_id, op_id, outcome, attempt_id)]
+            )
 
         after, result = self._commit(account_id, build, lambda item: item)
-        return after, isinstance(result, Write)
+        return after, isinstance(result, Write) or result.get("attempt_id") == attempt_id
 
     def adjust(
         self, account_id: str, pool: str, credits: int, *, op_id: str, actor: str, reason: str
@@ -473,7 +531,14 @@ class LedgerStore:
                 result=outcome,
             )
 
-        after, result = self._commit(account_id, build, lambda item: item)
+        try:
+            after, result = self._commit(account_id, build, lambda item: item)
+        except InvalidRequest:
+            # A replay of an adjustment that emptied the pool is refused by today's balance: answer it.
+            guard = self._item(account_id, guard_sk(op_id))
+            if guard is None:
+                raise
+            return self._cache.get(account_id) or self.get_account(account_id), dict(guard.get("outcome", {}))
         if isinstance(result, Write):
             return after, result.result
         return after, dict(result.get("outcome", {}))
@@ -527,15 +592,23 @@ class LedgerStore:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             }
-            return Write(
-                plan, f"hold:{draft.hold_id}", {"message_id": draft.hold_id}, items=[put], result=hold
-            )
+            reference = {"message_id": draft.hold_id}
+            if draft.message.get("to"):
+                reference["to"] = mask_number(str(draft.message["to"]))  # statements show it; never in full
+            return Write(plan, f"hold:{draft.hold_id}", reference, items=[put], result=hold)
 
         def existing(item: dict[str, Any]) -> tuple[Hold, bool]:
             # Our own earlier attempt (a retry after a timeout) counts as created.
             return hold_from_item(item), item.get("attempt_id") == draft.attempt_id
 
-        _, result = self._commit(account_id, build, existing)
+        try:
+            _, result = self._commit(account_id, build, existing)
+        except InsufficientCredits:
+            # A replay of a message whose own hold took the last credits is a duplicate, not a 402.
+            item = self._item(account_id, hold_sk(draft.hold_id))
+            if item is None:
+                raise
+            return existing(item)
         if isinstance(result, Write):
             return result.result, True
         return result
@@ -601,21 +674,28 @@ class LedgerStore:
         *,
         period_start: date,
         next_refresh_at: datetime,
-        plan_name: str,
-        allowance: int,
+        allowances: Mapping[str, int] = PLANS,
     ) -> tuple[Account, bool]:
         """The monthly refresh for one period: lapse what is left, grant the allowance, move the next
-        refresh time on. Once per (account, period): a second call for the same period changes nothing."""
+        refresh time on. Once per (account, period): a second call for the same period changes nothing.
+
+        The plan (a pending downgrade, else the current plan) is read from the balance the write is pinned
+        to, so a plan change that lands between the caller's read and this write is never overwritten."""
         op_id = f"refresh:{period_start.isoformat()}"
+        attempt_id = uuid.uuid4().hex
 
         def build(state: Account) -> Write:
+            if state.period_start >= period_start:
+                raise _AlreadyRefreshed(state)
+            plan_name = state.pending_plan or state.plan
+            allowance = allowances[plan_name]
             plan = L.plan_reset(state.pools, state.held, state.credit_model, allowance)
             outcome = {"period_start": period_start.isoformat(), "allowance": allowance}
             return Write(
                 plan,
                 op_id,
                 {"period": period_start.isoformat()},
-                items=[self._guard_put(account_id, op_id, outcome)],
+                items=[self._guard_put(account_id, op_id, outcome, attempt_id)],
                 account_changes={
                     "period_start": period_start,
                     "next_refresh_at": next_refresh_at,
@@ -625,8 +705,11 @@ class LedgerStore:
                 },
             )
 
-        after, result = self._commit(account_id, build, lambda item: item)
-        return after, isinstance(result, Write)
+        try:
+            after, result = self._commit(account_id, build, lambda item: item)
+        except _AlreadyRefreshed as current:
+            return current.account, False
+        return after, isinstance(result, Write) or result.get("attempt_id") == attempt_id
 
     def apply(
         self,

@@ -17,10 +17,13 @@ from smscredits.schemas.api import (
     AdjustmentResponse,
     BalanceResponse,
     CreateAccountRequest,
+    MigrationRequest,
+    MigrationResponse,
     PlanChangeRequest,
     PlanChangeResponse,
 )
-from smscredits.services import accounts
+from smscredits.services import accounts, legacy
+from smscredits.settings import get_settings
 
 router = APIGatewayHttpRouter()
 AccountPath = Annotated[AccountId, Path()]
@@ -71,6 +74,22 @@ def adjust(account_id: AccountPath, request: Annotated[AdjustmentRequest, Body()
         key=idempotency_key(router) or uuid.uuid4().hex,
     )
     return AdjustmentResponse.model_validate(answer)
+
+
+@router.post(
+    "/v1/admin/accounts/<account_id>/migration",
+    summary="Support: migrate a legacy account (dry_run shows before and after; the real run is idempotent)",
+)
+def migrate(account_id: AccountPath, request: Annotated[MigrationRequest, Body()]) -> MigrationResponse:
+    actor = require_admin(router)
+    answer = legacy.migrate_account(
+        runtime.store(),
+        account_id=account_id,
+        dry_run=request.dry_run,
+        ratio=get_settings().migration_ratio,
+        actor=actor,
+    )
+    return MigrationResponse.model_validate(answer)
 
 
 @router.get("/v1/admin/accounts/<account_id>/balance", summary="Support: any account's balance")

@@ -40,11 +40,25 @@ fetch('/v1/openapi.json').then(r => r.json()).then(doc => {
 def openapi_document() -> str:
     """Built from every router of the service, so it describes the whole API whichever function serves it.
     The routers import no provider SDK at module level, so this stays cheap."""
-    from smscredits.api import account_routes, admin_routes, send_routes, webhook_routes
+    from smscredits.api import (
+        account_routes,
+        admin_routes,
+        packs_routes,
+        send_routes,
+        stripe_routes,
+        webhook_routes,
+    )
     from smscredits.api.app import build_app
 
     app = build_app(
-        account_routes.router, send_routes.router, admin_routes.router, webhook_routes.router, router
+        account_routes.router,
+        send_routes.router,
+        admin_routes.router,
+        webhook_routes.router,
+        packs_routes.router,
+        packs_routes.checkout_router,
+        stripe_routes.router,
+        router,
     )
     return app.get_openapi_json_schema(
         title=API_TITLE,

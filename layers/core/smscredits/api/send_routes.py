@@ -34,7 +34,30 @@ def post_message(
         to=request.to,
         body=request.body,
         callback_base_url=get_settings().public_base_url,
+        recharge=_auto_recharge,
+        after_debit=_threshold_recharge,
     )
     return Response(
         status_code=status, content_type="application/json", body=SendResponse.model_validate(answer)
     )
+
+
+def _auto_recharge(account_id: str, region: str, needed: int) -> bool:
+    """Charge the saved card (or wait for the recharge in flight) when a send runs short."""
+    from smscredits.services import recharge  # no Stripe import unless a send actually runs short
+
+    store = runtime.store()
+    if not recharge.applies(store.get_account(account_id), region):
+        return False
+    return recharge.recharge_for_send(store, runtime.payments, account_id, region, needed)
+
+
+def _threshold_recharge(account_id: str, region: str) -> None:
+    """Recharge when this send left the region at or below its auto-recharge threshold."""
+    store = runtime.store()
+    account = store.cached_account(account_id)  # the balance after this send's write
+    if account is not None and not account.auto_recharge.get("enabled"):
+        return  # most accounts: nothing more to load or read
+    from smscredits.services import recharge
+
+    recharge.recharge_at_threshold(store, runtime.payments, account_id, region)

@@ -94,8 +94,20 @@ class AccountExists(Conflict):
     code = "account_exists"
 
 
+class HoldsPending(Conflict):
+    """Migration waits until no message holds legacy credits (a void would return them to the old pool)."""
+
+    code = "holds_pending"
+
+
 class UpstreamUnavailable(DomainError):
     """A provider (Twilio, Stripe) could not be reached; nothing was charged."""
 
     code = "upstream_unavailable"
     status = 503
+
+
+class UpstreamFailed(UpstreamUnavailable):
+    """A provider answered with an error of its own (not the caller's); nothing was charged."""
+
+    status = 502

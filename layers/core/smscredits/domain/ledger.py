@@ -30,6 +30,7 @@ EntryKind = Literal[
     "adjustment",  # support correction, with actor and reason
     "clawback",  # refund or dispute taking back unspent purchased credits
     "migration",  # legacy pool converted into purchased credits
+    "refund",  # a charged message Twilio reported failed, returned to its pools
 ]
 ENTRY_KINDS: tuple[str, ...] = (
     "grant",
@@ -41,6 +42,7 @@ ENTRY_KINDS: tuple[str, ...] = (
     "adjustment",
     "clawback",
     "migration",
+    "refund",
 )
 
 

@@ -147,6 +147,25 @@ class MigrationRequest(Request):
     dry_run: StrictBool
 
 
+class MigrationBalance(BaseModel):
+    credit_model: Literal["segment", "legacy"]
+    legacy: int | None
+    included: int
+    purchased: dict[str, int]
+    held: int
+
+
+class MigrationResponse(BaseModel):
+    account_id: str
+    dry_run: bool
+    outcome: Literal["preview", "migrated", "already_migrated"]
+    ratio: str
+    converted: int
+    before: MigrationBalance
+    after: MigrationBalance
+    migrated_at: datetime | None
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str

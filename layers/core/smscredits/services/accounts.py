@@ -106,11 +106,14 @@ def adjust_pool(
 def change_plan(store: LedgerStore, *, account_id: str, plan: str, actor: str) -> dict[str, Any]:
     """An upgrade grants the difference at once; a downgrade waits for the next refresh (our rule).
 
-    Guarded per (period, plan): asking twice for the same upgrade in a period grants once."""
+    Asking twice for the same upgrade grants once: the second call finds the plan already in place. The
+    guard is keyed by the balance version the change was computed from (the write is pinned to it), so a
+    later change back to a plan in the same period (cancel a downgrade, downgrade again) is not taken
+    for a duplicate and silently dropped."""
     new_allowance = PLANS[plan]
 
     def build(state: Account) -> Write:
-        op_id = f"plan:{state.period_start.isoformat()}:{plan}"
+        op_id = f"plan:{state.period_start.isoformat()}:{state.version}:{plan}"
         difference = new_allowance - state.allowance
         if plan == state.plan and state.pending_plan is None:
             raise _Unchanged(state)

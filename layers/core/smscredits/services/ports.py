@@ -1,9 +1,10 @@
-"""The ports the services depend on: how a message leaves (Sender) and what came back."""
+"""The ports the services depend on: how a message leaves (Sender), how money comes in (Payments)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +24,36 @@ class SendOutcome:
 
 class Sender(Protocol):
     def send(self, *, to: str, body: str, status_callback: str) -> SendOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeOutcome:
+    """What the payment provider said to an off-session charge.
+
+    succeeded: paid (payment_intent set). pending: accepted but not final, or we cannot tell (timeout,
+    5xx) - the webhook or a retry with the same idempotency key settles it. declined /
+    authentication_required: certainly not paid.
+    """
+
+    result: Literal["succeeded", "pending", "declined", "authentication_required"]
+    payment_intent: Mapping[str, Any] | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class Payments(Protocol):
+    def create_customer(self, account_id: str) -> str: ...
+
+    def create_checkout_session(self, params: Mapping[str, Any], idempotency_key: str) -> tuple[str, str]: ...
+
+    def payment_method_of(self, payment_intent_id: str) -> str | None: ...
+
+    def charge_off_session(
+        self,
+        *,
+        amount_cents: int,
+        customer: str,
+        payment_method: str,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> ChargeOutcome: ...

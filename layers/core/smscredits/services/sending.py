@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -25,6 +25,7 @@ from smscredits.domain.errors import (
 )
 from smscredits.domain.regions import parse_recipient
 from smscredits.domain.segments import SegmentCount, count_segments
+from smscredits.observability import logger
 from smscredits.services.ports import Sender
 
 MAX_BODY_CHARACTERS = 1600
@@ -146,8 +147,14 @@ def send_message(
     body: str,
     callback_base_url: str,
     account: Account | None = None,
+    recharge: Callable[[str, str, int], bool] | None = None,
+    after_debit: Callable[[str, str], None] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Send one message; returns (HTTP status, answer). The same key and body give the same answer."""
+    """Send one message; returns (HTTP status, answer). The same key and body give the same answer.
+
+    `recharge(account_id, region, needed)` is asked once when the pools cannot cover the message (auto-recharge);
+    True means credits may have arrived and the reserve is tried again. `after_debit(account_id, region)` is
+    called once the message keeps its credits (auto-recharge's threshold); its failures never change the answer."""
     message_id = message_id_for(account_id, idempotency_key)
     account = account or store.cached_account(account_id) or store.get_account(account_id)
     prepared = prepare_message(to, body, smart_encoding=account.smart_encoding)
@@ -164,7 +171,12 @@ def send_message(
             "segments": prepared.count.segments,
         },
     )
-    hold, created = store.reserve(account_id, draft)
+    try:
+        hold, created = store.reserve(account_id, draft)
+    except InsufficientCredits as short:
+        if recharge is None or not recharge(account_id, prepared.region, int(short.details.get("needed", 1))):
+            raise
+        hold, created = store.reserve(account_id, draft)
     if hold.request_hash != draft.request_hash:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used with a different request.", {"message_id": message_id}
@@ -175,13 +187,26 @@ def send_message(
         to=prepared.to, body=prepared.text, status_callback=status_callback_url(callback_base_url, hold)
     )
     provider = {k: v for k, v in vars_of(outcome).items() if v is not None}
-    if outcome.result == "accepted":
-        return 202, send_answer(store.post(hold, provider))
     if outcome.result == "rejected":
         voided = store.void(hold, provider)
         return 202, send_answer(voided, f"The provider refused the message: {outcome.error_message}")
-    # Unknown: it may have gone out. Never re-send; the status callback posts it, or the sweeper voids it.
-    return 202, send_answer(hold, "The provider did not confirm the message; its status will follow.")
+    if outcome.result == "accepted":
+        try:
+            answer = send_answer(store.post(hold, provider))
+        except HoldEnded:
+            # Its `failed` callback overtook us and already returned the credits: report that outcome.
+            answer = send_answer(store.get_hold(account_id, message_id))
+    else:
+        # Unknown: it may have gone out. Never re-send; the status callback posts it, or the sweeper voids it.
+        answer = send_answer(hold, "The provider did not confirm the message; its status will follow.")
+    if after_debit is not None:
+        try:
+            after_debit(account_id, prepared.region)
+        except Exception:  # the message is out and charged: a failed top-up must not make it an error
+            logger.exception(
+                "after-debit hook failed", extra={"account_id": account_id, "region": prepared.region}
+            )
+    return 202, answer
 
 
 def vars_of(outcome: Any) -> dict[str, Any]:
@@ -217,7 +242,18 @@ def settle_status(
     if hold.status == "posted" and status in RETURNED_STATUSES:
         refund_hold(store, hold, provider)
         return "refunded"
+    if hold.status == "posted" and _progress(status) > _progress(hold.provider.get("provider_status")):
+        store.record_provider_status(hold, status)  # delivery news only; no credit moves
+        return "status recorded"
     return "unchanged"
+
+
+# Twilio's statuses in the order they happen; callbacks can arrive out of order, so only move forward.
+_STATUS_ORDER = ("accepted", "queued", "sending", "sent", "delivered", "undelivered", "read")
+
+
+def _progress(status: Any) -> int:
+    return _STATUS_ORDER.index(status) if status in _STATUS_ORDER else -1
 
 
 def refund_hold(store: LedgerStore, hold: Hold, provider: Mapping[str, Any]) -> Hold:

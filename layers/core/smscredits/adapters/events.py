@@ -1,0 +1,51 @@
+"""Domain events out: EventBridge PutEvents in AWS, an in-memory recorder in tests and local mode."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import boto3
+
+SOURCE = "sms-credits"
+
+
+class EventPublisher(Protocol):
+    def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None: ...
+
+
+class EventBridgePublisher:
+    """Puts one event on a bus; the client is created on first use (never at import: cold start)."""
+
+    def __init__(self, bus_name: str, *, client: Any = None) -> None:
+        self.bus_name = bus_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = boto3.client("events", region_name=os.environ.get("AWS_REGION", "us-east-1"))
+        return self._client
+
+    def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None:
+        entry = {
+            "EventBusName": self.bus_name,
+            "Source": SOURCE,
+            "DetailType": detail_type,
+            "Detail": json.dumps(dict(detail), default=str),
+        }
+        response = self.client.put_events(Entries=[entry])
+        if response.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge refused {detail_type}: {response.get('Entries')}")
+
+
+class RecordingPublisher:
+    """Keeps what was published (tests assert on it; local mode has no bus)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None:
+        self.published.append((detail_type, dict(detail)))

@@ -1,0 +1,69 @@
+"""Request and response models of the packs, checkout and auto-recharge routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+
+from smscredits.schemas.api import Request
+
+RegionCode = Annotated[StrictStr, Field(pattern=r"^(AU|US|GB|UK|NZ|au|us|gb|uk|nz)$")]
+PackCount = Annotated[StrictInt, Field(ge=1, le=100)]
+
+
+class PackOut(BaseModel):
+    region: str
+    label: str
+    name: str
+    credits: int
+    price_cents: int
+
+
+class PacksResponse(BaseModel):
+    currency: str
+    credits_per_pack: int
+    max_quantity: int
+    packs: list[PackOut]
+
+
+class CheckoutRequest(Request):
+    region: RegionCode
+    quantity: PackCount
+
+
+class CheckoutResponse(BaseModel):
+    checkout_url: str
+    session_id: str
+
+
+class RechargeRule(Request):
+    packs: PackCount
+    threshold: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 0
+
+
+class AutoRechargeRequest(Request):
+    enabled: StrictBool
+    regions: dict[RegionCode, RechargeRule] = Field(default_factory=dict)
+    monthly_cap_cents: Annotated[StrictInt, Field(ge=1, le=100_000_000)] | None = None
+
+
+class RechargeRuleOut(BaseModel):
+    packs: int
+    threshold: int
+
+
+class AutoRechargeResponse(BaseModel):
+    enabled: bool
+    regions: dict[str, RechargeRuleOut]
+    monthly_cap_cents: int | None
+    card_on_file: bool
+    spent_this_period_cents: int
+    consecutive_failures: int
+    disabled_reason: str | None
+    last_recharge_at: str | None
+
+
+class WebhookResponse(BaseModel):
+    received: bool
+    outcome: str

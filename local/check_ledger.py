@@ -1,0 +1,76 @@
+"""`python -m local.check_ledger [ACCOUNT_ID]`: check a running local mode's ledger (pools = sum of entries)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from local import run_file
+from smscredits.adapters.ledger_reader import LedgerReader
+from smscredits.domain.audit import check_account
+from smscredits.domain.errors import NotFound
+
+
+def endpoint(flag: str | None) -> str | None:
+    """--endpoint, else AWS_ENDPOINT_URL_DYNAMODB, else the moto URL the running `make local` wrote down."""
+    if flag or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
+        return flag or os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    path = run_file()
+    return str(json.loads(path.read_text())["moto"]) if path.exists() else None
+
+
+def check(reader: LedgerReader, account_ids: list[str]) -> list[str]:
+    problems: list[str] = []
+    for account_id in account_ids:
+        try:
+            account, entries, holds = reader.partition(account_id)
+        except NotFound:
+            problems.append(f"{account_id}: no such account")
+            continue
+        found = check_account(account, entries, holds)
+        print(
+            f"{account_id}: {len(entries)} entries, {len(holds)} holds: {'ok' if not found else 'PROBLEMS'}"
+        )
+        problems.extend(found)
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.check_ledger", description=__doc__)
+    parser.add_argument("account_id", nargs="?", help="one account (default: every account)")
+    parser.add_argument("--endpoint", help="DynamoDB endpoint URL (default: the running local mode's moto)")
+    parser.add_argument("--table", default=os.environ.get("TABLE_NAME") or "CreditsTable")
+    args = parser.parse_args(argv)
+    url = endpoint(args.endpoint)
+    if url is None:
+        print(f"no local mode found ({run_file()} is missing): start `make local` or pass --endpoint")
+        return 2
+    # Moto accepts any credentials; fixed ones keep a real AWS profile out of it.
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(connect_timeout=2, retries={"max_attempts": 2}),  # a stopped local mode: say so fast
+    )
+    reader = LedgerReader(args.table, client=client)
+    try:
+        problems = check(reader, [args.account_id] if args.account_id else sorted(reader.account_ids()))
+    except (BotoCoreError, ClientError) as failure:
+        print(f"cannot read {args.table} at {url}: {failure}")
+        return 2
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s)" if problems else "ledger ok")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

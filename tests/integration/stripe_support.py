@@ -1,0 +1,189 @@
+"""A fake Stripe API behind the real SDK (a recording stripe.HTTPClient), signed webhook deliveries, fixtures."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import stripe
+
+from smscredits import runtime
+from smscredits.adapters.stripe_payments import StripePayments, make_client
+from smscredits.settings import stripe_credentials
+from tests.conftest import Clock
+from tests.functions import EVENTS, Context, admin, call, event, load_function, user
+
+WEBHOOK_SECRET = "whsec_test_secret"
+
+
+class FakeStripeHttp(stripe.HTTPClient):
+    """Plays the Stripe endpoints the service calls; replays answers per idempotency key like Stripe does.
+
+    card: succeed | decline | authentication_required | error500 (what an off-session charge does)."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[dict[str, Any]] = []
+        self.card = "succeed"
+        self.fail_with: int | None = None  # every request answers this status (500) or raises (0)
+        self._answers: dict[str, tuple[str, int, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+        self._n = 0
+        self.intents: list[str] = []  # ids of the PaymentIntents created
+
+    def request(self, method: str, url: str, headers: Any, post_data: Any = None, **_: Any) -> Any:
+        parts = urlsplit(url)
+        params = dict(parse_qsl(post_data.decode() if isinstance(post_data, bytes) else post_data or ""))
+        key = (headers or {}).get("Idempotency-Key")
+        with self._lock:
+            self.requests.append(
+                {"method": method, "path": parts.path, "params": params, "idempotency_key": key}
+            )
+            if key and key in self._answers:
+                return self._answers[key]
+            if self.fail_with == 0:
+                raise stripe.APIConnectionError("connection refused", should_retry=False)
+            if self.fail_with:
+                return _json({"error": {"type": "api_error", "message": "boom"}}, self.fail_with)
+            self._n += 1
+            answer = self._route(method, parts.path, params, self._n)
+            if key:
+                self._answers[key] = answer
+            return answer
+
+    def _route(
+        self, method: str, path: str, params: dict[str, str], n: int
+    ) -> tuple[str, int, dict[str, str]]:
+        if path == "/v1/customers":
+            return _json({"id": f"cus_test_{n}", "object": "customer"})
+        if path == "/v1/checkout/sessions":
+            sid = f"cs_test_{n}"
+            return _json(
+                {"id": sid, "object": "checkout.session", "url": f"https://checkout.stripe.com/c/pay/{sid}"}
+            )
+        if method == "get" and path.startswith("/v1/payment_intents/"):
+            return _json(
+                {"id": path.rsplit("/", 1)[1], "object": "payment_intent", "payment_method": "pm_card_saved"}
+            )
+        if path == "/v1/payment_intents":
+            return self._charge(params, n)
+        return _json({"error": {"type": "invalid_request_error", "message": f"no route {path}"}}, 404)
+
+    def _charge(self, params: dict[str, str], n: int) -> tuple[str, int, dict[str, str]]:
+        metadata = {k[len("metadata[") : -1]: v for k, v in params.items() if k.startswith("metadata[")}
+        intent = {
+            "id": f"pi_rch_{n}",
+            "object": "payment_intent",
+            "amount": int(params["amount"]),
+            "amount_received": int(params["amount"]),
+            "currency": params["currency"],
+            "customer": params["customer"],
+            "payment_method": params["payment_method"],
+            "metadata": metadata,
+            "status": "succeeded",
+        }
+        self.intents.append(str(intent["id"]))
+        if self.card == "error500":
+            return _json({"error": {"type": "api_error", "message": "boom"}}, 500)
+        if self.card in ("decline", "authentication_required"):
+            code = "card_declined" if self.card == "decline" else "authentication_required"
+            failed = {**intent, "amount_received": 0, "status": "requires_payment_method"}
+            error = {
+                "type": "card_error",
+                "code": code,
+                "decline_code": code,
+                "message": "The card failed.",
+                "payment_intent": failed,
+            }
+            return _json({"error": error}, 402)
+        return _json(intent)
+
+    @property
+    def charges(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"] == "/v1/payment_intents" and r["method"] == "post"]
+
+    def of(self, path: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"] == path]
+
+
+def _json(body: dict[str, Any], status: int = 200) -> tuple[str, int, dict[str, str]]:
+    return json.dumps(body), status, {"request-id": "req_test"}
+
+
+@pytest.fixture
+def stripe_api(service: Clock, monkeypatch: pytest.MonkeyPatch) -> FakeStripeHttp:
+    fake = FakeStripeHttp()
+    client = make_client("sk_test_fake", api_base=None, timeout=5, http_client=fake)
+    payments = StripePayments(client, WEBHOOK_SECRET)
+    monkeypatch.setattr(runtime, "payments", lambda: payments)
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    stripe_credentials.cache_clear()
+    return fake
+
+
+def sign(payload: str, *, secret: str = WEBHOOK_SECRET, at: int | None = None) -> str:
+    at = int(time.time()) if at is None else at
+    signature = hmac.new(secret.encode(), f"{at}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={at},v1={signature}"
+
+
+def stripe_event(name: str, **object_changes: Any) -> dict[str, Any]:
+    body = json.loads((EVENTS / f"{name}.json").read_text())
+    body = copy.deepcopy(body)
+    body["data"]["object"].update(object_changes)
+    return body
+
+
+def deliver(
+    body: dict[str, Any] | str, *, signature: str | None = None, encode: bool = False
+) -> tuple[int, Any]:
+    payload = body if isinstance(body, str) else json.dumps(body)
+    request = event(
+        "stripe_webhook_post", body=payload, headers={"stripe-signature": signature or sign(payload)}
+    )
+    if signature == "":
+        del request["headers"]["stripe-signature"]
+    if encode:
+        request["body"] = base64.b64encode(payload.encode()).decode()
+        request["isBase64Encoded"] = True
+    response = load_function("stripe_webhook").lambda_handler(request, Context())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def balance(account: str = "acct-1") -> dict[str, Any]:
+    status, answer = call("account_api", "account_get_balance", claims=user(account))
+    assert status == 200, answer
+    return answer
+
+
+def adjust(pool: str, credits: int, account: str = "acct-1", key: str = "adj") -> None:
+    status, answer = call(
+        "account_api",
+        "admin_post_account",
+        body={"pool": pool, "credits": credits, "reason": "test"},
+        claims=admin(),
+        path=f"/v1/admin/accounts/{account}/adjustments",
+        path_params={"account_id": account},
+        headers={"idempotency-key": key},
+    )
+    assert status in (200, 201), answer
+
+
+def put_auto_recharge(body: dict[str, Any], account: str = "acct-1") -> tuple[int, Any]:
+    return call("account_api", "account_put_auto_recharge", body=body, claims=user(account))
+
+
+def get_auto_recharge(account: str = "acct-1") -> dict[str, Any]:
+    status, answer = call("account_api", "account_get_auto_recharge", claims=user(account))
+    assert status == 200, answer
+    return answer
