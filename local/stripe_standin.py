@@ -20,7 +20,8 @@ saved for off-session charges when the session sets setup_future_usage=off_sessi
     4000 0027 6000 3184   off-session charges need the owner: authentication_required
 
 The pay page preselects each account's card: demo-essentials 4000 0000 0000 0341, every other account
-4242 4242 4242 4242. LOCAL_STRIPE_CARDS='{"<account id>": "4000 0027 6000 3184"}' overrides it per account.
+(demo-starter, demo-growth, ...) 4242 4242 4242 4242; demo-legacy cannot buy packs (legacy credit model).
+LOCAL_STRIPE_CARDS='{"<account id>": "4000 0027 6000 3184"}' overrides it per account.
 """
 
 from __future__ import annotations

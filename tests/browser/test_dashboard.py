@@ -17,9 +17,14 @@ WAIT = 15
 
 
 def wait_for(driver: Any, condition: Any, message: str = "") -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(condition, message)
+    # The page re-renders what it polls (the balance, the statement): a node read mid-render is read again.
+    ignored = (StaleElementReferenceException,)
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1, ignored_exceptions=ignored).until(
+        condition, message
+    )
 
 
 def text(driver: Any, element_id: str) -> str:
@@ -112,10 +117,10 @@ def test_buying_a_pack_on_the_local_checkout_adds_100_credits_and_the_statement_
     assert "ready" in text(browser, "notices")
     rows = wait_for(
         browser,
-        lambda d: d.find_elements(By.CSS_SELECTOR, "#ledger-rows tr[data-kind=purchase]"),
+        lambda d: [r.text for r in d.find_elements(By.CSS_SELECTOR, "#ledger-rows tr[data-kind=purchase]")],
         "the statement lists no purchase",
     )
-    assert "Pack purchased — 100 AU credits, $6.20" in rows[0].text
+    assert "Pack purchased — 100 AU credits, $6.20" in rows[0]
     screenshot(browser, "04-after-checkout")
 
 

@@ -33,8 +33,17 @@ class FakeTwilioHttp(HttpClient):
         self.mode = "accept"  # accept | reject | error500 | timeout | connect_timeout
         self.on_request: Any = None  # called with the form data before answering (to interleave a callback)
 
-    def request(self, method: str, uri: str, params: Any = None, data: Any = None, headers: Any = None,
-                auth: Any = None, timeout: Any = None, allow_redirects: bool = False) -> Response:
+    def request(
+        self,
+        method: str,
+        uri: str,
+        params: Any = None,
+        data: Any = None,
+        headers: Any = None,
+        auth: Any = None,
+        timeout: Any = None,
+        allow_redirects: bool = False,
+    ) -> Response:
         self.requests.append({"method": method, "uri": uri, "data": dict(data or {})})
         if self.on_request is not None:
             self.on_request(dict(data or {}))
@@ -46,9 +55,17 @@ class FakeTwilioHttp(HttpClient):
             body = {"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400}
             return Response(400, json.dumps(body))
         if self.mode == "error500":
-            return Response(500, json.dumps({"code": 20500, "message": "Internal Server Error", "status": 500}))
+            return Response(
+                500, json.dumps({"code": 20500, "message": "Internal Server Error", "status": 500})
+            )
         sid = "SM" + uuid.uuid4().hex
-        message = {"sid": sid, "status": "queued", "to": data["To"], "body": data["Body"], "num_segments": "1"}
+        message = {
+            "sid": sid,
+            "status": "queued",
+            "to": data["To"],
+            "body": data["Body"],
+            "num_segments": "1",
+        }
         return Response(201, json.dumps(message))
 
     @property
@@ -71,7 +88,9 @@ def twilio(monkeypatch: pytest.MonkeyPatch) -> FakeTwilioHttp:
 
 
 @pytest.fixture
-def service(dynamodb: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, twilio: FakeTwilioHttp) -> Iterator[Clock]:
+def service(
+    dynamodb: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, twilio: FakeTwilioHttp
+) -> Iterator[Clock]:
     """Handlers wired to moto with the test clock; yields the clock."""
     monkeypatch.setenv("TABLE_NAME", TABLE)
     monkeypatch.setenv("PUBLIC_BASE_URL", PUBLIC_URL)
@@ -90,7 +109,13 @@ def service(dynamodb: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, twilio
 
 
 def create(account_id: str = "acct-1", **fields: Any) -> dict[str, Any]:
-    body = {"account_id": account_id, "plan": "starter", "billing_anchor": "2026-01-05", "home_region": "AU", **fields}
+    body = {
+        "account_id": account_id,
+        "plan": "starter",
+        "billing_anchor": "2026-01-05",
+        "home_region": "AU",
+        **fields,
+    }
     status, answer = call("account_api", "admin_post_account", body=body, claims=admin())
     assert status == 201, answer
     return answer

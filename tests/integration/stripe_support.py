@@ -27,7 +27,7 @@ WEBHOOK_SECRET = "whsec_test_secret"
 class FakeStripeHttp(stripe.HTTPClient):
     """Plays the Stripe endpoints the service calls; replays answers per idempotency key like Stripe does.
 
-    card: succeed | decline | authentication_required | error500 (what an off-session charge does)."""
+    card: succeed | decline | authentication_required | detached | error500 (what an off-session charge does)."""
 
     name = "fake"
 
@@ -93,6 +93,13 @@ class FakeStripeHttp(stripe.HTTPClient):
             "status": "succeeded",
         }
         self.intents.append(str(intent["id"]))
+        if self.card == "detached":  # the saved card was removed from the customer
+            missing: dict[str, Any] = {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "message": "No such PaymentMethod",
+            }
+            return _json({"error": missing}, 400)
         if self.card == "error500":
             return _json({"error": {"type": "api_error", "message": "boom"}}, 500)
         if self.card in ("decline", "authentication_required"):

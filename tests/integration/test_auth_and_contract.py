@@ -17,8 +17,13 @@ def test_account_a_never_reads_or_moves_account_b(service, twilio):
     create("acct-b")
     _, sent = send(key="b-1", account="acct-b")
     message_id = sent["message_id"]
-    status, answer = call("account_api", "account_get_message", claims=user("acct-a"),
-                          path=f"/v1/messages/{message_id}", path_params={"message_id": message_id})
+    status, answer = call(
+        "account_api",
+        "account_get_message",
+        claims=user("acct-a"),
+        path=f"/v1/messages/{message_id}",
+        path_params={"message_id": message_id},
+    )
     assert status == 404 and answer["error"]["code"] == "not_found"
     _, ledger = call("account_api", "account_get_ledger", claims=user("acct-a"))
     assert all(e["reference"].get("message_id") != message_id for e in ledger["entries"])
@@ -31,8 +36,13 @@ def test_account_a_never_reads_or_moves_account_b(service, twilio):
 
 def test_a_body_cannot_choose_the_account(service, twilio):
     create("acct-a")
-    status, answer = call("send", "send_post_message", claims=user("acct-a"), headers={"idempotency-key": "x"},
-                          body={"to": AU, "body": "hi", "account_id": "acct-b"})
+    status, answer = call(
+        "send",
+        "send_post_message",
+        claims=user("acct-a"),
+        headers={"idempotency-key": "x"},
+        body={"to": AU, "body": "hi", "account_id": "acct-b"},
+    )
     assert status == 422 and answer["error"]["code"] == "invalid_request"
 
 
@@ -41,8 +51,13 @@ def test_missing_or_bad_token_is_401(service, twilio, claims):
     create()
     status, answer = call("account_api", "account_get_balance", claims=claims)
     assert status == 401 and answer["error"]["code"] == "unauthorized"
-    status, answer = call("send", "send_post_message", claims=claims, headers={"idempotency-key": "k"},
-                          body={"to": AU, "body": "hi"})
+    status, answer = call(
+        "send",
+        "send_post_message",
+        claims=claims,
+        headers={"idempotency-key": "k"},
+        body={"to": AU, "body": "hi"},
+    )
     assert status == 401
 
 
@@ -51,8 +66,13 @@ def test_user_token_on_support_routes_is_403(service, twilio):
     body = {"account_id": "acct-x", "plan": "starter", "billing_anchor": "2026-01-05", "home_region": "AU"}
     status, answer = call("account_api", "admin_post_account", body=body, claims=user())
     assert status == 403 and answer["error"]["code"] == "forbidden"
-    status, _ = call("account_api", "account_get_balance", claims=user(),
-                     path="/v1/admin/accounts/acct-1/balance", path_params={"account_id": "acct-1"})
+    status, _ = call(
+        "account_api",
+        "account_get_balance",
+        claims=user(),
+        path="/v1/admin/accounts/acct-1/balance",
+        path_params={"account_id": "acct-1"},
+    )
     assert status == 403
 
 
@@ -61,16 +81,39 @@ def test_support_reads_any_balance_and_adjusts_with_a_reason_once(service, twili
     path = "/v1/admin/accounts/acct-1/adjustments"
     body = {"pool": "purchased:UK", "credits": 30, "reason": "goodwill"}
     for _ in range(2):
-        status, answer = call("account_api", "admin_post_account", body=body, claims=admin(), path=path,
-                              path_params={"account_id": "acct-1"}, headers={"idempotency-key": "adj-1"})
-        assert status == 200 and answer == {"account_id": "acct-1", "pool": "purchased:GB", "credits": 30,
-                                            "balance_after": 30}
-    status, answer = call("account_api", "account_get_balance", claims=admin(),
-                          path="/v1/admin/accounts/acct-1/balance", path_params={"account_id": "acct-1"})
+        status, answer = call(
+            "account_api",
+            "admin_post_account",
+            body=body,
+            claims=admin(),
+            path=path,
+            path_params={"account_id": "acct-1"},
+            headers={"idempotency-key": "adj-1"},
+        )
+        assert status == 200 and answer == {
+            "account_id": "acct-1",
+            "pool": "purchased:GB",
+            "credits": 30,
+            "balance_after": 30,
+        }
+    status, answer = call(
+        "account_api",
+        "account_get_balance",
+        claims=admin(),
+        path="/v1/admin/accounts/acct-1/balance",
+        path_params={"account_id": "acct-1"},
+    )
     assert status == 200 and answer["purchased"]["GB"] == 30
     below = {"pool": "purchased:GB", "credits": -31, "reason": "too much"}
-    status, answer = call("account_api", "admin_post_account", body=below, claims=admin(), path=path,
-                          path_params={"account_id": "acct-1"}, headers={"idempotency-key": "adj-2"})
+    status, answer = call(
+        "account_api",
+        "admin_post_account",
+        body=below,
+        claims=admin(),
+        path=path,
+        path_params={"account_id": "acct-1"},
+        headers={"idempotency-key": "adj-2"},
+    )
     assert status == 422 and answer["error"]["details"]["available"] == 30
     _, ledger = call("account_api", "account_get_ledger", claims=user())
     adjustment = ledger["entries"][0]
@@ -90,12 +133,26 @@ def test_plan_upgrade_grants_the_difference_once_and_downgrade_waits(service, tw
     create()
     path = "/v1/admin/accounts/acct-1/plan"
     for _ in range(2):
-        status, answer = call("account_api", "admin_post_account", body={"plan": "growth"}, claims=admin(),
-                              method="PUT", path=path, path_params={"account_id": "acct-1"})
+        status, answer = call(
+            "account_api",
+            "admin_post_account",
+            body={"plan": "growth"},
+            claims=admin(),
+            method="PUT",
+            path=path,
+            path_params={"account_id": "acct-1"},
+        )
     assert status == 200 and answer["plan"] == "growth"
     assert balance()["included"]["available"] == 100 and balance()["included"]["allowance"] == 100
-    status, answer = call("account_api", "admin_post_account", body={"plan": "starter"}, claims=admin(),
-                          method="PUT", path=path, path_params={"account_id": "acct-1"})
+    status, answer = call(
+        "account_api",
+        "admin_post_account",
+        body={"plan": "starter"},
+        claims=admin(),
+        method="PUT",
+        path=path,
+        path_params={"account_id": "acct-1"},
+    )
     assert answer["effective"] == "next_refresh" and answer["pending_plan"] == "starter"
     assert balance()["included"]["available"] == 100 and balance()["plan"] == "growth"
 
@@ -109,9 +166,13 @@ def test_openapi_lists_every_route_of_the_template(service):
         if route.path in public_pages:
             continue
         path = re.sub(r"\{(\w+)\}", r"{\1}", route.path)
-        assert (route.method, path) in documented, f"{route.method} {route.path} missing from /v1/openapi.json"
+        assert (route.method, path) in documented, (
+            f"{route.method} {route.path} missing from /v1/openapi.json"
+        )
 
 
 def test_unknown_route_is_404_with_the_error_shape(service):
     status, answer = call("account_api", "account_get_balance", claims=user(), path="/v1/nothing-here")
-    assert status == 404 and answer == {"error": {"code": "not_found", "message": "No such route.", "details": {}}}
+    assert status == 404 and answer == {
+        "error": {"code": "not_found", "message": "No such route.", "details": {}}
+    }

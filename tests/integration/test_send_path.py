@@ -19,9 +19,16 @@ from tests.integration.conftest import PUBLIC_URL, TWILIO_TOKEN, FakeTwilioHttp,
 AU = "+61491570110"
 
 
-def send(body: str = "Hello from the shop", to: str = AU, key: str = "k1", account: str = "acct-1") -> tuple[int, Any]:
-    return call("send", "send_post_message", body={"to": to, "body": body}, headers={"idempotency-key": key},
-                claims=user(account))
+def send(
+    body: str = "Hello from the shop", to: str = AU, key: str = "k1", account: str = "acct-1"
+) -> tuple[int, Any]:
+    return call(
+        "send",
+        "send_post_message",
+        body={"to": to, "body": body},
+        headers={"idempotency-key": key},
+        claims=user(account),
+    )
 
 
 def balance(account: str = "acct-1") -> dict[str, Any]:
@@ -34,13 +41,17 @@ def audit(account: str = "acct-1") -> list[str]:
     return check_account(*runtime.reader().partition(account))
 
 
-def callback(twilio: FakeTwilioHttp, status: str, *, signature: str | None = None, index: int = -1) -> tuple[int, Any]:
+def callback(
+    twilio: FakeTwilioHttp, status: str, *, signature: str | None = None, index: int = -1
+) -> tuple[int, Any]:
     url = twilio.callback_url(index)
     sid = "SM" + "f" * 32
     params = {"MessageSid": sid, "MessageStatus": status, "To": AU, "AccountSid": "AC" + "1" * 32}
     if status == "failed":
         params["ErrorCode"] = "30006"
-    signed = signature if signature is not None else RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
+    signed = (
+        signature if signature is not None else RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
+    )
     query = url.split("?", 1)[1]
     return call(
         "twilio_status",
@@ -57,7 +68,12 @@ def test_send_holds_sends_through_twilio_and_posts(service, twilio: FakeTwilioHt
     assert status == 202
     assert answer["status"] == "sent"
     assert answer["funding"] == [{"pool": "included", "credits": 1}]
-    assert (answer["segments"], answer["credits"], answer["encoding"], answer["region"]) == (1, 1, "GSM-7", "AU")
+    assert (answer["segments"], answer["credits"], answer["encoding"], answer["region"]) == (
+        1,
+        1,
+        "GSM-7",
+        "AU",
+    )
     assert balance()["included"]["available"] == 49 and balance()["held"] == 0
     sent = twilio.sent[0]["data"]
     assert sent["To"] == AU and sent["Body"] == "Hello from the shop"
@@ -116,8 +132,13 @@ def test_same_key_with_another_body_is_refused(service, twilio):
 def test_missing_idempotency_key_is_refused_and_writes_nothing(service, twilio, dynamodb):
     create()
     before = dynamodb.scan(TableName="CreditsTable")["Count"]
-    status, answer = call("send", "send_post_message", body={"to": AU, "body": "hi"}, claims=user(),
-                          headers={"idempotency-key": ""})
+    status, answer = call(
+        "send",
+        "send_post_message",
+        body={"to": AU, "body": "hi"},
+        claims=user(),
+        headers={"idempotency-key": ""},
+    )
     assert status == 400 and answer["error"]["code"] == "idempotency_key_required"
     assert dynamodb.scan(TableName="CreditsTable")["Count"] == before and twilio.sent == []
 
@@ -134,7 +155,9 @@ def test_missing_idempotency_key_is_refused_and_writes_nothing(service, twilio, 
         ("+33612345678", "hi", 422, "unsupported_region"),
     ],
 )
-def test_bad_messages_are_refused_with_their_code_and_write_nothing(service, twilio, dynamodb, to, body, status, code):
+def test_bad_messages_are_refused_with_their_code_and_write_nothing(
+    service, twilio, dynamodb, to, body, status, code
+):
     create()
     before = dynamodb.scan(TableName="CreditsTable")["Items"]
     got, answer = send(body, to=to)
@@ -145,12 +168,20 @@ def test_bad_messages_are_refused_with_their_code_and_write_nothing(service, twi
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [("{not json", 400), ('{"to": "+61491570110"}', 422), ('{"to": 5, "body": "x"}', 422),
-     ('{"to": "+61491570110", "body": "x", "extra": 1}', 422), ("[]", 422), ("null", 422)],
+    [
+        ("{not json", 400),
+        ('{"to": "+61491570110"}', 422),
+        ('{"to": 5, "body": "x"}', 422),
+        ('{"to": "+61491570110", "body": "x", "extra": 1}', 422),
+        ("[]", 422),
+        ("null", 422),
+    ],
 )
 def test_malformed_requests_get_the_error_shape(service, twilio, body, status):
     create()
-    got, answer = call("send", "send_post_message", body=body, claims=user(), headers={"idempotency-key": "x"})
+    got, answer = call(
+        "send", "send_post_message", body=body, claims=user(), headers={"idempotency-key": "x"}
+    )
     assert got == status and answer["error"]["code"] == "invalid_request"
     assert twilio.sent == []
 
@@ -174,8 +205,13 @@ def test_twilio_rejection_voids_and_says_why(service, twilio):
     assert status == 202 and answer["status"] == "rejected"
     assert "unsubscribed" in answer["detail"]
     assert balance()["included"]["available"] == 50 and balance()["held"] == 0
-    _, message = call("account_api", "account_get_message", claims=user(),
-                      path=f"/v1/messages/{answer['message_id']}", path_params={"message_id": answer["message_id"]})
+    _, message = call(
+        "account_api",
+        "account_get_message",
+        claims=user(),
+        path=f"/v1/messages/{answer['message_id']}",
+        path_params={"message_id": answer["message_id"]},
+    )
     assert message["billing"] == "returned" and message["error"]["error_code"] == 21610
     assert audit() == []
 
@@ -230,8 +266,13 @@ def test_failed_callback_after_posting_refunds_once(service, twilio):
 
 
 def message(message_id: str) -> dict[str, Any]:
-    status, answer = call("account_api", "account_get_message", claims=user(), path=f"/v1/messages/{message_id}",
-                          path_params={"message_id": message_id})
+    status, answer = call(
+        "account_api",
+        "account_get_message",
+        claims=user(),
+        path=f"/v1/messages/{message_id}",
+        path_params={"message_id": message_id},
+    )
     assert status == 200
     return answer
 
@@ -279,7 +320,9 @@ def test_quote_and_send_agree(service, twilio):
 
 def test_quote_reports_smart_encoding_and_non_gsm_characters(service, twilio):
     create()
-    status, quote = call("account_api", "account_post_quote", body={"to": AU, "body": "It’s “great”"}, claims=user())
+    status, quote = call(
+        "account_api", "account_post_quote", body={"to": AU, "body": "It’s “great”"}, claims=user()
+    )
     assert status == 200
     assert quote["encoding"] == "UCS-2" and quote["non_gsm_characters"] == ["’", "“", "”"]
     assert quote["smart_encoding"] == {"encoding": "GSM-7", "segments": 1}
@@ -291,8 +334,14 @@ def test_a_failed_callback_that_overtakes_the_send_returns_the_credits_once(serv
 
     def fail_first(data: dict[str, Any]) -> None:
         query = dict(pair.split("=") for pair in data["StatusCallback"].split("?", 1)[1].split("&"))
-        sending.settle_status(runtime.store(), account_id=query["account_id"], message_id=query["message_id"],
-                              status="failed", sid=None, error_code="30006")
+        sending.settle_status(
+            runtime.store(),
+            account_id=query["account_id"],
+            message_id=query["message_id"],
+            status="failed",
+            sid=None,
+            error_code="30006",
+        )
 
     twilio.on_request = fail_first
     status, answer = send()

@@ -187,6 +187,15 @@ def test_three_declines_in_a_row_switch_auto_recharge_off(service, stripe_api):
     assert audit() == []
 
 
+def test_a_card_stripe_no_longer_knows_counts_as_a_decline_not_a_500(service, stripe_api):
+    ready()
+    stripe_api.card = "detached"
+    status, answer = send("k1")
+    assert status == 402 and answer["error"]["code"] == "insufficient_credits"
+    assert get_auto_recharge()["consecutive_failures"] == 1
+    assert balance()["purchased"]["AU"] == 0 and audit() == []
+
+
 def test_a_decline_is_retried_at_the_next_trigger(service, stripe_api):
     ready()
     stripe_api.card = "decline"

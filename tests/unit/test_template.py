@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from local.template import ROOT, functions, load, routes
+from local.template import ROOT, functions, load, resources, routes
 
 OWN_RESOURCE = re.compile(r"\$\{(\w+)(\.Arn)?\}")
 ALLOWED_MANAGED_POLICIES: set[str] = set()
@@ -36,7 +36,7 @@ def _resource_targets(resource: Any) -> list[str]:
     """The template resources (or parameters) an IAM Resource entry points at."""
     if isinstance(resource, str):
         pytest.fail(f"plain resource string {resource!r}: scope it to a resource of this template")
-    (kind, value), = resource.items()
+    ((kind, value),) = resource.items()
     if kind == "Fn::GetAtt":
         target = value[0] if isinstance(value, list) else value.split(".")[0]
         return [target]
@@ -114,3 +114,159 @@ def test_webhooks_skip_the_jwt_authorizer_and_nothing_else_private_does():
 def test_events_fixtures_are_valid_json():
     for path in Path(ROOT / "events").glob("*.json"):
         json.loads(path.read_text())
+
+
+# ---- IAM: each service's actions reach only that kind of resource of this template ------------------
+
+RESOURCE_TYPES = {
+    "dynamodb": "AWS::DynamoDB::Table",
+    "sqs": "AWS::SQS::Queue",
+    "events": "AWS::Events::EventBus",
+    "sns": "AWS::SNS::Topic",
+}
+
+
+def test_each_statement_reaches_only_its_own_kind_of_resource():
+    template = load()
+    for name, function in functions().items():
+        for statement in _statements(function):
+            services = {action.split(":")[0] for action in _as_list(statement["Action"])}
+            assert len(services) == 1, f"{name}: one service per statement keeps this check exact"
+            (service,) = services
+            for resource in _as_list(statement["Resource"]):
+                for target in _resource_targets(resource):
+                    if service == "secretsmanager":
+                        assert target.endswith("SecretName") and target in template["Parameters"], name
+                    else:
+                        kind = template["Resources"][target]["Type"]
+                        assert kind == RESOURCE_TYPES[service], f"{name}: {service} on {target}"
+
+
+def test_index_grants_name_indexes_the_table_has():
+    for name, function in functions().items():
+        for statement in _statements(function):
+            for resource in _as_list(statement["Resource"]):
+                text = str(resource.get("Fn::Sub", ""))
+                if "/index/" not in text:
+                    continue
+                index = re.fullmatch(r"\$\{(\w+)\.Arn\}/index/(\w+)", text)
+                assert index, f"{name}: {text} is not one named index"
+                table = load()["Resources"][index.group(1)]["Properties"]
+                assert index.group(2) in {i["IndexName"] for i in table["GlobalSecondaryIndexes"]}, name
+
+
+# ---- every asynchronous invocation and every queue can dead-letter ------------------------------------
+
+ASYNC_EVENTS = {"Schedule", "ScheduleV2", "EventBridgeRule", "CloudWatchEvent", "SNS", "S3", "CloudWatchLogs"}
+
+
+def _queue_of(arn: Any) -> str:
+    (target,) = _resource_targets(arn)
+    assert load()["Resources"][target]["Type"] == "AWS::SQS::Queue", target
+    return target
+
+
+def _dead_letter_queues() -> set[str]:
+    found = set()
+    for queue in resources("AWS::SQS::Queue").values():
+        if "RedrivePolicy" in queue["Properties"]:
+            found.add(_queue_of(queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]))
+    for function in functions().values():
+        props = function["Properties"]
+        if "DeadLetterQueue" in props:
+            found.add(_queue_of(props["DeadLetterQueue"]["TargetArn"]))
+        for event in props.get("Events", {}).values():
+            if "Arn" in event["Properties"].get("DeadLetterConfig", {}):
+                found.add(_queue_of(event["Properties"]["DeadLetterConfig"]["Arn"]))
+    return found
+
+
+def test_every_queue_is_a_dead_letter_queue_or_redrives_to_one():
+    dead_letter = _dead_letter_queues()
+    for name, queue in resources("AWS::SQS::Queue").items():
+        props = queue["Properties"]
+        assert name in dead_letter or props["RedrivePolicy"]["maxReceiveCount"] >= 1, name
+        assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props, name
+        if name in dead_letter:
+            assert props["MessageRetentionPeriod"] == 1209600, f"{name}: keep dead letters the full 14 days"
+
+
+def test_every_asynchronously_invoked_function_has_an_on_failure_target():
+    for name, function in functions().items():
+        props = function["Properties"]
+        events = props.get("Events", {}).values()
+        if any(event["Type"] in ASYNC_EVENTS for event in events):
+            on_failure = props.get("EventInvokeConfig", {}).get("DestinationConfig", {}).get("OnFailure")
+            assert "DeadLetterQueue" in props or on_failure, f"{name}: failed async invocations are lost"
+        for event in events:
+            if event["Type"] == "ScheduleV2":
+                assert event["Properties"].get("DeadLetterConfig"), f"{name}: failed deliveries are lost"
+            if event["Type"] == "SQS":
+                source = load()["Resources"][_queue_of(event["Properties"]["Queue"])]
+                assert "RedrivePolicy" in source["Properties"], f"{name}: poison messages loop forever"
+
+
+# ---- alarms --------------------------------------------------------------------------------------------
+
+
+def _alarms() -> dict[str, dict[str, Any]]:
+    return {name: alarm["Properties"] for name, alarm in resources("AWS::CloudWatch::Alarm").items()}
+
+
+def _watched(namespace: str) -> set[tuple[str, str]]:
+    """(metric, first dimension's target) pairs that alarms watch in a namespace."""
+    found = set()
+    for alarm in _alarms().values():
+        if alarm["Namespace"] == namespace:
+            value = alarm["Dimensions"][0]["Value"]
+            target = value if isinstance(value, str) else _resource_targets(value)[0]
+            found.add((alarm["MetricName"], target))
+    return found
+
+
+def test_every_function_has_error_and_throttle_alarms():
+    watched = _watched("AWS/Lambda")
+    for name in functions():
+        assert {("Errors", name), ("Throttles", name)} <= watched, name
+
+
+def test_every_dead_letter_queue_has_a_depth_alarm():
+    watched = _watched("AWS/SQS")
+    for queue in _dead_letter_queues():
+        assert ("ApproximateNumberOfMessagesVisible", queue) in watched, queue
+
+
+def test_business_alarms_watch_metrics_the_code_emits():
+    code = "\n".join(p.read_text() for p in (ROOT / "layers/core/smscredits").rglob("*.py"))
+    watched = {metric for metric, _ in _watched("SmsCredits")}
+    assert {"RechargeFailed", "StripeSignatureRejected", "TwilioSignatureRejected"} <= watched
+    for metric in watched:
+        assert f'count("{metric}"' in code, f"no code emits {metric}"
+    for alarm in _alarms().values():
+        if alarm["Namespace"] == "SmsCredits":  # Powertools adds the service dimension to every metric
+            assert alarm["Dimensions"] == [{"Name": "service", "Value": "sms-credits"}]
+
+
+def test_alarms_notify_a_topic_cloudwatch_can_encrypt_for():
+    for name, alarm in _alarms().items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+    topic = load()["Resources"]["AlarmTopic"]["Properties"]
+    # The AWS managed alias/aws/sns key cannot grant CloudWatch, so alarms on such a topic never arrive.
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    key = load()["Resources"]["AlarmTopicKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    cloudwatch = {"Service": "cloudwatch.amazonaws.com"}
+    grants = [s for s in key["KeyPolicy"]["Statement"] if s["Principal"] == cloudwatch]
+    assert grants and set(grants[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert load()["Resources"]["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def test_outputs_give_the_operator_every_url_to_register():
+    assert {"ApiUrl", "StripeWebhookUrl", "TwilioStatusCallbackUrl", "DashboardUrl"} <= set(load()["Outputs"])
+
+
+def test_every_checkov_skip_is_justified_next_to_its_resource():
+    for name, resource in load()["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), name
+            assert len(skip.get("comment", "")) >= 40, f"{name}: say why {skip['id']} does not apply"

@@ -6,12 +6,12 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from smscredits.adapters.dynamo import dynamodb_client
-from smscredits.adapters.ledger_reader import LedgerReader
 from smscredits.adapters.ledger_store import LedgerStore
 from smscredits.settings import get_settings
 
 if TYPE_CHECKING:
     from smscredits.adapters.events import EventPublisher
+    from smscredits.adapters.ledger_reader import LedgerReader
     from smscredits.adapters.refresh_queue import SqsRefreshQueue
     from smscredits.adapters.stripe_payments import StripePayments
     from smscredits.services.ports import Sender
@@ -29,6 +29,9 @@ def store() -> LedgerStore:
 
 @cache
 def reader() -> LedgerReader:
+    # Imported here: the send path never reads a partition, so its cold start skips the reader.
+    from smscredits.adapters.ledger_reader import LedgerReader
+
     return LedgerReader(get_settings().table_name)
 
 

@@ -53,6 +53,7 @@ from smscredits.domain.errors import (
     UpstreamUnavailable,
 )
 from smscredits.domain.regions import mask_number
+from smscredits.observability import count
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -91,12 +92,12 @@ class _AlreadyRefreshed(Exception):
         self.account = account
 
 
-class GuardTripped(Exception):
-    """The operation's guard already exists (a duplicate) or its hold already ended."""
+@dataclass(frozen=True, slots=True)
+class _Tripped:
+    """A refused write whose guard already existed: the item it found decides the answer."""
 
-    def __init__(self, item: dict[str, Any]) -> None:
-        super().__init__("guard tripped")
-        self.item = item
+    account: Account
+    item: dict[str, Any]
 
 
 @dataclass
@@ -305,29 +306,10 @@ class LedgerStore:
             try:
                 self.client.transact_write_items(TransactItems=self._transaction(state, write))
             except ClientError as error:
-                code = error.response.get("Error", {}).get("Code", "")
-                if code != "TransactionCanceledException":
-                    if code not in _RETRYABLE_CODES:
-                        raise
-                    # Some of these (InternalServerError) leave the outcome unknown: retry the same plan
-                    # from the same balance, so that if it landed its guard trips (see the network case).
-                    self._backoff(attempt)
-                    continue
-                reasons = error.response.get("CancellationReasons", [])
-                tripped = self._tripped_guard(reasons, len(write.items))
-                current = self._current_balance(reasons)
-                if tripped is not None:
-                    return current or state, on_guard(tripped)
-                balance_reason = reasons[0] if reasons else {}
-                if current is not None:
-                    state, fresh = current, True
-                    continue
-                if balance_reason.get("Code") == "ConditionalCheckFailed":
-                    raise NotFound(
-                        f"Account {account_id} does not exist.", {"account_id": account_id}
-                    ) from error
-                self._backoff(attempt)  # conflict, throttling or a ledger slot taken: re-read and retry
-                state, fresh = self.get_account(account_id), True
+                outcome = self._after_refusal(account_id, state, fresh, write, error, attempt)
+                if isinstance(outcome, _Tripped):
+                    return outcome.account, on_guard(outcome.item)
+                state, fresh = outcome
                 continue
             except _NETWORK_ERRORS:
                 # The write may have landed. Re-sending the same plan pinned to the same balance is safe and
@@ -347,6 +329,34 @@ class LedgerStore:
         raise UpstreamUnavailable(
             "The balance is too busy right now; nothing was changed. Try again.", {"account_id": account_id}
         )
+
+    def _after_refusal(
+        self, account_id: str, state: Account, fresh: bool, write: Write, error: ClientError, attempt: int
+    ) -> _Tripped | tuple[Account, bool]:
+        """Decide what a refused transaction means: a tripped guard (the answer), or the balance to retry from."""
+        code = error.response.get("Error", {}).get("Code", "")
+        if code != "TransactionCanceledException":
+            if code not in _RETRYABLE_CODES:
+                raise error
+            # Some of these (InternalServerError) leave the outcome unknown: retry the same plan from the
+            # same balance, so that if it landed its guard trips (see the network case in _commit).
+            self._backoff(attempt)
+            return state, fresh
+        reasons = error.response.get("CancellationReasons", [])
+        tripped = self._tripped_guard(reasons, len(write.items))
+        current = self._current_balance(reasons)
+        if tripped is not None:
+            return _Tripped(current or state, tripped)
+        if current is not None:
+            # A first miss is usually a stale cache: retry at once from the balance we were handed.
+            # Missing again means writers are racing for this balance: back off so they spread out.
+            if attempt:
+                self._backoff(attempt)
+            return current, True
+        if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            raise NotFound(f"Account {account_id} does not exist.", {"account_id": account_id}) from error
+        self._backoff(attempt)  # conflict, throttling or a ledger slot taken: re-read and retry
+        return self.get_account(account_id), True
 
     def _current_balance(self, reasons: list[dict[str, Any]]) -> Account | None:
         """The balance as it is now, when its version condition failed and returned it (ALL_OLD)."""
@@ -666,7 +676,11 @@ class LedgerStore:
             )
 
         _, result = self._commit(hold.account_id, build, already_ended)
-        return result.result if isinstance(result, Write) else result
+        if not isinstance(result, Write):
+            return result  # already ended this way: a repeat, nothing moved
+        count("CreditsPosted" if status == "posted" else "CreditsVoided", hold.credits)
+        ended: Hold = result.result
+        return ended
 
     def reset_allowance(
         self,
@@ -720,5 +734,9 @@ class LedgerStore:
         """The general movement for services with their own planner (migration, clawback, plan change)."""
         return self._commit(account_id, build, on_guard)
 
-    def guard_item(self, account_id: str, op_id: str, outcome: Mapping[str, Any]) -> dict[str, Any]:
-        return self._guard_put(account_id, op_id, outcome)
+    def guard_item(
+        self, account_id: str, op_id: str, outcome: Mapping[str, Any], attempt_id: str | None = None
+    ) -> dict[str, Any]:
+        """The guard Put of a service's own movement; pass `attempt_id` to tell a retry of a landed write
+        (the guard carries it) from a real duplicate."""
+        return self._guard_put(account_id, op_id, outcome, attempt_id)

@@ -82,6 +82,10 @@ class StripePayments:
                 "authentication_required" if code == "authentication_required" else "declined"
             )
             return ChargeOutcome(outcome, failed.to_dict() if failed else None, code, error.user_message)
+        except stripe.InvalidRequestError as error:
+            # The saved card can no longer be charged (detached, expired customer...): Stripe charged
+            # nothing, so it counts as a decline and climbs the same ladder towards switching off.
+            return ChargeOutcome("declined", None, error.code or "invalid_request", error.user_message)
         except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as error:
             logger.warning("stripe charge outcome unknown", extra={"error": type(error).__name__})
             return ChargeOutcome("pending", None, type(error).__name__, str(error))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import requests
@@ -15,9 +14,6 @@ from smscredits.services.ports import SendOutcome
 from smscredits.settings import TwilioCredentials
 
 TWILIO_API = "https://api.twilio.com"
-
-# The SDK logs request parameters (the recipient's number, the body) at INFO: keep it quiet.
-logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 class RedirectingHttpClient(TwilioHttpClient):

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from smscredits import runtime
 from smscredits.api.app import error_response
-from smscredits.observability import logger
+from smscredits.observability import count, logger
 from smscredits.schemas.billing import WebhookResponse
 from smscredits.services import stripe_events
 
@@ -27,6 +27,8 @@ def stripe_webhook() -> Response[Any]:
         verified = runtime.payments().construct_event(payload, signature)
     except (stripe.SignatureVerificationError, ValueError) as error:
         logger.warning("stripe webhook rejected", extra={"reason": type(error).__name__})
+        count("WebhookSignatureRejected")
+        count("StripeSignatureRejected")
         return error_response(400, "invalid_signature", "The Stripe-Signature does not verify this body.")
     outcome = stripe_events.handle_event(runtime.store(), runtime.payments, verified)
     return Response(

@@ -9,8 +9,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from smscredits import runtime
-from smscredits.api.app import error_response, logger
+from smscredits.api.app import error_response
 from smscredits.domain.errors import NotFound
+from smscredits.observability import count, logger
 from smscredits.services import sending
 from smscredits.settings import get_settings, twilio_credentials
 
@@ -38,6 +39,8 @@ def twilio_status() -> Response[Any]:
     validator = RequestValidator(twilio_credentials().auth_token)
     if not signature or not validator.validate(_signed_url(), params, signature):
         logger.warning("twilio callback rejected: bad signature")
+        count("WebhookSignatureRejected")
+        count("TwilioSignatureRejected")
         return error_response(403, "forbidden", "The X-Twilio-Signature does not match.")
     query = event.query_string_parameters or {}
     account_id, message_id = query.get("account_id"), query.get("message_id")

@@ -3,9 +3,8 @@
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
-
-import regex
+from functools import cache
+from typing import Any, Literal
 
 from smscredits.domain.gsm import GSM7_CHARS, GSM7_EXTENSION
 from smscredits.domain.smart_encoding import apply_smart_encoding
@@ -19,13 +18,22 @@ GSM7_MULTI_SEGMENT_SEPTETS = 153
 UCS2_SINGLE_SEGMENT_UNITS = 70
 UCS2_MULTI_SEGMENT_UNITS = 67
 
-_GRAPHEME = regex.compile(r"\X")
-# A text has a multi-code-point grapheme (other than CR LF) only if it contains one of these
-# Grapheme_Cluster_Break classes: precomposed Hangul syllables (LV, LVT) join only with L, V or T jamo,
-# and the Indic conjunct rule (GB9c) needs a linker, which is Extend.
-_GRAPHEME_JOINER = regex.compile(
-    r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=SpacingMark}\p{GCB=Prepend}\p{GCB=L}\p{GCB=V}\p{GCB=T}\p{GCB=RI}]"
-)
+
+@cache
+def _grapheme_patterns() -> tuple[Any, Any]:
+    """(any grapheme, a grapheme joiner), built on the first long UCS-2 text: `regex` and these Unicode
+    property classes cost ~50 ms of every cold start, and most messages never need them."""
+    import regex
+
+    # A text has a multi-code-point grapheme (other than CR LF) only if it contains one of these
+    # Grapheme_Cluster_Break classes: precomposed Hangul syllables (LV, LVT) join only with L, V or T jamo,
+    # and the Indic conjunct rule (GB9c) needs a linker, which is Extend.
+    joiner = (
+        r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=SpacingMark}\p{GCB=Prepend}\p{GCB=L}\p{GCB=V}\p{GCB=T}\p{GCB=RI}]"
+    )
+    return regex.compile(r"\X"), regex.compile(joiner)
+
+
 _ASTRAL_SPLIT = re.compile("[\U00010000-\U0010ffff]")
 _GSM7_EXTENSION_SPLIT = re.compile("[" + re.escape(GSM7_EXTENSION) + "]")
 _LAST_BMP = "\uffff"
@@ -71,7 +79,7 @@ def _count_ucs2(text: str) -> SegmentCount:
     units = len(text) + len(runs) - 1
     if units <= UCS2_SINGLE_SEGMENT_UNITS:
         segments = 1
-    elif _GRAPHEME_JOINER.search(text) is None:
+    elif _grapheme_patterns()[1].search(text) is None:
         # Every code point is a grapheme of its own (CR LF aside, which Twilio counts as two atoms
         # anyway), so the slow grapheme split would find exactly these atoms.
         segments = _pack_runs(runs, UCS2_MULTI_SEGMENT_UNITS)
@@ -87,7 +95,7 @@ def _utf16_units(text: str) -> int:
 
 def _grapheme_costs(text: str) -> Iterator[int]:
     """Yield the cost of each unsplittable piece of UCS-2 text: one per extended grapheme cluster."""
-    for cluster in _GRAPHEME.findall(text):
+    for cluster in _grapheme_patterns()[0].findall(text):
         if len(cluster) == 1:
             yield 2 if cluster > _LAST_BMP else 1
         elif cluster == _CR_LF:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -40,6 +41,8 @@ def migrate_account(
         preview = _as_migrated(account, plan.pools)
         return _answer(account, preview, dry_run, "preview", ratio, converted)
 
+    attempt_id = uuid.uuid4().hex  # tells our own landed write (answer lost, retried) from another call's
+
     def build(state: Account) -> Write:
         if state.credit_model != "legacy":
             raise _AlreadyMigrated(state)
@@ -50,7 +53,7 @@ def migrate_account(
             plan,
             MIGRATION_OP,
             {"actor": actor, **outcome},
-            items=[store.guard_item(account_id, MIGRATION_OP, outcome)],
+            items=[store.guard_item(account_id, MIGRATION_OP, outcome, attempt_id)],
             account_changes={"credit_model": "segment", "migrated_at": store.clock()},
             result=(state, converted),
         )
@@ -59,8 +62,11 @@ def migrate_account(
         after, write = store.apply(account_id, build, lambda item: item)
     except _AlreadyMigrated as done:
         return _answer(done.account, done.account, dry_run, "already_migrated", ratio, 0)
-    if not isinstance(write, Write):  # the guard exists: migrated by a concurrent call
+    if not isinstance(write, Write):  # the guard exists: migrated by a concurrent call, or by this one
         current = store.get_account(account_id)
+        if write.get("attempt_id") == attempt_id:
+            converted = int(write.get("outcome", {}).get("converted", 0))
+            return _answer(account, current, dry_run, "migrated", ratio, converted)
         return _answer(current, current, dry_run, "already_migrated", ratio, 0)
     before, converted = write.result
     return _answer(before, after, dry_run, "migrated", ratio, converted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +13,8 @@ from smscredits.adapters.ledger_store import LedgerStore, Write, iso
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account
 from smscredits.domain.catalog import MAX_PACKS_PER_PURCHASE, PACK_CREDITS, REGIONS, pack_price_cents
-from smscredits.domain.errors import IdempotencyKeyRequired, LegacyAccount, UpstreamUnavailable
-from smscredits.observability import logger
+from smscredits.domain.errors import Conflict, IdempotencyKeyRequired, LegacyAccount, UpstreamUnavailable
+from smscredits.observability import count, logger
 from smscredits.services.ports import Payments
 
 CURRENCY = "usd"
@@ -210,9 +211,12 @@ def grant_purchase(
         **{k: v for k, v in (("payment_intent", paid.payment_intent), ("session_id", paid.session_id)) if v},
     }
 
+    attempt_id = uuid.uuid4().hex  # our own write retried after a lost answer is not a duplicate
+
     def build(state: Account) -> Write:
         plan = L.plan_grant(state.pools, state.held, L.purchased_pool(paid.region), paid.credits, "purchase")
-        items = [store.guard_item(paid.account_id, paid.key, {"credits": paid.credits, **reference})]
+        outcome = {"credits": paid.credits, **reference}
+        items = [store.guard_item(paid.account_id, paid.key, outcome, attempt_id)]
         if paid.payment_intent:
             record = {
                 "pk": f"PAYMENT#{paid.payment_intent}",
@@ -244,12 +248,18 @@ def grant_purchase(
         return Write(plan, paid.key, reference, items=items, account_changes=changes)
 
     _, result = store.apply(paid.account_id, build, lambda item: item)
-    applied = isinstance(result, Write)
+    applied = isinstance(result, Write) or result.get("attempt_id") == attempt_id
+    if applied:
+        count("PacksPurchased", paid.packs)
     logger.info("pack grant", extra={"key": paid.key, "applied": applied, "source": source})
     return applied
 
 
 # ---- refunds and disputes ---------------------------------------------------------------------------
+
+
+class PaymentNotGranted(Conflict):
+    code = "payment_not_granted"
 
 
 class _PaymentMoved(Exception):
@@ -281,7 +291,12 @@ def claw_back(
                 "ALERT refund or dispute for a payment we never granted",
                 extra={"payment_intent": payment_intent, "charge": charge_id},
             )
-            return "unknown_payment"
+            # Its grant may still be on the way (Stripe delays, reorders and retries events): answer non-2xx
+            # so Stripe redelivers this one later; answering 200 would let the later grant keep the credits.
+            raise PaymentNotGranted(
+                "No pack was granted for this payment yet; deliver this event again later.",
+                {"payment_intent": payment_intent},
+            )
         payment = from_item(found["Item"])
         try:
             return _claw_back_once(

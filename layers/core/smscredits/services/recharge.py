@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,7 +14,7 @@ from smscredits.domain import ledger as L
 from smscredits.domain.account import Account
 from smscredits.domain.catalog import pack_price_cents
 from smscredits.domain.errors import Conflict, InvalidRequest, UpstreamUnavailable
-from smscredits.observability import logger
+from smscredits.observability import count, logger
 from smscredits.services.ports import Payments
 from smscredits.services.purchases import grant_purchase, paid_from, update_auto_recharge
 
@@ -138,7 +139,9 @@ def claim(store: LedgerStore, account_id: str, region: str, needed: int) -> Clai
     """Mark one recharge in flight for (account, region), reserving its price under the monthly cap.
 
     The write is pinned to the balance version, so of any number of concurrent claimers exactly one
-    succeeds; the others see its claim and get RechargeInFlight."""
+    succeeds; the others see its claim and get RechargeInFlight. A claim carries its caller's token, so
+    a retry of our own claim whose answer was lost (a timeout after it landed) finds it and goes on."""
+    token = uuid.uuid4().hex
 
     def build(state: Account) -> Write:
         if not applies(state, region):
@@ -149,6 +152,17 @@ def claim(store: LedgerStore, account_id: str, region: str, needed: int) -> Clai
         inflight = dict(settings.get("inflight") or {})
         now = store.clock()
         current = inflight.get(region)
+        if current and current.get("token") == token:
+            raise _OwnClaim(
+                Claim(
+                    current["recharge_id"],
+                    region,
+                    int(current["packs"]),
+                    int(current["amount_cents"]),
+                    settings["customer_id"],
+                    settings["payment_method_id"],
+                )
+            )
         if current and parse_time(current["expires_at"]) > now:
             raise RechargeInFlight(
                 "A recharge is already in flight.", {"recharge_id": current["recharge_id"]}
@@ -183,6 +197,7 @@ def claim(store: LedgerStore, account_id: str, region: str, needed: int) -> Clai
             "packs": packs,
             "amount_cents": amount,
             "expires_at": iso(now + timedelta(seconds=CLAIM_LEASE_SECONDS)),
+            "token": token,
         }
         settings["inflight"] = inflight
         found = Claim(
@@ -196,10 +211,21 @@ def claim(store: LedgerStore, account_id: str, region: str, needed: int) -> Clai
             result=found,
         )
 
-    _, write = store.apply(account_id, build, lambda item: item)
+    try:
+        _, write = store.apply(account_id, build, lambda item: item)
+    except _OwnClaim as own:
+        return own.claim
     assert isinstance(write, Write)
     claimed: Claim = write.result
     return claimed
+
+
+class _OwnClaim(Exception):
+    """The in-flight claim is the one this call wrote (its answer was lost): use it, do not wait for it."""
+
+    def __init__(self, claim: Claim) -> None:
+        super().__init__("own claim")
+        self.claim = claim
 
 
 def _settings_copy(state: Account) -> dict[str, Any]:
@@ -266,6 +292,7 @@ def settle_success(store: LedgerStore, intent: Mapping[str, Any], *, source: str
 
     applied = grant_purchase(store, paid, source=f"recharge:{source}", account_changes=changes)
     if applied:
+        count("RechargeSucceeded")
         publish(
             "recharge.succeeded",
             {
@@ -332,6 +359,7 @@ def record_failure(
     _, result = store.apply(account_id, build, lambda item: item)
     if not isinstance(result, Write):
         return "duplicate"
+    count("RechargeFailed")
     publish(
         "recharge.failed",
         {"account_id": account_id, "region": region, "recharge_id": recharge_id, "code": code},

@@ -45,6 +45,7 @@ def refresh_account(
         account_id, refreshed, account.period_start.isoformat(), account.plan, account.allowance
     )
     if refreshed:
+        count("AllowancesRefreshed")
         _announce(events, result, account.next_refresh_at)
     return result
 
@@ -98,5 +99,4 @@ def run_scheduled(
             # One bad account must not stop the others; it stays due and the next run tries it again.
             logger.exception("refresh failed", extra={"account_id": account_id})
             counts["failed"] += 1
-    count("Refreshed", counts["refreshed"])
     return counts

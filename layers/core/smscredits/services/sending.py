@@ -6,11 +6,10 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from smscredits.adapters.dynamo import account_pk, hold_sk, to_value
-from smscredits.adapters.ledger_reader import LedgerReader
 from smscredits.adapters.ledger_store import HoldDraft, LedgerStore, Write, hold_from_item
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
@@ -25,8 +24,11 @@ from smscredits.domain.errors import (
 )
 from smscredits.domain.regions import parse_recipient
 from smscredits.domain.segments import SegmentCount, count_segments
-from smscredits.observability import logger
+from smscredits.observability import count, logger
 from smscredits.services.ports import Sender
+
+if TYPE_CHECKING:  # only the sweeper reads partitions; the send path's cold start skips the reader
+    from smscredits.adapters.ledger_reader import LedgerReader
 
 MAX_BODY_CHARACTERS = 1600
 MAX_IDEMPOTENCY_KEY = 255
@@ -183,6 +185,7 @@ def send_message(
         )
     if not created:
         return 202, send_answer(hold)  # a replay: the first request's outcome, no second send
+    count("CreditsHeld", hold.credits)
     outcome = sender.send(
         to=prepared.to, body=prepared.text, status_callback=status_callback_url(callback_base_url, hold)
     )
@@ -191,6 +194,8 @@ def send_message(
         voided = store.void(hold, provider)
         return 202, send_answer(voided, f"The provider refused the message: {outcome.error_message}")
     if outcome.result == "accepted":
+        count("MessagesSent")
+        count("SegmentsSent", prepared.count.segments)
         try:
             answer = send_answer(store.post(hold, provider))
         except HoldEnded:
@@ -289,7 +294,9 @@ def refund_hold(store: LedgerStore, hold: Hold, provider: Mapping[str, Any]) -> 
             return current
         raise HoldEnded(f"Message {hold.hold_id} is {current.status}.", {"status": current.status})
 
-    store.apply(hold.account_id, build, ended)
+    _, result = store.apply(hold.account_id, build, ended)
+    if isinstance(result, Write):
+        count("CreditsRefunded", hold.credits)
     return store.get_hold(hold.account_id, hold.hold_id)
 
 

@@ -84,6 +84,10 @@ def _intent_succeeded(store: LedgerStore, _: Callable[[], Payments], intent: Map
     if paid is None:
         return "amount_mismatch"
     applied = grant_purchase(store, paid, source="payment_intent")
+    if applied:  # the pack's first event (checkout.session.completed may come later or never)
+        recharge.publish(
+            "pack.purchased", {"account_id": paid.account_id, "region": paid.region, "credits": paid.credits}
+        )
     method, customer = _id(intent.get("payment_method")), _id(intent.get("customer"))
     if intent.get("setup_future_usage") == "off_session" and method and customer:
         remember_customer(store, paid.account_id, customer, method)

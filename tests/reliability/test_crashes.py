@@ -1,0 +1,196 @@
+"""A crash between every two steps of the send, recharge, refresh and migration paths, then recovery."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from smscredits.adapters.ledger_store import LedgerStore
+from smscredits.services import legacy, recharge, refresh, sending
+from tests.conftest import Clock
+from tests.integration.conftest import FakeTwilioHttp
+from tests.integration.stripe_support import FakeStripeHttp, put_auto_recharge
+from tests.reliability import support as S
+from tests.reliability.conftest import FIGURES, OUTCOMES, Crash, audit, credits_in, once
+
+
+def crash_at(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
+    monkeypatch.setattr(owner, name, once(Crash(f"crash at {name}"), getattr(owner, name)))
+
+
+def attempt(action: Callable[[], Any]) -> str:
+    try:
+        action()
+    except Crash:
+        return "crashed"
+    return "completed"
+
+
+# step: (path, patch target, attribute, crash-free included/purchased credits, outcome when it differs)
+SEND_STEPS = {
+    "after reserve, before Twilio": (sending, "status_callback_url"),
+    "after Twilio, before post": (LedgerStore, "post"),
+    "after post, before the answer": (sending, "send_answer"),
+}
+
+
+@pytest.mark.parametrize("step", list(SEND_STEPS))
+@pytest.mark.parametrize("callback", ["comes", "never"])
+def test_send_crashes(
+    step: str, callback: str, service: Clock, twilio: FakeTwilioHttp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert S.create()[0] == 201
+    owner, name = SEND_STEPS[step]
+    crash_at(monkeypatch, owner, name)
+    first = attempt(lambda: S.send("k1"))
+    status, _ = S.send("k1")  # the client retries; never a second send
+    assert status == 202
+    if callback == "comes":
+        S.deliver_all_callbacks(twilio)
+    S.sweep(service)
+    state = audit(["acct-1"])
+    assert len(twilio.sent) <= 1
+    included = state["acct-1"]["pools"]["included"]
+    if included == 49:
+        outcome = "equal to crash-free (1 sent, 1 charged)"
+    elif twilio.sent:
+        outcome = "conservative: sent, not charged (sweeper refunded)"
+    else:
+        outcome = "conservative: not sent, credits returned"
+    assert included in (49, 50)
+    assert not (included == 49 and not twilio.sent)  # charged only for what went out
+    OUTCOMES.append(("send", f"{step} (callback {callback})", f"{first}; {outcome}"))
+    FIGURES["4 crashes"]["cases"] += 1
+    FIGURES["4 crashes"]["credits checked"] += credits_in(state)
+
+
+RECHARGE_STEPS = {
+    "after claim, before the charge": "charge_off_session",
+    "after the charge, before the grant": "settle_success",
+    "after the grant (same write as the claim release)": "publish",
+}
+
+
+@pytest.mark.parametrize("step", list(RECHARGE_STEPS))
+def test_recharge_crashes(
+    step: str,
+    service: Clock,
+    twilio: FakeTwilioHttp,
+    stripe_api: FakeStripeHttp,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recharge, "WAIT_SECONDS", 0.001)
+    assert S.create()[0] == 201
+    assert S.webhook(S.paid_session("pi_card", save_card="true"))[0] == 200
+    rules = {"enabled": True, "regions": {"AU": {"packs": 1, "threshold": 0}}, "monthly_cap_cents": 5000}
+    assert put_auto_recharge(rules)[0] == 200
+    assert S.adjust("acct-1", "included", -50, "drain-included")[0] == 200
+    assert S.adjust("acct-1", "purchased:AU", -200, "drain-au")[0] == 200
+    name = RECHARGE_STEPS[step]
+    if name == "charge_off_session":
+        from smscredits import runtime
+
+        payments = runtime.payments()
+        crash_at(monkeypatch, payments, name)
+    else:
+        crash_at(monkeypatch, recharge, name)
+    first = attempt(lambda: S.send("k1"))
+    # Recovery: Stripe's webhook for every PaymentIntent it created, the claim lease runs out, the client retries.
+    for intent_id in stripe_api.intents:
+        intent = {
+            "id": intent_id,
+            "amount": 620,
+            "amount_received": 620,
+            "currency": "usd",
+            "metadata": {
+                "account_id": "acct-1",
+                "region": "AU",
+                "packs": "1",
+                "kind": "recharge",
+                "recharge_id": "rch_acct-1_AU_1",
+            },
+        }
+        assert S.webhook(S.intent_succeeded(intent))[0] == 200
+    service.advance(seconds=150)
+    status, answer = S.send("k1")
+    assert status == 202 and answer["status"] == "sent", answer
+    S.deliver_all_callbacks(twilio)
+    S.sweep(service)
+    state = audit(["acct-1"])
+    assert state["acct-1"]["pools"]["purchased:AU"] == 99  # one pack bought, one credit spent
+    assert len({c["idempotency_key"] for c in stripe_api.charges}) == 1 and len(twilio.sent) == 1
+    OUTCOMES.append(("recharge", step, f"{first}; equal to crash-free (1 charge, 100 granted, 1 sent)"))
+    FIGURES["4 crashes"]["cases"] += 1
+    FIGURES["4 crashes"]["credits checked"] += credits_in(state)
+
+
+REFRESH_STEPS = {
+    "between accounts": (refresh, "refresh_account", 1),
+    "after the reset, before the event": (refresh, "_announce", 0),
+}
+
+
+@pytest.mark.parametrize("step", list(REFRESH_STEPS))
+def test_refresh_crashes(
+    step: str, service: Clock, twilio: FakeTwilioHttp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accounts = ["acct-1", "acct-2"]
+    for account in accounts:
+        assert S.create(account)[0] == 201
+        assert S.send(f"{account}-spend", account)[0] == 202
+    service.advance(days=25)
+    owner, name, skip = REFRESH_STEPS[step]
+    original = getattr(owner, name)
+    calls = {"n": 0}
+
+    def step_fn(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == skip + 1:
+            raise Crash(step)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, step_fn)
+    first = attempt(S.refresh)
+    service.advance(hours=1)
+    S.refresh()
+    state = audit(accounts)
+    assert all(s["pools"]["included"] == 50 for s in state.values())
+    events = len(S.published("allowance.refreshed"))
+    outcome = "equal to crash-free (each account reset once)"
+    if events < 2:
+        outcome += f"; allowance.refreshed published {events} of 2 times (event lost with the crash)"
+    OUTCOMES.append(("refresh", step, f"{first}; {outcome}"))
+    FIGURES["4 crashes"]["cases"] += 1
+    FIGURES["4 crashes"]["credits checked"] += credits_in(state)
+
+
+MIGRATION_STEPS = {
+    "before the write": (legacy, "migrated_pools"),
+    "after the write, before the answer": (legacy, "_answer"),
+}
+
+
+@pytest.mark.parametrize("step", list(MIGRATION_STEPS))
+def test_migration_crashes(
+    step: str, service: Clock, twilio: FakeTwilioHttp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert S.create("legacy-1", created_at="2025-03-01T00:00:00Z", billing_anchor="2025-03-01")[0] == 201
+    assert S.adjust("legacy-1", "legacy", 30, "extra")[0] == 200
+    owner, name = MIGRATION_STEPS[step]
+    crash_at(monkeypatch, owner, name)
+    first = attempt(lambda: S.migrate("legacy-1"))
+    status, answer = S.migrate("legacy-1")  # support retries
+    assert status == 200, answer
+    state = audit(["legacy-1"])
+    assert state["legacy-1"]["pools"] == {
+        "included": 0,
+        "purchased:AU": 80,
+        "purchased:US": 0,
+        "purchased:GB": 0,
+        "purchased:NZ": 0,
+    }
+    OUTCOMES.append(("migration", step, f"{first}; equal to crash-free (80 legacy → 80 AU, once)"))
+    FIGURES["4 crashes"]["cases"] += 1
+    FIGURES["4 crashes"]["credits checked"] += credits_in(state)
