@@ -39,7 +39,7 @@ def fault_error(fault: str, operation: str) -> Exception:
             }
         else:
             response = {"Error": {"Code": "TransactionConflictException", "Message": "conflict"}}
-        return ClientError(response, operation)  # type: ignore[arg-type]
+        return ClientError(response, operation)
     if fault in ("provisioned", "storm"):
         code = "ProvisionedThroughputExceededException"
         return ClientError({"Error": {"Code": code, "Message": "slow down"}}, operation)

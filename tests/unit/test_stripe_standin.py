@@ -166,8 +166,8 @@ def test_an_unsaved_card_cannot_be_charged_off_session(stand_in, payments):
     customer, session_id = buy(stand_in, payments, "acct-1", save=False)
     method = payments.payment_method_of(stand_in.sessions[session_id]["payment_intent"])
     assert method and method.startswith("pm_")
-    with pytest.raises(stripe.InvalidRequestError, match="not attached"):
-        charge(payments, customer, method)
+    outcome = charge(payments, customer, method)  # Stripe refuses it: nothing charged, a decline for us
+    assert outcome.result == "declined"
     assert [i["status"] for i in stand_in.intents.values()] == ["succeeded"]  # the checkout's only
 
 
