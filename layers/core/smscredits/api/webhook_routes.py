@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from smscredits import runtime
+from smscredits.adapters import twilio_signature
 from smscredits.api.app import error_response
 from smscredits.domain.errors import NotFound
 from smscredits.observability import count, logger
@@ -30,14 +31,11 @@ def _signed_url() -> str:
     "/webhooks/twilio/status", summary="Twilio status callback (X-Twilio-Signature)", include_in_schema=True
 )
 def twilio_status() -> Response[Any]:
-    from twilio.request_validator import RequestValidator  # the send path's SDK; loaded on this route only
-
     event = router.current_event
     body = event.decoded_body or ""
     params = dict(parse_qsl(body, keep_blank_values=True))
     signature = event.headers.get("x-twilio-signature") or ""
-    validator = RequestValidator(twilio_credentials().auth_token)
-    if not signature or not validator.validate(_signed_url(), params, signature):
+    if not twilio_signature.is_valid(twilio_credentials().auth_token, _signed_url(), params, signature):
         logger.warning("twilio callback rejected: bad signature")
         count("WebhookSignatureRejected")
         count("TwilioSignatureRejected")
