@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,33 +12,13 @@ import pytest
 import requests
 
 from local.token import mint
+from tests.local_mode import LocalMode, start, stop
+from tests.local_mode import free_port as free_port  # re-exported
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
 SCHEDULE_SCALE = 60  # the 5-minute sweeper runs every 5 s
 AU_NUMBER = "+61491570110"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class LocalMode:
-    base_url: str
-    log: Path
-    run_file: Path
-    process: subprocess.Popen[bytes]
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def twilio_messages(self) -> list[dict[str, Any]]:
-        answer = requests.get(f"{self.base_url}/__local/twilio/messages", timeout=10)
-        answer.raise_for_status()
-        return list(answer.json()["messages"])
 
 
 class Api:
@@ -86,58 +60,20 @@ class Api:
         return dict(answer.json())
 
 
-def _wait_until_ready(mode: LocalMode) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if mode.process.poll() is not None:
-            pytest.fail(f"local mode exited with {mode.process.returncode}:\n{mode.output()[-4000:]}")
-        if "local mode ready" in mode.output():
-            try:
-                if requests.get(f"{mode.base_url}/v1/openapi.json", timeout=5).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-        time.sleep(0.2)
-    mode.process.kill()
-    pytest.fail(f"local mode not ready after {START_TIMEOUT} s:\n{mode.output()[-4000:]}")
-
-
 @pytest.fixture(scope="session")
 def local_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMode]:
     """`python -m local.run` for the whole session; at the end Ctrl-C must stop it cleanly (exit 0)."""
-    workdir = tmp_path_factory.mktemp("local-mode")
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("TWILIO_ACCOUNT_SID", "STRIPE_SECRET_KEY", "PUBLIC_BASE_URL", "LOCAL_SCHEDULES")
-    }
-    env.update(
-        PORT=str(port),
-        MOTO_PORT=str(free_port()),
+    mode = start(
+        tmp_path_factory.mktemp("local-mode"),
+        timeout=START_TIMEOUT,
         LOCAL_SCHEDULE_SCALE=str(SCHEDULE_SCALE),
         SWEEP_GRACE_SECONDS="60",
         LOCAL_TWILIO_CALLBACK_DELAY="0.1",
-        LOCAL_RUN_FILE=str(workdir / "local-run.json"),
-        PYTHONUNBUFFERED="1",
     )
-    log = workdir / "local-run.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local.run"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    mode = LocalMode(f"http://127.0.0.1:{port}", log, workdir / "local-run.json", process)
     try:
-        _wait_until_ready(mode)
         yield mode
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            code = process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        code = stop(mode, timeout=20)
     assert code == 0, mode.output()[-4000:]
     assert mode.output().rstrip().endswith("stopped")
     assert not mode.run_file.exists()

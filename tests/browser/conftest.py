@@ -5,11 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +15,8 @@ from typing import Any
 
 import pytest
 import requests
+
+from tests.local_mode import start, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -87,12 +85,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 # ---- the local mode ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class LocalService:
     base_url: str
@@ -124,34 +116,18 @@ class LocalService:
 @pytest.fixture(scope="session")
 def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
     _require()
-    port = _free_port()
-    log = tmp_path_factory.mktemp("local") / "local.log"
-    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local.run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base_url = f"http://127.0.0.1:{port}"
+    # local.run's own defaults for the schedules, the sweeper's grace and the Twilio callbacks.
+    mode = start(
+        tmp_path_factory.mktemp("local"),
+        timeout=30,
+        LOCAL_SCHEDULE_SCALE="1",
+        SWEEP_GRACE_SECONDS="120",
+        LOCAL_TWILIO_CALLBACK_DELAY="0.3",
+    )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"local mode exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{base_url}/v1/openapi.json", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or still importing the functions
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"local mode did not answer within 30 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield LocalService(base_url)
+        yield LocalService(mode.base_url)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(mode, timeout=10)
 
 
 # ---- the browser -----------------------------------------------------------------------------------

@@ -114,7 +114,8 @@ def test_buying_a_pack_on_the_local_checkout_adds_100_credits_and_the_statement_
     browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()  # the stand-in's Pay button
     wait_for(browser, lambda d: "/dashboard" in d.current_url, "checkout did not return to the dashboard")
     wait_for(browser, lambda d: purchased(d, "AU") == before + 100, "the balance did not grow by 100")
-    assert "ready" in text(browser, "notices")
+    # The balance is drawn a moment before the notice that announces it: wait for both.
+    wait_for(browser, lambda d: "ready" in text(d, "notices"), "no notice that the credits are ready")
     rows = wait_for(
         browser,
         lambda d: [r.text for r in d.find_elements(By.CSS_SELECTOR, "#ledger-rows tr[data-kind=purchase]")],

@@ -8,8 +8,6 @@ import os
 import platform
 import random
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,9 +23,9 @@ import boto3
 import requests
 
 from local.token import mint
+from tests.local_mode import LocalMode, start, stop
 
 ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 # The hourly refresh runs every 3600 / 240 = 15 s, the 5-minute sweeper every 1.25 s.
 SCHEDULE_SCALE = 240
 START_TIMEOUT = 90.0
@@ -55,12 +53,6 @@ BODIES = (
     "Reminder: appointment tomorrow at 10:00. Reply STOP to opt out. " * 3,
     "Grüße aus Sydney 🌏",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -233,63 +225,6 @@ class Client(threading.Thread):
             self.stats.purchases_paid[account] += 1
 
 
-# ---- local mode ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class LocalMode:
-    base_url: str
-    moto_url: str
-    run_file: Path
-    log: Path
-    process: subprocess.Popen[bytes]
-
-
-def start_local_mode(workdir: Path) -> LocalMode:
-    port = free_port()
-    run_file = workdir / "local-run.json"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("TWILIO_ACCOUNT_SID", "STRIPE_SECRET_KEY", "PUBLIC_BASE_URL", "LOCAL_SCHEDULES")
-    }
-    env.update(
-        PORT=str(port),
-        MOTO_PORT=str(free_port()),
-        LOCAL_SCHEDULE_SCALE=str(SCHEDULE_SCALE),
-        SWEEP_GRACE_SECONDS="60",
-        LOCAL_TWILIO_CALLBACK_DELAY="0.1",
-        LOCAL_RUN_FILE=str(run_file),
-        PYTHONUNBUFFERED="1",
-    )
-    log = workdir / "local-run.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local.run"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    base_url = f"http://{HOST}:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"local mode exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        if "local mode ready" in log.read_text(errors="replace") and run_file.exists():
-            moto_url = str(json.loads(run_file.read_text())["moto"])
-            return LocalMode(base_url, moto_url, run_file, log, process)
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"local mode not ready after {START_TIMEOUT} s:\n{log.read_text()[-4000:]}")
-
-
-def stop_local_mode(mode: LocalMode) -> int:
-    if mode.process.poll() is None:
-        mode.process.send_signal(signal.SIGINT)
-    try:
-        return mode.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        mode.process.kill()
-        return -9
-
-
 def create_accounts(base_url: str, count: int) -> dict[str, str]:
     """`count` fresh starter accounts (AU), funded by support adjustments; account → token."""
     admin = requests.Session()
@@ -404,14 +339,15 @@ def run_soak(
 ) -> dict[str, Any]:
     """Start local mode, drive it, settle, check; returns the figures (see `report`)."""
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
-        mode = start_local_mode(Path(workdir))
+        mode = start(Path(workdir), timeout=START_TIMEOUT, LOCAL_SCHEDULE_SCALE=str(SCHEDULE_SCALE))
         try:
             return _drive(mode, seconds, clients, accounts, max_ops)
         finally:
-            stop_local_mode(mode)
+            stop(mode)
 
 
 def _drive(mode: LocalMode, seconds: int, clients: int, count: int, max_ops: int) -> dict[str, Any]:
+    moto_url = str(json.loads(mode.run_file.read_text())["moto"])
     tokens = create_accounts(mode.base_url, count)
     accounts = sorted(tokens)
     stats = Stats()
@@ -423,7 +359,7 @@ def _drive(mode: LocalMode, seconds: int, clients: int, count: int, max_ops: int
     for thread in threads:
         thread.join(timeout=seconds + REQUEST_TIMEOUT + 30)
     duration = time.monotonic() - started
-    state = settle(mode.moto_url, accounts, stats)
+    state = settle(moto_url, accounts, stats)
     ledger_ok, ledger_output = check_ledger(mode, accounts)
     twilio = requests.get(f"{mode.base_url}/__local/twilio/messages", timeout=REQUEST_TIMEOUT).json()[
         "messages"
