@@ -145,8 +145,9 @@ def run(quick: bool) -> Section:
     )
     section.closing = CLOSING
     with local_mode() as (gateway, moto):
-        import boto3
         from botocore.config import Config
+
+        from local.moto_dynamo import moto_client
 
         admin = {"Authorization": f"Bearer {mint('support', 'admin')}"}
         user = {"Authorization": f"Bearer {mint(ACCOUNT)}"}
@@ -181,14 +182,7 @@ def run(quick: bool) -> Section:
             return answer.status_code, answer.json()
 
         config = Config(max_pool_connections=64, retries={"max_attempts": 1})
-        ddb = boto3.client(
-            "dynamodb",
-            endpoint_url=moto,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=config,
-        )
+        ddb = moto_client(moto, config)
         key = {"pk": {"S": "BENCH"}, "sk": {"S": "COUNTER"}}
         ddb.put_item(TableName="CreditsTable", Item={**key, "n": {"N": "0"}})
 

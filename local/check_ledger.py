@@ -7,11 +7,11 @@ import json
 import os
 import sys
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from local import run_file
+from local.moto_dynamo import moto_client
 from smscredits.adapters.ledger_reader import LedgerReader
 from smscredits.domain.audit import check_account
 from smscredits.domain.errors import NotFound
@@ -51,15 +51,8 @@ def main(argv: list[str]) -> int:
     if url is None:
         print(f"no local mode found ({run_file()} is missing): start `make local` or pass --endpoint")
         return 2
-    # Moto accepts any credentials; fixed ones keep a real AWS profile out of it.
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(connect_timeout=2, retries={"max_attempts": 2}),  # a stopped local mode: say so fast
-    )
+    # A stopped local mode: say so fast.
+    client = moto_client(url, Config(connect_timeout=2, retries={"max_attempts": 2}))
     reader = LedgerReader(args.table, client=client)
     try:
         problems = check(reader, [args.account_id] if args.account_id else sorted(reader.account_ids()))

@@ -132,6 +132,21 @@ def _restore(table: Any, hash_value: Any, range_value: Any, item: Any) -> None:
         bucket[range_value] = item
 
 
+def moto_client(endpoint_url: str, config: Any = None) -> Any:
+    """A DynamoDB client for a moto server. Moto accepts any credentials; fixed ones keep a real AWS profile
+    (and its region) out of it."""
+    import boto3
+
+    return boto3.session.Session().client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=config,
+    )
+
+
 def create_tables(client: Any) -> dict[str, str]:
     """Create every table template.yaml declares; returns logical id → table name."""
     names = {}

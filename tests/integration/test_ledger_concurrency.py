@@ -21,12 +21,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from local.moto_dynamo import create_tables, patch_moto
+from local.moto_dynamo import create_tables, moto_client, patch_moto
 from smscredits.adapters.ledger_reader import LedgerReader
 from smscredits.adapters.ledger_store import HoldDraft, LedgerStore
 from smscredits.domain import ledger as L
@@ -70,17 +69,9 @@ def endpoint() -> Iterator[str]:
 
 
 def client_for(url: str, calls: Calls | None = None) -> Any:
-    client = boto3.session.Session().client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        # No SDK retries: every retry is the store's, and counted.
-        config=Config(
-            retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60, max_pool_connections=2
-        ),
-    )
+    # No SDK retries: every retry is the store's, and counted.
+    config = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60, max_pool_connections=2)
+    client = moto_client(url, config)
     if calls is not None:
         client.meta.events.register("before-call.dynamodb.*", calls.hook)
     return client

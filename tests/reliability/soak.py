@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import requests
 
+from local.moto_dynamo import moto_client
 from local.token import mint
 from tests.local_mode import LocalMode, start, stop
 
@@ -267,13 +267,7 @@ def ledger_state(moto_url: str, accounts: list[str]) -> dict[str, Any]:
     from smscredits.adapters.ledger_reader import LedgerReader
     from smscredits.domain.audit import check_account
 
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = moto_client(moto_url)
     reader = LedgerReader(os.environ.get("TABLE_NAME") or "CreditsTable", client=client)
     state: dict[str, Any] = {}
     for account_id in accounts:
