@@ -176,3 +176,16 @@ def test_unknown_route_is_404_with_the_error_shape(service):
     assert status == 404 and answer == {
         "error": {"code": "not_found", "message": "No such route.", "details": {}}
     }
+
+
+@pytest.mark.parametrize("path", ["/v1/ledger", "/v1/ledger.csv"])
+def test_the_ledger_of_an_account_that_does_not_exist_is_404(service, twilio, path):
+    status, answer = call("account_api", "account_get_ledger", claims=user("acct-ghost"), path=path, query={})
+    assert status == 404 and answer["error"]["code"] == "not_found"
+    assert answer["error"]["details"] == {"account_id": "acct-ghost"}
+
+
+def test_an_empty_ledger_page_of_an_existing_account_is_still_200(service, twilio):
+    create()
+    status, answer = call("account_api", "account_get_ledger", claims=user(), query={"kind": "clawback"})
+    assert status == 200 and answer == {"entries": [], "next_cursor": None}

@@ -97,6 +97,16 @@ class LedgerReader:
             raise NotFound(f"Account {account_id} does not exist.", {"account_id": account_id})
         return account, entries, holds
 
+    def require_account(self, account_id: str) -> None:
+        """Raise NotFound unless the account exists (one key-only read)."""
+        found = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": to_value(account_pk(account_id)), "sk": to_value(ACCOUNT_SK)},
+            ProjectionExpression="pk",
+        )
+        if "Item" not in found:
+            raise NotFound(f"Account {account_id} does not exist.", {"account_id": account_id})
+
     def account_ids(self) -> Iterator[str]:
         """Every account id (a scan: for the operator's check command, never for a request path)."""
         kwargs: dict[str, Any] = {

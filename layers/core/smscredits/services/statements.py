@@ -116,6 +116,9 @@ def statement_page(
     records, next_cursor = reader.statement(
         account_id, limit=limit, cursor=cursor, kinds=parse_kinds(kind), start=begin, end=finish
     )
+    if not records:
+        # A missing account has no entries, so only an empty page pays for the existence read.
+        reader.require_account(account_id)
     return {"entries": [entry_out(r) for r in records], "next_cursor": next_cursor}
 
 
@@ -151,4 +154,6 @@ def statement_csv(
         rows += len(records)
         if cursor is None:
             break
+    if not rows:
+        reader.require_account(account_id)  # as in statement_page: only an empty statement can hide one
     return out.getvalue()
