@@ -189,3 +189,31 @@ def test_an_empty_ledger_page_of_an_existing_account_is_still_200(service, twili
     create()
     status, answer = call("account_api", "account_get_ledger", claims=user(), query={"kind": "clawback"})
     assert status == 200 and answer == {"entries": [], "next_cursor": None}
+
+
+def _adjust(body: dict[str, object], key: str) -> tuple[int, dict[str, object]]:
+    return call(
+        "account_api",
+        "admin_post_account",
+        body=body,
+        claims=admin(),
+        path="/v1/admin/accounts/acct-1/adjustments",
+        path_params={"account_id": "acct-1"},
+        headers={"idempotency-key": key},
+    )
+
+
+def test_an_adjustment_key_replayed_with_another_body_is_refused(service, twilio):
+    create()
+    first = {"pool": "purchased:AU", "credits": 30, "reason": "goodwill"}
+    status, answer = _adjust(first, "adj-reused")
+    assert status == 200 and answer["balance_after"] == 30
+    for other in (
+        {**first, "credits": 31},
+        {**first, "pool": "purchased:GB"},
+        {**first, "reason": "another reason"},
+    ):
+        status, refused = _adjust(other, "adj-reused")
+        assert status == 422 and refused["error"]["code"] == "idempotency_key_reused", other
+    assert _adjust(first, "adj-reused") == (200, answer)
+    assert balance()["purchased"] == {"AU": 30, "GB": 0, "NZ": 0, "US": 0}

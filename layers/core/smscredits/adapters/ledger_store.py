@@ -9,6 +9,8 @@ recomputed once from it. Nothing here reads a balance and writes it back without
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import time
 import uuid
@@ -47,6 +49,7 @@ from smscredits.domain.errors import (
     AccountExists,
     DomainError,
     HoldEnded,
+    IdempotencyKeyReused,
     InsufficientCredits,
     InvalidRequest,
     NotFound,
@@ -432,7 +435,12 @@ class LedgerStore:
         return [balance, *write.items, *entries]
 
     def _guard_put(
-        self, account_id: str, op_id: str, outcome: Mapping[str, Any], attempt_id: str | None = None
+        self,
+        account_id: str,
+        op_id: str,
+        outcome: Mapping[str, Any],
+        attempt_id: str | None = None,
+        request_hash: str | None = None,
     ) -> dict[str, Any]:
         return {
             "Put": {
@@ -444,6 +452,7 @@ class LedgerStore:
                         "type": "operation",
                         "op_id": op_id,
                         "attempt_id": attempt_id,  # which call wrote it: a retry of that call is not a duplicate
+                        "request_hash": request_hash,  # what was asked: the same id with another request is refused
                         "created_at": iso(self.clock()),
                         "outcome": dict(outcome),
                     }
@@ -528,7 +537,10 @@ class LedgerStore:
     def adjust(
         self, account_id: str, pool: str, credits: int, *, op_id: str, actor: str, reason: str
     ) -> tuple[Account, dict[str, Any]]:
-        """A support correction (positive or negative), never below zero, once per op_id."""
+        """A support correction (positive or negative), never below zero, once per op_id. The op_id replayed
+        with the same pool, credits and reason answers the first outcome; with any other, idempotency_key_reused."""
+        request = json.dumps({"pool": pool, "credits": credits, "reason": reason}, sort_keys=True)
+        request_hash = hashlib.sha256(request.encode()).hexdigest()
 
         def build(state: Account) -> Write:
             plan = L.plan_adjust(state.pools, state.held, pool, credits)
@@ -537,21 +549,29 @@ class LedgerStore:
                 plan,
                 op_id,
                 {"actor": actor, "reason": reason},
-                items=[self._guard_put(account_id, op_id, outcome)],
+                items=[self._guard_put(account_id, op_id, outcome, request_hash=request_hash)],
                 result=outcome,
             )
 
+        def replayed(guard: dict[str, Any]) -> dict[str, Any]:
+            if guard.get("request_hash") != request_hash:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was already used with a different adjustment.",
+                    {"header": "Idempotency-Key"},
+                )
+            return dict(guard.get("outcome", {}))
+
         try:
-            after, result = self._commit(account_id, build, lambda item: item)
+            after, result = self._commit(account_id, build, replayed)
         except InvalidRequest:
             # A replay of an adjustment that emptied the pool is refused by today's balance: answer it.
             guard = self._item(account_id, guard_sk(op_id))
             if guard is None:
                 raise
-            return self._cache.get(account_id) or self.get_account(account_id), dict(guard.get("outcome", {}))
+            return self._cache.get(account_id) or self.get_account(account_id), replayed(guard)
         if isinstance(result, Write):
             return after, result.result
-        return after, dict(result.get("outcome", {}))
+        return after, result
 
     def reserve(self, account_id: str, draft: HoldDraft) -> tuple[Hold, bool]:
         """Reserve a message's credits (included first, then the region's pool; all or nothing).
