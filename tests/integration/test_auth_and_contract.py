@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -191,7 +192,7 @@ def test_an_empty_ledger_page_of_an_existing_account_is_still_200(service, twili
     assert status == 200 and answer == {"entries": [], "next_cursor": None}
 
 
-def _adjust(body: dict[str, object], key: str) -> tuple[int, dict[str, object]]:
+def _adjust(body: dict[str, object], key: str) -> tuple[int, Any]:
     return call(
         "account_api",
         "admin_post_account",
@@ -217,3 +218,22 @@ def test_an_adjustment_key_replayed_with_another_body_is_refused(service, twilio
         assert status == 422 and refused["error"]["code"] == "idempotency_key_reused", other
     assert _adjust(first, "adj-reused") == (200, answer)
     assert balance()["purchased"] == {"AU": 30, "GB": 0, "NZ": 0, "US": 0}
+
+
+@pytest.mark.parametrize("reason", ["   ", "\x00\x01", "\u200b\t\n", "ok\x00"])
+def test_an_adjustment_without_a_readable_reason_is_refused_and_writes_nothing(
+    service, twilio, dynamodb, reason
+):
+    create()
+    before = dynamodb.scan(TableName="CreditsTable")["Items"]
+    status, answer = _adjust({"pool": "purchased:AU", "credits": 5, "reason": reason}, "adj-blank")
+    assert status == 422 and answer["error"]["code"] == "invalid_request"
+    assert "reason" in answer["error"]["details"]
+    assert dynamodb.scan(TableName="CreditsTable")["Items"] == before
+
+
+def test_an_adjustment_reason_is_recorded_trimmed(service, twilio):
+    create()
+    assert _adjust({"pool": "purchased:AU", "credits": 5, "reason": "  goodwill \n"}, "adj-trim")[0] == 200
+    _, ledger = call("account_api", "account_get_ledger", claims=user())
+    assert ledger["entries"][0]["reference"] == {"actor": "support-1", "reason": "goodwill"}

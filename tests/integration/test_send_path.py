@@ -158,6 +158,26 @@ def test_missing_idempotency_key_is_refused_and_writes_nothing(service, twilio, 
         ("not a number", "hi", 422, "invalid_number"),
         ("+14165550123", "hi", 422, "unsupported_region"),
         ("+33612345678", "hi", 422, "unsupported_region"),
+        # Nothing a person could see: billed and sent before (issue 12).
+        (AU, "\x00", 422, "empty_body"),
+        (AU, "\x00\x00 \x00", 422, "empty_body"),
+        (AU, "\u200b\u200c\u200d\u2060\ufeff", 422, "empty_body"),
+        (AU, "\u3164\u115f \u2800", 422, "empty_body"),
+        # One '+', digits, no extension: accepted (the extension silently dropped) before.
+        ("++61491570110", "hi", 422, "invalid_number"),
+        ("+61491570110 ext. 5", "hi", 422, "invalid_number"),
+        ("+61491570110;ext=1", "hi", 422, "invalid_number"),
+        ("+61491570110 x5", "hi", 422, "invalid_number"),
+        ("+١٢٠٢٥٥٥٠١٢٣", "hi", 422, "invalid_number"),
+        # Numbers an SMS cannot reach: premium rate, shared cost, toll-free, landlines of AU and NZ.
+        ("+611900123456", "hi", 422, "invalid_number"),
+        ("+611300123456", "hi", 422, "invalid_number"),
+        ("+611800123456", "hi", 422, "invalid_number"),
+        ("+61290001234", "hi", 422, "invalid_number"),
+        ("+19005550123", "hi", 422, "invalid_number"),
+        ("+449012345678", "hi", 422, "invalid_number"),
+        ("+64900123456", "hi", 422, "invalid_number"),
+        ("+6493001234", "hi", 422, "invalid_number"),
     ],
 )
 def test_bad_messages_are_refused_with_their_code_and_write_nothing(
@@ -169,6 +189,66 @@ def test_bad_messages_are_refused_with_their_code_and_write_nothing(
     assert got == status and answer["error"]["code"] == code
     assert set(answer["error"]) == {"code", "message", "details"}
     assert dynamodb.scan(TableName="CreditsTable")["Items"] == before and twilio.sent == []
+
+
+def test_control_characters_in_a_body_are_refused_with_their_positions(service, twilio, dynamodb):
+    create()
+    before = dynamodb.scan(TableName="CreditsTable")["Items"]
+    status, answer = send("Hi\x00 there\x1b[31m\nline two\tok\r\n\x7f")
+    assert status == 422 and answer["error"]["code"] == "invalid_request"
+    assert answer["error"]["details"] == {
+        "body": "control characters",
+        "positions": [2, 9, 28],
+        "characters": ["U+0000", "U+001B", "U+007F"],
+    }
+    assert dynamodb.scan(TableName="CreditsTable")["Items"] == before and twilio.sent == []
+
+
+@pytest.mark.parametrize(
+    ("to", "number_type"),
+    [("+611900123456", "premium_rate"), ("+611300123456", "shared_cost"), ("+61290001234", "fixed_line")],
+)
+def test_a_number_an_sms_cannot_reach_is_refused_by_quote_and_send_saying_why(
+    service, twilio, to, number_type
+):
+    create()
+    for got, answer in (
+        call("account_api", "account_post_quote", body={"to": to, "body": "hi"}, claims=user()),
+        send(to=to),
+    ):
+        assert got == 422 and answer["error"]["code"] == "invalid_number"
+        assert answer["error"]["details"] == {
+            "to": "not_sms_capable",
+            "region": "AU",
+            "number_type": number_type,
+            "sms_capable_types": ["mobile", "fixed_line_or_mobile"],
+        }
+    assert twilio.sent == []
+
+
+def test_the_quote_refuses_what_the_send_refuses(service, twilio):
+    create()
+    for to, body, code in (
+        (AU, "\u200b", "empty_body"),
+        ("++61491570110", "hi", "invalid_number"),
+        ("+61491570110 ext. 5", "hi", "invalid_number"),
+        (AU, "a\x07", "invalid_request"),
+    ):
+        status, answer = call(
+            "account_api", "account_post_quote", body={"to": to, "body": body}, claims=user()
+        )
+        assert (status, answer["error"]["code"]) == (422, code), (to, body)
+
+
+@pytest.mark.parametrize(
+    "to",
+    [AU, "+61 491 570 110", "+12025550123", "+18005550123", "+447400123456", "+442079460123", "+64211234567"],
+)
+def test_numbers_an_sms_reaches_and_readable_bodies_are_sent(service, twilio, to):
+    create()
+    status, answer = send("Family 👨\u200d👩\u200d👧 ready,\r\n\tsee you ✔\ufe0f", to=to)
+    assert status == 202 and answer["status"] == "sent", answer
+    assert len(twilio.sent) == 1
 
 
 @pytest.mark.parametrize(

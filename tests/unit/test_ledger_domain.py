@@ -402,12 +402,55 @@ def test_parse_recipient_canadian_number_reports_ca():
 
 
 @pytest.mark.parametrize(
-    "to", ["", "+", "not a number", "0412345678", "+61123", "+1416555012", "+440000000000"]
+    "to",
+    [
+        "",
+        "+",
+        "not a number",
+        "0412345678",
+        "+61123",
+        "+1416555012",
+        "+440000000000",
+        "++61491570110",
+        "+61491570110 ext. 5",
+        "+61491570110;ext=1",
+        "+61491570110 x5",
+        "+61491570110#5",
+        "+1-800-FLOWERS",
+        "tel:+61491570110",
+    ],
 )
 def test_parse_recipient_invalid(to):
     with pytest.raises(InvalidNumber) as caught:
         parse_recipient(to)
     assert caught.value.code == "invalid_number"
+
+
+@pytest.mark.parametrize(
+    ("to", "number_type"),
+    [
+        ("+611900123456", "premium_rate"),
+        ("+611300123456", "shared_cost"),
+        ("+611800123456", "toll_free"),
+        ("+61290001234", "fixed_line"),
+        ("+19005550123", "premium_rate"),
+        ("+15005550006", "personal_number"),
+        ("+448712345678", "premium_rate"),
+        ("+44800123456", "toll_free"),
+        ("+6493001234", "fixed_line"),
+        ("+6480012345", "toll_free"),
+    ],
+)
+def test_parse_recipient_refuses_numbers_an_sms_cannot_reach(to, number_type):
+    with pytest.raises(InvalidNumber) as caught:
+        parse_recipient(to)
+    assert caught.value.details["to"] == "not_sms_capable"
+    assert caught.value.details["number_type"] == number_type
+
+
+@pytest.mark.parametrize("to", ["+18005550123", "+442079460123", "+61491570159", "+6421000000"])
+def test_parse_recipient_accepts_us_toll_free_uk_landlines_and_mobiles(to):
+    assert parse_recipient(to)[0] == to
 
 
 def test_mask_number():

@@ -13,16 +13,21 @@ class Region:
     label: str  # what people see ("UK" for GB)
     name: str
     pack_price_cents: int  # USD cents for one pack of PACK_CREDITS credits
+    # The phonenumbers number types (lower case) an SMS can reach here; the others are refused before billing.
+    sms_number_types: tuple[str, ...]
 
 
 PACK_CREDITS = 100
 
+# Mobiles everywhere (and numbers whose plan cannot tell mobile from fixed, as in the US). Landlines in the UK
+# and the US, and US toll-free numbers, because Twilio attempts delivery to them (to AU and NZ landlines it
+# refuses with error 21635). Never premium-rate, shared-cost, personal, pager, VoIP or UAN numbers.
 REGIONS: MappingProxyType[str, Region] = MappingProxyType(
     {
-        "AU": Region("AU", "AU", "Australia", 620),
-        "US": Region("US", "US", "USA", 100),
-        "GB": Region("GB", "UK", "United Kingdom", 630),
-        "NZ": Region("NZ", "NZ", "New Zealand", 1260),
+        "AU": Region("AU", "AU", "Australia", 620, ("mobile", "fixed_line_or_mobile")),
+        "US": Region("US", "US", "USA", 100, ("mobile", "fixed_line_or_mobile", "fixed_line", "toll_free")),
+        "GB": Region("GB", "UK", "United Kingdom", 630, ("mobile", "fixed_line_or_mobile", "fixed_line")),
+        "NZ": Region("NZ", "NZ", "New Zealand", 1260, ("mobile", "fixed_line_or_mobile")),
     }
 )
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 
 from smscredits.domain.catalog import REGIONS
 from smscredits.domain.errors import InvalidNumber, UnsupportedRegion
 
+# One '+', then digits with the usual separators. phonenumbers alone would read more: '++61...', letters
+# (1-800-FLOWERS), other scripts' digits, and an extension (`ext. 5`, `;ext=1`, `x5`) that it drops.
+_E164_INPUT = re.compile(r"\+[0-9][0-9 ().-]*")
+
 
 def parse_recipient(to: str) -> tuple[str, str]:
-    """Return (E.164 number, region code) for a recipient, or raise invalid_number / unsupported_region."""
+    """Return (E.164 number, region code) for a recipient an SMS can reach, or raise invalid_number /
+    unsupported_region."""
+    if not _E164_INPUT.fullmatch(to.strip()):
+        raise InvalidNumber(
+            "The recipient must be one phone number in E.164 form: '+', then digits; no extension.",
+            {"to": "invalid"},
+        )
     try:
         parsed = phonenumbers.parse(to, None)
     except phonenumbers.NumberParseException as exc:
@@ -23,6 +35,18 @@ def parse_recipient(to: str) -> tuple[str, str]:
         raise UnsupportedRegion(
             f"Sending to {region or 'this country'} is not supported.",
             {"region": region, "supported": sorted(REGIONS)},
+        )
+    number_type = phonenumbers.PhoneNumberType.to_string(phonenumbers.number_type(parsed)).lower()
+    reachable = REGIONS[region].sms_number_types
+    if number_type not in reachable:
+        raise InvalidNumber(
+            f"An SMS cannot reach this number: it is a {number_type.replace('_', '-')} number in {region}.",
+            {
+                "to": "not_sms_capable",
+                "region": region,
+                "number_type": number_type,
+                "sms_capable_types": list(reachable),
+            },
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), region
 

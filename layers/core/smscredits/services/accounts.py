@@ -12,6 +12,7 @@ from smscredits.domain.account import Account
 from smscredits.domain.catalog import LEGACY_CUTOFF, PLANS, REGIONS, normalise_region
 from smscredits.domain.errors import InvalidRequest
 from smscredits.domain.periods import period_containing, period_start_at
+from smscredits.domain.text import has_visible, refuse_control_characters
 
 
 def create_account(
@@ -93,6 +94,12 @@ def adjust_pool(
     store: LedgerStore, *, account_id: str, pool: str, credits: int, reason: str, actor: str, key: str
 ) -> dict[str, Any]:
     pool = canonical_pool(pool)
+    reason = reason.strip()
+    if not has_visible(reason):
+        raise InvalidRequest(
+            "Give a reason a person can read: the audit trail keeps it.", {"reason": "blank"}
+        )
+    refuse_control_characters(reason, "reason")
     account = store.cached_account(account_id) or store.get_account(account_id)
     if pool not in L.pools_for_model(account.credit_model):
         raise InvalidRequest(

@@ -24,6 +24,7 @@ from smscredits.domain.errors import (
 )
 from smscredits.domain.regions import parse_recipient
 from smscredits.domain.segments import SegmentCount, count_segments
+from smscredits.domain.text import has_visible, refuse_control_characters
 from smscredits.observability import count, logger
 from smscredits.services.ports import Sender
 
@@ -47,10 +48,14 @@ class PreparedMessage:
 
 
 def prepare_message(to: str, body: str, *, smart_encoding: bool) -> PreparedMessage:
-    """Trim trailing whitespace (what we bill is what we send), validate, find the region, count."""
+    """Validate, trim trailing whitespace (what we bill is what we send), find the region, count.
+
+    A body with nothing visible is empty; control characters other than tab and line breaks are refused,
+    never stripped, so that what we bill is what the caller asked to send."""
+    if not has_visible(body):
+        raise EmptyBody("The message body has nothing visible to send.", {"body": "nothing visible"})
+    refuse_control_characters(body, "body")
     text = body.rstrip()
-    if not text:
-        raise EmptyBody("The message body is empty.", {"body": "empty after trimming"})
     if len(text) > MAX_BODY_CHARACTERS:
         raise BodyTooLong(
             f"The message body has {len(text)} characters; the limit is {MAX_BODY_CHARACTERS}.",
