@@ -6,10 +6,14 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+import requests
+from twilio.request_validator import RequestValidator
 
 from tests.blackbox.conftest import AU_NUMBER, Api, LocalMode, error_of, wait_for
 
 pytestmark = pytest.mark.blackbox
+LOCAL_TWILIO_TOKEN = "local-twilio-token"  # local mode's default TWILIO_AUTH_TOKEN
+SILENT = "+61491570159"  # the stand-in accepts it and never calls back: the test plays Twilio's callbacks
 
 
 def test_sends_until_the_included_credits_run_out(as_account: Callable[[str], Api]) -> None:
@@ -135,3 +139,52 @@ def callbacks(local_mode: LocalMode, body: str) -> list[dict[str, object]] | Non
     """The status callbacks the stand-in delivered for the message with this body (None: never received)."""
     found = [m for m in local_mode.twilio_messages() if m["body"] == body]
     return list(found[-1]["callbacks"]) if found else None
+
+
+def signed_callback(
+    local_mode: LocalMode, body: str, status: str, sid: str | None = None
+) -> requests.Response:
+    """A status callback for the message with this body, signed as Twilio signs it, from outside."""
+    record = next(m for m in local_mode.twilio_messages() if m["body"] == body)
+    url = str(record["status_callback"])
+    params = {"MessageSid": sid or str(record["sid"]), "MessageStatus": status, "AccountSid": "AC" + "1" * 32}
+    signature = RequestValidator(LOCAL_TWILIO_TOKEN).compute_signature(url, params)
+    return requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=30)
+
+
+@pytest.mark.parametrize("final", ["delivered", "undelivered"])
+def test_a_failed_callback_after_a_final_status_changes_nothing(
+    new_account: Callable[..., Api], local_mode: LocalMode, final: str
+) -> None:
+    owner = new_account()
+    body = f"Final is final ({uuid.uuid4().hex[:8]})"
+    sent = owner.send(SILENT, body)
+    assert sent.status_code == 202 and sent.json()["status"] == "sent", sent.text
+
+    first = signed_callback(local_mode, body, final)
+    late = signed_callback(local_mode, body, "failed")
+
+    assert (first.status_code, first.json()) == (200, {"outcome": "status recorded"})
+    assert (late.status_code, late.json()) == (200, {"outcome": "unchanged"})
+    message = owner.get(f"/v1/messages/{sent.json()['message_id']}").json()
+    assert (message["status"], message["billing"], message["provider_status"]) == ("sent", "charged", final)
+    assert owner.balance()["included"]["available"] == 50 - 1
+
+
+def test_a_callback_carrying_another_messages_sid_is_refused(
+    new_account: Callable[..., Api], local_mode: LocalMode
+) -> None:
+    owner = new_account()
+    mine, other = (f"{name} ({uuid.uuid4().hex[:8]})" for name in ("Mine", "Another"))
+    sent = owner.send(SILENT, mine)
+    assert owner.send(SILENT, other).status_code == 202
+    other_sid = next(m["sid"] for m in local_mode.twilio_messages() if m["body"] == other)
+
+    forged = signed_callback(local_mode, mine, "failed", sid=str(other_sid))
+
+    assert forged.status_code == 409 and error_of(forged)["code"] == "sid_mismatch"
+    message = owner.get(f"/v1/messages/{sent.json()['message_id']}").json()
+    assert (message["status"], message["billing"]) == ("sent", "charged")
+    assert owner.balance()["included"]["available"] == 50 - 2
+    assert signed_callback(local_mode, mine, "failed").json() == {"outcome": "refunded"}
+    assert owner.balance()["included"]["available"] == 50 - 1

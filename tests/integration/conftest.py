@@ -44,7 +44,8 @@ class FakeTwilioHttp(HttpClient):
         timeout: Any = None,
         allow_redirects: bool = False,
     ) -> Response:
-        self.requests.append({"method": method, "uri": uri, "data": dict(data or {})})
+        sid = "SM" + uuid.uuid4().hex  # the message Twilio creates, whether or not its answer reaches us
+        self.requests.append({"method": method, "uri": uri, "data": dict(data or {}), "sid": sid})
         if self.on_request is not None:
             self.on_request(dict(data or {}))
         if self.mode == "timeout":
@@ -58,7 +59,6 @@ class FakeTwilioHttp(HttpClient):
             return Response(
                 500, json.dumps({"code": 20500, "message": "Internal Server Error", "status": 500})
             )
-        sid = "SM" + uuid.uuid4().hex
         message = {
             "sid": sid,
             "status": "queued",
@@ -74,6 +74,10 @@ class FakeTwilioHttp(HttpClient):
 
     def callback_url(self, index: int = -1) -> str:
         return str(self.sent[index]["data"]["StatusCallback"])
+
+    def sid(self, index: int = -1) -> str:
+        """The SID Twilio gave the index-th message (also when its answer was lost)."""
+        return str(self.sent[index]["sid"])
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ Twilio SDK over a recording HTTP client."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 from urllib.parse import urlencode
 
@@ -10,9 +11,10 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from smscredits import runtime
+from smscredits.adapters.ledger_store import LedgerStore
 from smscredits.domain.audit import check_account
 from smscredits.services import sending
-from tests.conftest import RequestCounter
+from tests.conftest import TABLE, RequestCounter
 from tests.functions import Context, call, event, load_function, user
 from tests.integration.conftest import PUBLIC_URL, TWILIO_TOKEN, FakeTwilioHttp, create
 
@@ -42,10 +44,16 @@ def audit(account: str = "acct-1") -> list[str]:
 
 
 def callback(
-    twilio: FakeTwilioHttp, status: str, *, signature: str | None = None, index: int = -1
+    twilio: FakeTwilioHttp,
+    status: str,
+    *,
+    signature: str | None = None,
+    index: int = -1,
+    sid: str | None = None,
 ) -> tuple[int, Any]:
+    """Twilio's signed status callback for the index-th message sent (its own SID unless `sid` is given)."""
     url = twilio.callback_url(index)
-    sid = "SM" + "f" * 32
+    sid = sid or twilio.sid(index)
     params = {"MessageSid": sid, "MessageStatus": status, "To": AU, "AccountSid": "AC" + "1" * 32}
     if status == "failed":
         params["ErrorCode"] = "30006"
@@ -365,13 +373,153 @@ def message(message_id: str) -> dict[str, Any]:
 def test_undelivered_stays_charged_and_statuses_only_move_forward(service, twilio):
     create()
     _, sent = send()
-    assert callback(twilio, "delivered")[1]["outcome"] == "status recorded"
-    assert callback(twilio, "sent")[1]["outcome"] == "unchanged"  # late, out of order
-    assert message(sent["message_id"])["provider_status"] == "delivered"
+    assert callback(twilio, "sent")[1]["outcome"] == "status recorded"
+    assert callback(twilio, "queued")[1]["outcome"] == "unchanged"  # late, out of order
+    assert message(sent["message_id"])["provider_status"] == "sent"
     assert callback(twilio, "undelivered")[1]["outcome"] == "status recorded"
     shown = message(sent["message_id"])
     assert (shown["provider_status"], shown["billing"]) == ("undelivered", "charged")
     assert balance()["included"]["available"] == 49
+
+
+@pytest.mark.parametrize("final", ["delivered", "undelivered"])
+def test_a_final_status_is_final_and_a_later_failed_refunds_nothing(service, twilio, final):
+    create()
+    _, sent = send()
+    assert callback(twilio, final)[1]["outcome"] == "status recorded"
+    other_final = "undelivered" if final == "delivered" else "delivered"
+    for later in ("failed", "canceled", other_final, "sent"):
+        assert callback(twilio, later) == (200, {"outcome": "unchanged"}), later
+    shown = message(sent["message_id"])
+    assert (shown["status"], shown["billing"], shown["provider_status"]) == ("sent", "charged", final)
+    assert balance()["included"]["available"] == 49 and audit() == []
+
+
+def test_a_final_status_that_comes_before_the_sends_answer_is_final_too(service, twilio):
+    create()
+    twilio.mode = "timeout"  # Twilio took the message; its answer was lost, so the hold is still pending
+    _, sent = send()
+    assert callback(twilio, "undelivered")[1]["outcome"] == "posted"
+    assert callback(twilio, "failed")[1]["outcome"] == "unchanged"
+    shown = message(sent["message_id"])
+    assert (shown["billing"], shown["provider_status"]) == ("charged", "undelivered")
+    assert balance()["included"]["available"] == 49 and balance()["held"] == 0 and audit() == []
+
+
+def test_failed_after_a_status_that_is_not_final_still_refunds(service, twilio):
+    create()
+    send()
+    assert callback(twilio, "sent")[1]["outcome"] == "status recorded"
+    assert callback(twilio, "failed")[1]["outcome"] == "refunded"
+    assert balance()["included"]["available"] == 50 and audit() == []
+
+
+def test_racing_final_statuses_settle_one_way_only(service, twilio, dynamodb):
+    """undelivered and failed for the same message at once, from separate instances: whichever lands first
+    is final; the other changes nothing. Threads against moto (locked per request); each has its own store."""
+    create()
+    messages = [send(key=f"race-{n}")[1]["message_id"] for n in range(12)]
+    charged = 0
+    for message_id in messages:
+        barrier = threading.Barrier(2)
+        outcomes: dict[str, str] = {}
+
+        def settle(
+            status: str,
+            message_id: str = message_id,
+            barrier: threading.Barrier = barrier,
+            outcomes: dict[str, str] = outcomes,
+        ) -> None:
+            store = LedgerStore(TABLE, client=dynamodb, clock=service)
+            sid = store.get_hold("acct-1", message_id).provider["sid"]
+            barrier.wait()
+            outcomes[status] = sending.settle_status(
+                store, account_id="acct-1", message_id=message_id, status=status, sid=sid, error_code=None
+            )
+
+        threads = [threading.Thread(target=settle, args=(status,)) for status in ("undelivered", "failed")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        shown = message(message_id)
+        if shown["billing"] == "charged":
+            charged += 1
+            assert outcomes == {"undelivered": "status recorded", "failed": "unchanged"}
+            assert shown["provider_status"] == "undelivered"
+        else:
+            assert outcomes == {"undelivered": "unchanged", "failed": "refunded"}
+            assert (shown["billing"], shown["provider_status"]) == ("refunded", "failed")
+    assert balance()["included"]["available"] == 50 - charged and audit() == []
+
+
+def test_racing_progress_statuses_keep_the_furthest(service, twilio, dynamodb):
+    """sent and delivered at once: delivered is kept whichever lands last, so a later failed changes nothing."""
+    create()
+    messages = [send(key=f"progress-{n}")[1]["message_id"] for n in range(12)]
+    for message_id in messages:
+        barrier = threading.Barrier(2)
+
+        def settle(status: str, message_id: str = message_id, barrier: threading.Barrier = barrier) -> None:
+            store = LedgerStore(TABLE, client=dynamodb, clock=service)
+            sid = store.get_hold("acct-1", message_id).provider["sid"]
+            barrier.wait()
+            sending.settle_status(
+                store, account_id="acct-1", message_id=message_id, status=status, sid=sid, error_code=None
+            )
+
+        threads = [threading.Thread(target=settle, args=(status,)) for status in ("delivered", "sent")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert message(message_id)["provider_status"] == "delivered"
+    assert balance()["included"]["available"] == 50 - 12 and audit() == []
+
+
+def test_a_callback_carrying_another_messages_sid_is_refused_and_moves_nothing(
+    service, twilio, dynamodb, caplog
+):
+    create()
+    _, first = send(key="first")
+    send(key="second")
+    before = dynamodb.scan(TableName="CreditsTable")["Items"]
+    for status in ("failed", "delivered", "sent"):
+        code, answer = callback(twilio, status, index=0, sid=twilio.sid(1))
+        assert code == 409 and answer["error"]["code"] == "sid_mismatch", answer
+        assert answer["error"]["details"] == {"message_id": first["message_id"]}
+    assert dynamodb.scan(TableName="CreditsTable")["Items"] == before
+    assert balance()["included"]["available"] == 48
+    assert any(r.levelname == "WARNING" and "MessageSid" in r.getMessage() for r in caplog.records)
+
+
+def test_a_sid_first_seen_in_a_callback_is_recorded_and_another_refused_later(service, twilio):
+    create()
+    twilio.mode = "timeout"  # Twilio took it (it has a SID); its answer never reached us
+    send()
+    assert callback(twilio, "sent")[1]["outcome"] == "posted"
+    code, answer = callback(twilio, "failed", sid="SM" + "0" * 32)
+    assert code == 409 and answer["error"]["code"] == "sid_mismatch"
+    assert balance()["included"]["available"] == 49
+    assert callback(twilio, "failed")[1]["outcome"] == "refunded"
+    assert balance()["included"]["available"] == 50 and audit() == []
+
+
+def test_a_callback_without_a_message_sid_is_refused(service, twilio, dynamodb):
+    create()
+    send()
+    url = twilio.callback_url()
+    params = {"MessageStatus": "failed", "AccountSid": "AC" + "1" * 32}
+    before = dynamodb.scan(TableName="CreditsTable")["Items"]
+    status, answer = call(
+        "twilio_status",
+        "twilio_status_delivered",
+        body=urlencode(params),
+        headers={"x-twilio-signature": RequestValidator(TWILIO_TOKEN).compute_signature(url, params)},
+        query=dict(pair.split("=") for pair in url.split("?", 1)[1].split("&")),
+    )
+    assert status == 400 and answer["error"]["code"] == "invalid_request"
+    assert dynamodb.scan(TableName="CreditsTable")["Items"] == before
 
 
 def test_callback_with_bad_or_missing_signature_is_refused_and_changes_nothing(service, twilio, dynamodb):
@@ -424,7 +572,7 @@ def test_a_failed_callback_that_overtakes_the_send_returns_the_credits_once(serv
             account_id=query["account_id"],
             message_id=query["message_id"],
             status="failed",
-            sid=None,
+            sid=twilio.sid(),
             error_code="30006",
         )
 

@@ -31,7 +31,7 @@ def send(key: str, account: str = "acct-1", to: str = AU, body: str = "Hello") -
 def twilio_callback(twilio: FakeTwilioHttp, index: int, status: str = "delivered") -> tuple[int, Any]:
     """Twilio's signed status callback for the `index`-th message it received."""
     url = twilio.callback_url(index)
-    params = {"MessageSid": f"SM{index:032d}", "MessageStatus": status, "AccountSid": "AC" + "1" * 32}
+    params = {"MessageSid": twilio.sid(index), "MessageStatus": status, "AccountSid": "AC" + "1" * 32}
     if status == "failed":
         params["ErrorCode"] = "30006"
     signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)

@@ -15,7 +15,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -194,6 +194,25 @@ def hold_from_item(raw: Mapping[str, Any]) -> Hold:
     )
 
 
+def provider_condition(sid: str | None, settled: Collection[str] = ()) -> tuple[str, dict[str, Any]]:
+    """The condition a status callback's write puts on the hold's provider map: the SID recorded there, if
+    any, is `sid` (a callback for another message moves nothing), and the status recorded there, if any, is
+    none of `settled` (statuses only move forward; a final one is final). Empty when there is nothing to check."""
+    parts: list[str] = []
+    values: dict[str, Any] = {}
+    if sid:
+        parts.append("(attribute_not_exists(provider.sid) OR provider.sid = :sid)")
+        values[":sid"] = to_value(sid)
+    if settled:
+        keys = [f":settled{index}" for index in range(len(settled))]
+        parts.append(
+            "(attribute_not_exists(provider.provider_status) "
+            f"OR NOT provider.provider_status IN ({', '.join(keys)}))"
+        )
+        values.update({key: to_value(status) for key, status in zip(keys, sorted(settled), strict=True)})
+    return " AND ".join(parts), values
+
+
 # ---- the store --------------------------------------------------------------------------------------
 
 
@@ -258,20 +277,29 @@ class LedgerStore:
         )
         return from_item(response["Item"]) if "Item" in response else None
 
-    def record_provider_status(self, hold: Hold, status: str) -> None:
-        """Note a later delivery status on a charged message. Moves no credits, so it is a plain update."""
+    def record_provider_status(self, hold: Hold, status: str, *, sid: str, settled: Collection[str]) -> bool:
+        """Note a later delivery status on a charged message, unless the message's recorded SID is another or
+        its recorded status is one of `settled`. Moves no credits, so it is a plain conditional update.
+        Returns False when the condition refused it (the hold changed since it was read)."""
+        condition, values = provider_condition(sid, settled)
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"pk": to_value(account_pk(hold.account_id)), "sk": to_value(hold_sk(hold.hold_id))},
-                UpdateExpression="SET provider.provider_status = :status",
-                ConditionExpression="#status = :posted AND attribute_exists(provider)",
+                UpdateExpression="SET provider.provider_status = :status, provider.sid = :sid",
+                ConditionExpression=f"#status = :posted AND attribute_exists(provider) AND {condition}",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":status": to_value(status), ":posted": to_value("posted")},
+                ExpressionAttributeValues={
+                    ":status": to_value(status),
+                    ":posted": to_value("posted"),
+                    **values,
+                },
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
+            return False
+        return True
 
     def cached_account(self, account_id: str) -> Account | None:
         return self._cache.get(account_id)
@@ -643,15 +671,18 @@ class LedgerStore:
             return result.result, True
         return result
 
-    def post(self, hold: Hold, provider: Mapping[str, Any] | None = None) -> Hold:
-        """Charge a pending hold. Posting a posted hold returns it unchanged; a voided one is refused."""
-        return self._end_hold(hold, "posted", provider or {})
+    def post(self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None) -> Hold:
+        """Charge a pending hold. Posting a posted hold returns it unchanged; a voided one is refused.
+        With `sid` (a status callback's), the write also requires that no other SID was recorded."""
+        return self._end_hold(hold, "posted", provider or {}, sid)
 
-    def void(self, hold: Hold, provider: Mapping[str, Any] | None = None) -> Hold:
+    def void(self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None) -> Hold:
         """Return a pending hold to its pools. Voiding a voided hold returns it; a posted one is refused."""
-        return self._end_hold(hold, "voided", provider or {})
+        return self._end_hold(hold, "voided", provider or {}, sid)
 
-    def _end_hold(self, hold: Hold, status: str, provider: Mapping[str, Any]) -> Hold:
+    def _end_hold(self, hold: Hold, status: str, provider: Mapping[str, Any], sid: str | None) -> Hold:
+        provider_check, provider_values = provider_condition(sid)
+
         def build(state: Account) -> Write:
             if status == "posted":
                 plan = L.plan_post(state.pools, state.held, hold.funding)
@@ -669,13 +700,14 @@ class LedgerStore:
                     },
                     "UpdateExpression": "SET #status = :status, ended_at = :now, provider = :provider "
                     "REMOVE sweep_shard, sweep_after",
-                    "ConditionExpression": "#status = :pending",
+                    "ConditionExpression": " AND ".join(filter(None, ["#status = :pending", provider_check])),
                     "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": {
                         ":status": to_value(status),
                         ":now": to_value(iso(now)),
                         ":provider": to_value(merged),
                         ":pending": to_value("pending"),
+                        **provider_values,
                     },
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }

@@ -90,6 +90,12 @@ class HoldEnded(Conflict):
     code = "hold_ended"
 
 
+class SidMismatch(Conflict):
+    """A status callback whose MessageSid is not the one recorded for its message."""
+
+    code = "sid_mismatch"
+
+
 class AccountExists(Conflict):
     code = "account_exists"
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from smscredits.adapters.dynamo import account_pk, hold_sk, to_value
-from smscredits.adapters.ledger_store import HoldDraft, LedgerStore, Write, hold_from_item
+from smscredits.adapters.ledger_store import HoldDraft, LedgerStore, Write, hold_from_item, provider_condition
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.errors import (
@@ -20,7 +20,9 @@ from smscredits.domain.errors import (
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
     InsufficientCredits,
+    MalformedRequest,
     NotFound,
+    SidMismatch,
 )
 from smscredits.domain.regions import parse_recipient
 from smscredits.domain.segments import SegmentCount, count_segments
@@ -33,10 +35,6 @@ if TYPE_CHECKING:  # only the sweeper reads partitions; the send path's cold sta
 
 MAX_BODY_CHARACTERS = 1600
 MAX_IDEMPOTENCY_KEY = 255
-# Twilio's final statuses: `failed` is not charged by Twilio (we return the credits); `undelivered`
-# means the carrier was tried, so it stays charged.
-CHARGED_STATUSES = {"accepted", "queued", "sending", "sent", "delivered", "undelivered", "read"}
-RETURNED_STATUSES = {"failed", "canceled"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +192,10 @@ def send_message(
     outcome = sender.send(
         to=prepared.to, body=prepared.text, status_callback=status_callback_url(callback_base_url, hold)
     )
-    provider = {k: v for k, v in vars_of(outcome).items() if v is not None}
+    # The create answer's status is the message's first recorded Twilio status (what callbacks move on from).
+    provider = {
+        ("provider_status" if k == "status" else k): v for k, v in vars_of(outcome).items() if v is not None
+    }
     if outcome.result == "rejected":
         voided = store.void(hold, provider)
         return 202, send_answer(voided, f"The provider refused the message: {outcome.error_message}")
@@ -202,10 +203,19 @@ def send_message(
         count("MessagesSent")
         count("SegmentsSent", prepared.count.segments)
         try:
-            answer = send_answer(store.post(hold, provider))
+            posted = store.post(hold, provider)
         except HoldEnded:
             # Its `failed` callback overtook us and already returned the credits: report that outcome.
-            answer = send_answer(store.get_hold(account_id, message_id))
+            posted = store.get_hold(account_id, message_id)
+        if posted.provider.get("sid") != outcome.sid:
+            # A callback that overtook us recorded another SID: only a forged (yet signed) callback can. The
+            # message is out, so the answer stands; the operator is told.
+            logger.error(
+                "ALERT a status callback recorded another SID than Twilio's answer",
+                extra={"message_id": message_id, "sid": outcome.sid, "recorded": posted.provider.get("sid")},
+            )
+            count("TwilioSidMismatch")
+        answer = send_answer(posted)
     else:
         # Unknown: it may have gone out. Never re-send; the status callback posts it, or the sweeper voids it.
         answer = send_answer(hold, "The provider did not confirm the message; its status will follow.")
@@ -225,6 +235,36 @@ def vars_of(outcome: Any) -> dict[str, Any]:
 
 # ---- status callbacks and the sweeper ----------------------------------------------------------------
 
+# Twilio's statuses in the order they happen, then the final ones: a message's recorded status only moves
+# forward, and once it is final nothing changes it (callbacks arrive late and out of order, PRODUCT §8).
+_PROGRESS = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3}
+FINAL_STATUSES = frozenset({"delivered", "undelivered", "read", "failed", "canceled"})
+# Twilio does not charge these, so the credits come back; `undelivered` stays charged (the carrier was tried).
+RETURNED_STATUSES = frozenset({"failed", "canceled"})
+_FINAL = len(_PROGRESS)
+# A hold changes at most once to posted or voided, four times in progress, once to refunded: a callback
+# that found it moved this many times under it is a bug, not contention.
+_SETTLE_ATTEMPTS = 8
+
+
+class _HoldMoved(Exception):
+    """Another write changed the hold between our read and our conditional write: decide again."""
+
+
+def _rank(status: Any) -> int:
+    return _FINAL if status in FINAL_STATUSES else _PROGRESS.get(status, -1)
+
+
+def recorded_status(hold: Hold) -> str | None:
+    """Twilio's last status for the message (holds posted before callbacks kept the create answer's `status`)."""
+    status = hold.provider.get("provider_status") or hold.provider.get("status")
+    return str(status) if status else None
+
+
+def _settled_by(status: str) -> frozenset[str]:
+    """The recorded statuses a write of `status` must not overwrite: the ones at or past it, and the final ones."""
+    return FINAL_STATUSES | {known for known, rank in _PROGRESS.items() if rank >= _rank(status)}
+
 
 def settle_status(
     store: LedgerStore,
@@ -235,41 +275,71 @@ def settle_status(
     sid: str | None,
     error_code: str | None,
 ) -> str:
-    """Apply a provider status callback. Only moves a message forward; repeats and late arrivals do nothing.
+    """Apply a provider status callback; returns what happened (posted, voided, refunded, status recorded,
+    unchanged). Only moves a message forward: a repeat, a late status or anything after a final status
+    changes nothing. A MessageSid other than the one recorded for the message is refused (sid_mismatch);
+    the first SID seen is recorded with the callback's write.
 
     pending + charged status → post; pending + failed → void; posted + failed → refund (Twilio does not
-    charge a failed message). Returns what happened, for the log.
+    charge a failed message) unless a final status was recorded first. Every write is conditional on the
+    hold as it was read, so racing callbacks settle one way; the loser reads again and decides again.
     """
-    hold = store.get_hold(account_id, message_id)
-    provider = {"sid": sid, "provider_status": status, "error_code": error_code}
-    provider = {k: v for k, v in provider.items() if v}
-    if hold.status == "pending" and status in CHARGED_STATUSES:
-        store.post(hold, provider)
-        return "posted"
-    if hold.status == "pending" and status in RETURNED_STATUSES:
-        store.void(hold, provider)
-        return "voided"
-    if hold.status == "posted" and status in RETURNED_STATUSES:
-        refund_hold(store, hold, provider)
+    if not sid:
+        raise MalformedRequest("The callback has no MessageSid.", {"MessageSid": "missing"})
+    provider = {
+        k: v for k, v in {"sid": sid, "provider_status": status, "error_code": error_code}.items() if v
+    }
+    for _ in range(_SETTLE_ATTEMPTS):
+        hold = store.get_hold(account_id, message_id)
+        try:
+            return _settle(store, hold, status, sid, provider)
+        except (_HoldMoved, HoldEnded):
+            continue
+    raise RuntimeError(f"Message {message_id} kept changing under its status callback.")
+
+
+def _settle(store: LedgerStore, hold: Hold, status: str, sid: str, provider: Mapping[str, Any]) -> str:
+    recorded_sid = hold.provider.get("sid")
+    if recorded_sid and recorded_sid != sid:
+        logger.warning(
+            "twilio callback refused: its MessageSid is not the message's",
+            extra={
+                "message_id": hold.hold_id,
+                "account_id": hold.account_id,
+                "sid": sid,
+                "recorded": recorded_sid,
+            },
+        )
+        count("TwilioSidMismatch")
+        raise SidMismatch("The callback's MessageSid is not this message's.", {"message_id": hold.hold_id})
+    if hold.status not in ("pending", "posted") or _rank(status) <= _rank(recorded_status(hold)):
+        return "unchanged"
+    if hold.status == "pending":
+        returned = status in RETURNED_STATUSES
+        ended = store.void(hold, provider, sid=sid) if returned else store.post(hold, provider, sid=sid)
+        _require_ours(ended, status, sid)
+        return "voided" if returned else "posted"
+    if status in RETURNED_STATUSES:
+        _require_ours(refund_hold(store, hold, provider), status, sid)
         return "refunded"
-    if hold.status == "posted" and _progress(status) > _progress(hold.provider.get("provider_status")):
-        store.record_provider_status(hold, status)  # delivery news only; no credit moves
-        return "status recorded"
-    return "unchanged"
+    if not store.record_provider_status(hold, status, sid=sid, settled=_settled_by(status)):
+        raise _HoldMoved()
+    return "status recorded"  # delivery news only; no credit moves
 
 
-# Twilio's statuses in the order they happen; callbacks can arrive out of order, so only move forward.
-_STATUS_ORDER = ("accepted", "queued", "sending", "sent", "delivered", "undelivered", "read")
-
-
-def _progress(status: Any) -> int:
-    return _STATUS_ORDER.index(status) if status in _STATUS_ORDER else -1
+def _require_ours(hold: Hold, status: str, sid: str) -> None:
+    """An ending write that found the hold already ended returns it as it is: unless it is ours (a repeat),
+    the hold moved under us."""
+    if hold.provider.get("provider_status") != status or hold.provider.get("sid") != sid:
+        raise _HoldMoved()
 
 
 def refund_hold(store: LedgerStore, hold: Hold, provider: Mapping[str, Any]) -> Hold:
-    """Return a posted message's credits to the pools it came from (once; the hold's status guards it).
+    """Return a posted message's credits to the pools it came from (once; the hold's status guards it),
+    provided the callback's SID is the message's and no final status was recorded meanwhile.
 
     Included credits from an earlier period lapse, as with a void."""
+    provider_check, provider_values = provider_condition(provider.get("sid"), FINAL_STATUSES)
 
     def build(state: Account) -> Write:
         lapsed = hold.period_start != state.period_start
@@ -281,12 +351,13 @@ def refund_hold(store: LedgerStore, hold: Hold, provider: Mapping[str, Any]) -> 
                 "TableName": store.table,
                 "Key": {"pk": to_value(account_pk(hold.account_id)), "sk": to_value(hold_sk(hold.hold_id))},
                 "UpdateExpression": "SET #status = :refunded, provider = :provider",
-                "ConditionExpression": "#status = :posted",
+                "ConditionExpression": f"#status = :posted AND {provider_check}",
                 "ExpressionAttributeNames": {"#status": "status"},
                 "ExpressionAttributeValues": {
                     ":refunded": to_value("refunded"),
                     ":posted": to_value("posted"),
                     ":provider": to_value(merged),
+                    **provider_values,
                 },
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
