@@ -53,6 +53,7 @@ class Meter:
 
     def __init__(self, client: Any, backend: Any) -> None:
         self.backend = backend
+        self.stripe: Any = None  # the fake Stripe HTTP client, to build the events of a checkout
         self.cost = Cost()
         self._params: dict[str, Any] = {}
         client.meta.events.register("provide-client-params.dynamodb.*", self._ask_capacity)
@@ -148,14 +149,17 @@ def _service() -> Iterator[Meter]:
         runtime.reset()
         credentials = TwilioCredentials("AC" + "1" * 32, TWILIO_TOKEN, "+15005550006", None)
         twilio = FakeTwilioHttp()
-        stripe = make_client("sk_test_fake", api_base=None, timeout=5, http_client=FakeStripeHttp())
+        stripe_http = FakeStripeHttp()
+        stripe = make_client("sk_test_fake", api_base=None, timeout=5, http_client=stripe_http)
         payments = StripePayments(stripe, WEBHOOK_SECRET)
         patch.setattr(runtime, "sender", lambda: TwilioSender(credentials, http_client=twilio))
         patch.setattr(runtime, "payments", lambda: payments)
         runtime.store()._client = client
         runtime.reader()._client = client
         try:
-            yield Meter(client, dynamodb_backends["123456789012"]["us-east-1"])
+            meter = Meter(client, dynamodb_backends["123456789012"]["us-east-1"])
+            meter.stripe = stripe_http
+            yield meter
         finally:
             patch.undo()
             runtime.reset()
@@ -184,27 +188,33 @@ def _quote(account: str) -> None:
     assert status == 200, answer
 
 
-def _grant(account: str) -> None:
-    from tests.integration.stripe_support import deliver, stripe_event
+def _paid_session(meter: Meter, account: str) -> dict[str, Any]:
+    """A checkout through the API (its order recorded), and the checkout.session.completed that pays it."""
+    from tests.integration.stripe_support import checkout
 
-    # The fixture's amount pays for 2 packs; fresh ids so that every grant is a new purchase.
-    metadata = {"account_id": account, "region": "AU", "packs": "2", "save_card": "true"}
-    body = stripe_event("stripe_checkout_session_completed", id=f"cs_{uuid.uuid4().hex}", metadata=metadata)
-    body["id"] = f"evt_{uuid.uuid4().hex}"
-    body["data"]["object"]["payment_intent"] = f"pi_{uuid.uuid4().hex}"
+    bought = checkout(
+        meter.stripe, account=account, key=uuid.uuid4().hex, payment_intent=f"pi_{uuid.uuid4().hex}"
+    )
+    return bought.session_event(id=bought.session_id)
+
+
+def _grant(body: dict[str, Any]) -> None:
+    from tests.integration.stripe_support import deliver
+
     assert deliver(body)[1]["outcome"] == "granted"
 
 
-def _ready_to_recharge(account: str) -> None:
-    """Card on file (saved by the grant), auto-recharge on, and the account drained: the next send recharges."""
+def _ready_to_recharge(meter: Meter, account: str) -> None:
+    """Auto-recharge on, a card on file (saved by a paid checkout), the account drained: the next send recharges."""
     from tests.integration.conftest import create
-    from tests.integration.stripe_support import adjust, put_auto_recharge
+    from tests.integration.stripe_support import adjust, get_auto_recharge, put_auto_recharge
 
     create(account)
-    _grant(account)
     settings = {"enabled": True, "regions": {"AU": {"packs": 1, "threshold": 0}}, "monthly_cap_cents": 5000}
     status, answer = put_auto_recharge(settings, account)
-    assert status == 200 and answer["card_on_file"], answer
+    assert status == 200, answer
+    _grant(_paid_session(meter, account))
+    assert get_auto_recharge(account)["card_on_file"]
     adjust("included", -50, account, key=f"drain-included-{account}")
     adjust("purchased:AU", -200, account, key=f"drain-au-{account}")
 
@@ -276,10 +286,11 @@ def run(quick: bool) -> Section:
         costs: list[tuple[str, Cost, float]] = [("send (warm)", steady, sends)]
         costs.append(("quote", _measure(meter, lambda: _quote("bench-send")), 1))
         create("bench-grant")
+        paid = _paid_session(meter, "bench-grant")
         costs.append(
-            ("purchase grant (checkout.session.completed)", _measure(meter, lambda: _grant("bench-grant")), 1)
+            ("purchase grant (checkout.session.completed)", _measure(meter, lambda: _grant(paid)), 1)
         )
-        _ready_to_recharge("bench-recharge")
+        _ready_to_recharge(meter, "bench-recharge")
         costs.append(
             (
                 "recharge (a short send: charge, grant, send)",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from local.stripe_standin import signature_header
 from tests.blackbox.conftest import AU_NUMBER, Api, LocalMode, error_of, wait_for
 
 pytestmark = pytest.mark.blackbox
@@ -153,3 +156,59 @@ def test_demo_essentials_card_declines_so_the_send_is_refused_and_the_failure_co
         ]
     )
     assert failed and failed[0]["data"]["object"]["last_payment_error"]["code"] == "card_declined"
+
+
+LOCAL_WEBHOOK_SECRET = "whsec_local"  # local mode's default STRIPE_WEBHOOK_SECRET
+
+
+def signed_event(local_mode: LocalMode, kind: str, obj: dict[str, Any]) -> requests.Response:
+    """An event in Stripe's envelope, signed with the webhook secret, posted from outside."""
+    payload = json.dumps(
+        {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": kind, "data": {"object": obj}}
+    )
+    headers = {
+        "Content-Type": "application/json",
+        "Stripe-Signature": signature_header(payload, LOCAL_WEBHOOK_SECRET, int(time.time())),
+    }
+    return requests.post(
+        f"{local_mode.base_url}/webhooks/stripe", data=payload.encode(), headers=headers, timeout=30
+    )
+
+
+def test_signed_events_that_match_no_order_grant_nothing(
+    new_account: Callable[..., Api], local_mode: LocalMode
+) -> None:
+    owner, other = new_account(), new_account()
+    owner_id, other_id = owner.balance()["account_id"], other.balance()["account_id"]
+    session = checkout(owner)
+    real = requests.get(
+        f"{local_mode.base_url}/__local/stripe/v1/checkout/sessions/{session['session_id']}",
+        headers={"Authorization": "Bearer sk_test_local"},
+        timeout=10,
+    ).json()
+    paid = {**real, "payment_status": "paid", "status": "complete", "payment_intent": "pi_forged"}
+    recharge = {
+        "id": f"pi_{uuid.uuid4().hex[:24]}",
+        "object": "payment_intent",
+        "amount": 620,
+        "amount_received": 620,
+        "currency": "usd",
+        "status": "succeeded",
+        "metadata": {"account_id": owner_id, "region": "AU", "packs": "1", "kind": "recharge"},
+    }
+
+    forged = [
+        ("checkout.session.completed", {**paid, "metadata": {**real["metadata"], "account_id": other_id}}),
+        ("checkout.session.completed", {**paid, "id": f"cs_test_{uuid.uuid4().hex[:24]}"}),
+        ("payment_intent.succeeded", recharge),
+    ]
+    answers = [signed_event(local_mode, kind, obj) for kind, obj in forged]
+
+    assert [(a.status_code, a.json()) for a in answers] == [
+        (200, {"received": True, "outcome": "unmatched"})
+    ] * 3
+    assert owner.balance()["purchased"]["AU"] == 0 and other.balance()["purchased"]["AU"] == 0
+    paid_for_real = pay(session["checkout_url"])  # the owner's own payment still grants the owner
+    assert paid_for_real.status_code == 303
+    assert wait_for(lambda: owner.balance()["purchased"]["AU"] == 100), owner.balance()
+    assert other.balance()["purchased"]["AU"] == 0

@@ -9,6 +9,7 @@ import hmac
 import json
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,6 +41,7 @@ class FakeStripeHttp(stripe.HTTPClient):
         self._lock = threading.Lock()
         self._n = 0
         self.intents: list[str] = []  # ids of the PaymentIntents created
+        self.created: dict[str, dict[str, Any]] = {}  # each PaymentIntent as created, whatever the answer was
 
     def request(self, method: str, url: str, headers: Any, post_data: Any = None, **_: Any) -> Any:
         parts = urlsplit(url)
@@ -93,6 +95,7 @@ class FakeStripeHttp(stripe.HTTPClient):
             "status": "succeeded",
         }
         self.intents.append(str(intent["id"]))
+        self.created[str(intent["id"])] = intent
         if self.card == "detached":  # the saved card was removed from the customer
             missing: dict[str, Any] = {
                 "type": "invalid_request_error",
@@ -114,6 +117,10 @@ class FakeStripeHttp(stripe.HTTPClient):
             }
             return _json({"error": error}, 402)
         return _json(intent)
+
+    def answer(self, idempotency_key: str) -> str:
+        """The body of the first answer given to this key (what a replay gets)."""
+        return self._answers[idempotency_key][0]
 
     @property
     def charges(self) -> list[dict[str, Any]]:
@@ -149,6 +156,97 @@ def stripe_event(name: str, **object_changes: Any) -> dict[str, Any]:
     body = copy.deepcopy(body)
     body["data"]["object"].update(object_changes)
     return body
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A Checkout Session bought through the API (so recorded as an order), and the events Stripe sends for it."""
+
+    session_id: str
+    customer: str
+    amount: int
+    metadata: dict[str, str]  # the session's, as the service sent them to Stripe
+    intent_metadata: dict[str, str]  # its PaymentIntent's (payment_intent_data[metadata])
+    payment_intent: str = "pi_test_123"  # the id the refund and dispute fixtures name
+
+    @property
+    def order_id(self) -> str:
+        return self.metadata["order_id"]
+
+    def session_event(
+        self, name: str = "stripe_checkout_session_completed", **changes: Any
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "id": self.session_id,
+            "amount_subtotal": self.amount,
+            "amount_total": self.amount,
+            "customer": self.customer,
+            "client_reference_id": self.metadata["account_id"],
+            "metadata": dict(self.metadata),
+            "payment_intent": self.payment_intent,
+        }
+        return stripe_event(name, **{**fields, **changes})
+
+    def intent_event(self, **changes: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "id": self.payment_intent,
+            "amount": self.amount,
+            "amount_received": self.amount,
+            "customer": self.customer,
+            "metadata": dict(self.intent_metadata),
+        }
+        return stripe_event("stripe_payment_intent_succeeded", **{**fields, **changes})
+
+
+def checkout(
+    stripe_api: FakeStripeHttp,
+    *,
+    account: str = "acct-1",
+    region: str = "AU",
+    packs: int = 2,
+    key: str = "buy-1",
+    payment_intent: str = "pi_test_123",
+) -> Checkout:
+    """POST /v1/packs/checkout, then the session as Stripe's events will carry it."""
+    status, answer = call(
+        "checkout",
+        "checkout_post_session",
+        body={"region": region, "quantity": packs},
+        headers={"idempotency-key": key},
+        claims=user(account),
+    )
+    assert status == 201, answer
+    bought = session_of(stripe_api, payment_intent=payment_intent)
+    assert bought.session_id == answer["session_id"]
+    return bought
+
+
+def session_of(stripe_api: FakeStripeHttp, index: int = -1, payment_intent: str = "pi_test_123") -> Checkout:
+    """The index-th Checkout Session the fake Stripe created, as its events will carry it."""
+    request = stripe_api.of("/v1/checkout/sessions")[index]
+    params = request["params"]
+    return Checkout(
+        session_id=json.loads(stripe_api.answer(request["idempotency_key"]))["id"],
+        customer=params["customer"],
+        amount=int(params["line_items[0][price_data][unit_amount]"]) * int(params["line_items[0][quantity]"]),
+        metadata=_nested(params, "metadata"),
+        intent_metadata=_nested(params, "payment_intent_data[metadata]"),
+        payment_intent=payment_intent,
+    )
+
+
+def _nested(params: dict[str, str], prefix: str) -> dict[str, str]:
+    """Stripe's form encoding back to a map: metadata[account_id]=x → {"account_id": "x"}."""
+    return {k[len(prefix) + 1 : -1]: v for k, v in params.items() if k.startswith(prefix + "[")}
+
+
+def recharge_event(
+    stripe_api: FakeStripeHttp, index: int = -1, name: str = "stripe_payment_intent_succeeded", **changes: Any
+) -> dict[str, Any]:
+    """The webhook Stripe sends for the index-th PaymentIntent it created (an off-session recharge)."""
+    intent = stripe_api.created[stripe_api.intents[index]]
+    fields = {k: intent[k] for k in ("id", "amount", "amount_received", "currency", "customer", "metadata")}
+    return stripe_event(name, **{**fields, "payment_method": intent["payment_method"], **changes})
 
 
 def deliver(

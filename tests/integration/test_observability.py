@@ -17,7 +17,7 @@ from smscredits.observability import logger, mask_numbers, metrics
 from smscredits.services import sending
 from tests.functions import Context, call, event, load_function, user
 from tests.integration.conftest import TWILIO_TOKEN, FakeTwilioHttp, create
-from tests.integration.stripe_support import WEBHOOK_SECRET, deliver, stripe_api, stripe_event
+from tests.integration.stripe_support import WEBHOOK_SECRET, checkout, deliver, stripe_api, stripe_event
 from tests.integration.test_send_path import AU, callback, send
 
 __all__ = ["stripe_api"]
@@ -138,10 +138,26 @@ def test_twilio_callbacks_log_clean_and_count_signature_rejections(service, twil
     assert counted["TwilioSignatureRejected"] == 1.0 and counted["WebhookSignatureRejected"] == 1.0
 
 
+def test_a_callback_with_another_messages_sid_is_counted_and_logged_clean(
+    service, twilio: FakeTwilioHttp, stdout
+):
+    create()
+    send(BODY, key="obs-sid-1")
+    send(BODY, key="obs-sid-2")
+    stdout()
+
+    assert callback(twilio, "failed", index=0, sid=twilio.sid(1))[0] == 409
+
+    lines = stdout()
+    _assert_clean(lines)
+    assert any(line["level"] == "WARNING" and "MessageSid" in line["message"] for line in _logs(lines))
+    assert _metrics(lines)["TwilioSidMismatch"] == 1.0
+
+
 def test_stripe_webhooks_log_clean_and_count_packs_and_rejections(service, stripe_api, stdout):
     create()
+    body = checkout(stripe_api).session_event()
     stdout()
-    body = stripe_event("stripe_checkout_session_completed")
 
     assert deliver(body)[0] == 200
     assert deliver(body, signature="t=1,v1=" + "0" * 64)[0] == 400
@@ -153,6 +169,23 @@ def test_stripe_webhooks_log_clean_and_count_packs_and_rejections(service, strip
         body["data"]["object"]["metadata"]["packs"]
     )  # packs, not events
     assert counted["StripeSignatureRejected"] == 1.0 and counted["WebhookSignatureRejected"] == 1.0
+
+
+def test_an_unmatched_payment_is_counted_and_alerted_once(service, stripe_api, stdout):
+    create()
+    stdout()
+    body = stripe_event("stripe_payment_intent_succeeded")  # a PaymentIntent this service never asked for
+
+    assert deliver(body) == (200, {"received": True, "outcome": "unmatched"})
+    assert deliver(body) == (200, {"received": True, "outcome": "unmatched"})  # Stripe redelivers it
+
+    lines = stdout()
+    _assert_clean(lines)
+    alerts = [line for line in _logs(lines) if line["message"].startswith("ALERT")]
+    assert [(a["level"], a["object_id"], a["reason"]) for a in alerts] == [
+        ("ERROR", "pi_test_123", "unknown_order")
+    ]
+    assert _metrics(lines)["UnmatchedPayment"] == 1.0
 
 
 def test_an_unhandled_error_is_logged_masked_with_its_correlation_id(service, twilio, stdout, monkeypatch):

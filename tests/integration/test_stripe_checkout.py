@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from smscredits.adapters.dynamo import from_item
 from tests.conftest import TABLE
 from tests.functions import call, load_function, user
 from tests.integration.conftest import create
@@ -127,3 +128,66 @@ def test_stripe_functions_never_import_twilio():
 
 def test_handler_modules_load(service):
     assert load_function("checkout").app and load_function("stripe_webhook").app
+
+
+def orders_in(dynamodb: Any) -> list[dict[str, Any]]:
+    return [i for i in map(from_item, dynamodb.scan(TableName=TABLE)["Items"]) if i.get("type") == "order"]
+
+
+def test_checkout_records_its_order_with_what_the_payment_must_be(service, stripe_api, dynamodb):
+    create()
+    status, answer = checkout({"region": "UK", "quantity": 3})
+    assert status == 201
+    [order] = orders_in(dynamodb)
+    params = stripe_api.of("/v1/checkout/sessions")[0]["params"]
+    assert order["order_id"].startswith("chk_") and order["created_at"]
+    assert {k: order[k] for k in ("kind", "account_id", "region", "packs", "amount_cents", "currency")} == {
+        "kind": "checkout",
+        "account_id": "acct-1",
+        "region": "GB",
+        "packs": 3,
+        "amount_cents": 1890,
+        "currency": "usd",
+    }
+    assert (order["session_id"], order["customer_id"], order["status"]) == (
+        answer["session_id"],
+        params["customer"],
+        "open",
+    )
+    # The session and its PaymentIntent point back at the order; the rest of the metadata is for people.
+    assert (
+        params["metadata[order_id]"] == params["payment_intent_data[metadata][order_id]"] == order["order_id"]
+    )
+
+
+def test_a_checkout_key_replayed_with_another_body_is_refused_before_stripe(service, stripe_api):
+    create()
+    assert checkout()[0] == 201
+    status, answer = checkout({"region": "AU", "quantity": 3})
+    assert status == 422 and answer["error"]["code"] == "idempotency_key_reused"
+    assert len(stripe_api.of("/v1/checkout/sessions")) == 1
+
+
+def test_a_replayed_checkout_answers_its_recorded_session_without_asking_stripe(
+    service, stripe_api, dynamodb
+):
+    create()
+    first = checkout()
+    asked = len(stripe_api.requests)
+    assert checkout() == first and len(stripe_api.requests) == asked
+    assert len(orders_in(dynamodb)) == 1
+
+
+def test_a_checkout_whose_session_stripe_refused_is_completed_by_a_retry(service, stripe_api, dynamodb):
+    """The order is written before Stripe is asked: a failed call leaves it `creating`, and never grants."""
+    create()
+    assert checkout(key="first")[0] == 201  # the customer exists from now on
+    stripe_api.fail_with = 500
+    assert checkout(key="retried")[0] == 502
+    [waiting] = [o for o in orders_in(dynamodb) if o["status"] == "creating"]
+    assert "session_id" not in waiting
+    stripe_api.fail_with = None
+    status, answer = checkout(key="retried")
+    assert status == 201
+    [done] = [o for o in orders_in(dynamodb) if o["order_id"] == waiting["order_id"]]
+    assert (done["status"], done["session_id"]) == ("open", answer["session_id"])

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from smscredits import runtime
+from smscredits.adapters.dynamo import from_item
 from smscredits.adapters.ledger_store import LedgerStore
 from smscredits.domain.audit import check_account
 from smscredits.services import recharge, sending
@@ -16,11 +17,12 @@ from tests.integration.stripe_support import (
     FakeStripeHttp,
     adjust,
     balance,
+    checkout,
     deliver,
     get_auto_recharge,
     put_auto_recharge,
+    recharge_event,
     stripe_api,
-    stripe_event,
 )
 
 __all__ = ["stripe_api"]
@@ -41,11 +43,9 @@ def send(key: str) -> tuple[int, Any]:
     )
 
 
-def ready(cap: int = 5000, packs: int = 1, threshold: int = 0) -> None:
+def ready(stripe_api: FakeStripeHttp, cap: int = 5000, packs: int = 1, threshold: int = 0) -> None:
     """An account with its card on file (saved by a checkout), auto-recharge on, and no credits left."""
     create()
-    metadata = {"account_id": "acct-1", "region": "AU", "packs": "2", "save_card": "true"}
-    deliver(stripe_event("stripe_checkout_session_completed", metadata=metadata))
     status, answer = put_auto_recharge(
         {
             "enabled": True,
@@ -53,7 +53,9 @@ def ready(cap: int = 5000, packs: int = 1, threshold: int = 0) -> None:
             "monthly_cap_cents": cap,
         }
     )
-    assert status == 200 and answer["card_on_file"] is True, answer
+    assert status == 200, answer
+    deliver(checkout(stripe_api).session_event())
+    assert get_auto_recharge()["card_on_file"] is True
     adjust("included", -50, key="drain-included")
     adjust("purchased:AU", -200, key="drain-au")
 
@@ -84,7 +86,7 @@ def test_settings_round_trip_and_cap_is_required_to_enable(service, stripe_api):
 
 
 def test_a_short_send_recharges_once_and_then_sends(service, stripe_api: FakeStripeHttp):
-    ready()
+    ready(stripe_api)
     status, answer = send("k1")
     assert status == 202 and answer["status"] == "sent", answer
     [charge] = stripe_api.charges
@@ -105,25 +107,13 @@ def test_a_short_send_recharges_once_and_then_sends(service, stripe_api: FakeStr
         and state["consecutive_failures"] == 0
     )
     # Stripe's payment_intent.succeeded for the same PaymentIntent arrives later: no second grant.
-    webhook = stripe_event(
-        "stripe_payment_intent_succeeded",
-        id=stripe_api.intents[0],
-        amount=620,
-        amount_received=620,
-        metadata={
-            "account_id": "acct-1",
-            "region": "AU",
-            "packs": "1",
-            "kind": "recharge",
-            "recharge_id": "rch_acct-1_AU_1",
-        },
-    )
+    webhook = recharge_event(stripe_api)
     assert deliver(webhook)[1]["outcome"] == "duplicate"
     assert balance()["purchased"]["AU"] == 99 and audit() == []
 
 
 def test_sixteen_parallel_sends_at_zero_make_one_charge_and_all_send(service, stripe_api, dynamodb):
-    ready()
+    ready(stripe_api)
     barrier = threading.Barrier(16)
     results: list[int] = []
 
@@ -159,7 +149,7 @@ def test_sixteen_parallel_sends_at_zero_make_one_charge_and_all_send(service, st
 
 
 def test_the_monthly_cap_stops_charging(service, stripe_api):
-    ready(cap=1000)
+    ready(stripe_api, cap=1000)
     assert send("k1")[0] == 202
     adjust("purchased:AU", -99, key="spend-rest")
     status, answer = send("k2")
@@ -169,7 +159,7 @@ def test_the_monthly_cap_stops_charging(service, stripe_api):
 
 
 def test_three_declines_in_a_row_switch_auto_recharge_off(service, stripe_api):
-    ready()
+    ready(stripe_api)
     stripe_api.card = "decline"
     for n in range(3):
         assert send(f"k{n}")[0] == 402
@@ -188,7 +178,7 @@ def test_three_declines_in_a_row_switch_auto_recharge_off(service, stripe_api):
 
 
 def test_a_card_stripe_no_longer_knows_counts_as_a_decline_not_a_500(service, stripe_api):
-    ready()
+    ready(stripe_api)
     stripe_api.card = "detached"
     status, answer = send("k1")
     assert status == 402 and answer["error"]["code"] == "insufficient_credits"
@@ -197,10 +187,10 @@ def test_a_card_stripe_no_longer_knows_counts_as_a_decline_not_a_500(service, st
 
 
 def test_a_decline_is_retried_at_the_next_trigger(service, stripe_api):
-    ready()
+    ready(stripe_api)
     stripe_api.card = "decline"
     assert send("k1")[0] == 402
-    failed = stripe_event("stripe_payment_intent_payment_failed")
+    failed = recharge_event(stripe_api, name="stripe_payment_intent_payment_failed", amount_received=0)
     assert deliver(failed)[1]["outcome"] == "duplicate"  # the webhook of the decline already recorded
     stripe_api.card = "succeed"
     assert send("k2")[0] == 202
@@ -208,7 +198,7 @@ def test_a_decline_is_retried_at_the_next_trigger(service, stripe_api):
 
 
 def test_authentication_required_switches_off_at_once(service, stripe_api):
-    ready()
+    ready(stripe_api)
     stripe_api.card = "authentication_required"
     assert send("k1")[0] == 402
     state = get_auto_recharge()
@@ -226,25 +216,13 @@ def test_authentication_required_switches_off_at_once(service, stripe_api):
 
 
 def test_an_unknown_charge_outcome_is_settled_by_the_webhook(service, stripe_api, monkeypatch):
-    ready()
+    ready(stripe_api)
     monkeypatch.setattr(recharge, "WAIT_POLLS", 2)
     monkeypatch.setattr(recharge, "WAIT_SECONDS", 0.01)
     stripe_api.card = "error500"
     assert send("k1")[0] == 402
     assert get_auto_recharge()["spent_this_period_cents"] == 620  # reserved until Stripe says what happened
-    webhook = stripe_event(
-        "stripe_payment_intent_succeeded",
-        id="pi_late",
-        amount=620,
-        amount_received=620,
-        metadata={
-            "account_id": "acct-1",
-            "region": "AU",
-            "packs": "1",
-            "kind": "recharge",
-            "recharge_id": "rch_acct-1_AU_1",
-        },
-    )
+    webhook = recharge_event(stripe_api)  # the PaymentIntent Stripe made although its answer was a 500
     assert deliver(webhook)[1]["outcome"] == "granted"
     assert balance()["purchased"]["AU"] == 100
     stripe_api.card = "succeed"
@@ -261,7 +239,7 @@ def recharge_keys(stripe_api: FakeStripeHttp) -> list[str]:
 
 
 def test_a_send_that_leaves_the_balance_at_the_threshold_recharges_once(service, stripe_api):
-    ready(threshold=10)
+    ready(stripe_api, threshold=10)
     adjust("purchased:AU", 12, key="to-twelve")
     assert send("k1")[0] == 202 and stripe_api.charges == []  # 11 left: above the threshold
     status, answer = send("k2")  # 10 left: at the threshold
@@ -273,7 +251,7 @@ def test_a_send_that_leaves_the_balance_at_the_threshold_recharges_once(service,
 
 
 def test_no_second_threshold_charge_while_one_is_in_flight(service, stripe_api):
-    ready(threshold=10)
+    ready(stripe_api, threshold=10)
     adjust("purchased:AU", 11, key="to-eleven")
     stripe_api.card = "error500"  # the outcome stays unknown: the recharge stays in flight
     assert send("k1")[0] == 202  # 10 left: a recharge starts
@@ -284,7 +262,7 @@ def test_no_second_threshold_charge_while_one_is_in_flight(service, stripe_api):
 
 
 def test_the_threshold_trigger_respects_the_monthly_cap(service, stripe_api):
-    ready(threshold=10, cap=1000)
+    ready(stripe_api, threshold=10, cap=1000)
     adjust("purchased:AU", 11, key="to-eleven")
     assert send("k1")[0] == 202 and balance()["purchased"]["AU"] == 110
     adjust("purchased:AU", -99, key="back-to-eleven")
@@ -295,7 +273,7 @@ def test_the_threshold_trigger_respects_the_monthly_cap(service, stripe_api):
 
 
 def test_a_failed_threshold_recharge_never_changes_the_send_answer(service, stripe_api, monkeypatch):
-    ready(threshold=10)
+    ready(stripe_api, threshold=10)
     adjust("purchased:AU", 11, key="to-eleven")
     stripe_api.card = "decline"
     status, answer = send("k1")
@@ -309,3 +287,32 @@ def test_a_failed_threshold_recharge_never_changes_the_send_answer(service, stri
     status, answer = send("k2")  # 9 left: the decline is retried, and this time the client breaks
     assert status == 202 and answer["status"] == "sent", answer
     assert balance()["purchased"]["AU"] == 9 and audit() == []
+
+
+def test_a_recharge_is_recorded_as_an_order_with_its_claim_and_bound_to_its_payment(
+    service, stripe_api, dynamodb
+):
+    ready(stripe_api)
+    assert send("k1")[0] == 202
+    items = [from_item(i) for i in dynamodb.scan(TableName=TABLE)["Items"]]
+    [order] = [i for i in items if i.get("type") == "order" and i["kind"] == "recharge"]
+    params = stripe_api.charges[0]["params"]
+    assert order["order_id"] == "rch_acct-1_AU_1" == params["metadata[order_id]"]
+    assert (
+        order["account_id"],
+        order["region"],
+        order["packs"],
+        order["amount_cents"],
+        order["currency"],
+    ) == (
+        "acct-1",
+        "AU",
+        1,
+        620,
+        "usd",
+    )
+    assert (order["customer_id"], order["status"], order["payment_intent"]) == (
+        params["customer"],
+        "paid",
+        stripe_api.intents[0],
+    )

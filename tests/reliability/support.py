@@ -12,7 +12,13 @@ from smscredits import runtime
 from tests.conftest import Clock
 from tests.functions import Context, admin, call, event, load_function, user
 from tests.integration.conftest import TWILIO_TOKEN, FakeTwilioHttp
-from tests.integration.stripe_support import deliver, stripe_event
+from tests.integration.stripe_support import (
+    FakeStripeHttp,
+    deliver,
+    put_auto_recharge,
+    recharge_event,
+    session_of,
+)
 
 AU = "+61491570110"
 GRACE_HOURS = 2  # past the sweeper's grace period (SWEEP_GRACE_SECONDS defaults to one hour)
@@ -106,22 +112,24 @@ def checkout(key: str, account: str = "acct-1", quantity: int = 2) -> tuple[int,
     )
 
 
-def paid_session(
-    intent: str = "pi_rel_1", account: str = "acct-1", packs: int = 2, **more: Any
-) -> dict[str, Any]:
-    metadata = {"account_id": account, "region": "AU", "packs": str(packs), "kind": "checkout", **more}
-    return stripe_event(
-        "stripe_checkout_session_completed",
-        id=f"cs_{intent}",
-        payment_intent=intent,
-        amount_total=620 * packs,
-        metadata=metadata,
-    )
+def paid_session(stripe_api: FakeStripeHttp, intent: str = "pi_rel_1", index: int = -1) -> dict[str, Any]:
+    """checkout.session.completed for the index-th session the fake Stripe created, paid by `intent`."""
+    return session_of(stripe_api, index, payment_intent=intent).session_event()
 
 
-def intent_succeeded(intent: dict[str, Any]) -> dict[str, Any]:
-    """payment_intent.succeeded for an intent the fake Stripe created (an off-session recharge)."""
-    return stripe_event("stripe_payment_intent_succeeded", **intent)
+def card_on_file(stripe_api: FakeStripeHttp) -> None:
+    """Auto-recharge on (one AU pack at zero, $50 a month), then a paid checkout that saves the card."""
+    rules = {"enabled": True, "regions": {"AU": {"packs": 1, "threshold": 0}}, "monthly_cap_cents": 5000}
+    assert put_auto_recharge(rules)[0] == 200
+    assert checkout("card")[0] == 201
+    assert webhook(paid_session(stripe_api, "pi_card"))[1]["outcome"] == "granted"
+
+
+def recharge_webhooks(stripe_api: FakeStripeHttp, name: str = "stripe_payment_intent_succeeded") -> None:
+    """Stripe's webhook for every PaymentIntent it created (whatever its answer to the charge was)."""
+    for index in range(len(stripe_api.intents)):
+        status, answer = webhook(recharge_event(stripe_api, index, name))
+        assert status == 200, answer
 
 
 def webhook(body: dict[str, Any]) -> tuple[int, Any]:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from smscredits import runtime
 from smscredits.adapters.ledger_store import LedgerStore
-from smscredits.services import legacy, recharge, refresh, sending
+from smscredits.services import legacy, orders, purchases, recharge, refresh, sending
 from tests.conftest import Clock
 from tests.integration.conftest import FakeTwilioHttp
-from tests.integration.stripe_support import FakeStripeHttp, put_auto_recharge
+from tests.integration.stripe_support import FakeStripeHttp
 from tests.reliability import support as S
 from tests.reliability.conftest import FIGURES, OUTCOMES, Crash, audit, credits_in, once
 
@@ -66,6 +68,42 @@ def test_send_crashes(
     FIGURES["4 crashes"]["credits checked"] += credits_in(state)
 
 
+CHECKOUT_STEPS = {
+    "after the order, before Stripe": (None, "create_checkout_session"),
+    "after Stripe, before the session is recorded": (orders, "record_session"),
+    "after the session is recorded, before the answer": (purchases, "remember_customer"),
+}
+
+
+@pytest.mark.parametrize("step", list(CHECKOUT_STEPS))
+def test_checkout_crashes(
+    step: str,
+    service: Clock,
+    twilio: FakeTwilioHttp,
+    stripe_api: FakeStripeHttp,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The order is written before Stripe is asked: whatever step the checkout dies at, the client's retry with
+    the same key answers the one session Stripe made, and paying it grants once."""
+    assert S.create()[0] == 201
+    owner, name = CHECKOUT_STEPS[step]
+    crash_at(monkeypatch, owner or runtime.payments(), name)
+    first = attempt(lambda: S.checkout("c1"))
+    status, answer = S.checkout("c1")
+    assert status == 201, answer
+    assert S.webhook(S.paid_session(stripe_api))[1]["outcome"] == "granted"
+    made = {
+        json.loads(stripe_api.answer(r["idempotency_key"]))["id"]
+        for r in stripe_api.of("/v1/checkout/sessions")
+    }
+    assert made == {answer["session_id"]}
+    state = audit(["acct-1"])
+    assert state["acct-1"]["pools"]["purchased:AU"] == 200
+    OUTCOMES.append(("checkout", step, f"{first}; equal to crash-free (1 session, 200 granted)"))
+    FIGURES["4 crashes"]["cases"] += 1
+    FIGURES["4 crashes"]["credits checked"] += credits_in(state)
+
+
 RECHARGE_STEPS = {
     "after claim, before the charge": "charge_off_session",
     "after the charge, before the grant": "settle_success",
@@ -83,9 +121,7 @@ def test_recharge_crashes(
 ) -> None:
     monkeypatch.setattr(recharge, "WAIT_SECONDS", 0.001)
     assert S.create()[0] == 201
-    assert S.webhook(S.paid_session("pi_card", save_card="true"))[0] == 200
-    rules = {"enabled": True, "regions": {"AU": {"packs": 1, "threshold": 0}}, "monthly_cap_cents": 5000}
-    assert put_auto_recharge(rules)[0] == 200
+    S.card_on_file(stripe_api)
     assert S.adjust("acct-1", "included", -50, "drain-included")[0] == 200
     assert S.adjust("acct-1", "purchased:AU", -200, "drain-au")[0] == 200
     name = RECHARGE_STEPS[step]
@@ -98,21 +134,7 @@ def test_recharge_crashes(
         crash_at(monkeypatch, recharge, name)
     first = attempt(lambda: S.send("k1"))
     # Recovery: Stripe's webhook for every PaymentIntent it created, the claim lease runs out, the client retries.
-    for intent_id in stripe_api.intents:
-        intent = {
-            "id": intent_id,
-            "amount": 620,
-            "amount_received": 620,
-            "currency": "usd",
-            "metadata": {
-                "account_id": "acct-1",
-                "region": "AU",
-                "packs": "1",
-                "kind": "recharge",
-                "recharge_id": "rch_acct-1_AU_1",
-            },
-        }
-        assert S.webhook(S.intent_succeeded(intent))[0] == 200
+    S.recharge_webhooks(stripe_api)
     service.advance(seconds=150)
     status, answer = S.send("k1")
     assert status == 202 and answer["status"] == "sent", answer

@@ -11,7 +11,7 @@ from twilio.http.response import Response
 
 from tests.conftest import Clock
 from tests.integration.conftest import FakeTwilioHttp
-from tests.integration.stripe_support import FakeStripeHttp, stripe_event
+from tests.integration.stripe_support import Checkout, FakeStripeHttp, checkout, recharge_event, stripe_event
 from tests.reliability import support as S
 from tests.reliability.conftest import FIGURES, audit
 
@@ -97,7 +97,7 @@ def test_checkout_api_errors_write_nothing_and_a_retry_buys_once(
     status, first = S.checkout("c1")
     assert status == 201
     assert S.checkout("c1") == (201, first)
-    assert S.webhook(S.paid_session())[1]["outcome"] == "granted"
+    assert S.webhook(S.paid_session(stripe_api))[1]["outcome"] == "granted"
     assert audit(["acct-1"])["acct-1"]["pools"]["purchased:AU"] == 200
     FIGURES["3 stripe faults"]["cases"] += 1
     FIGURES["3 stripe faults"]["faults injected"] += 1
@@ -105,11 +105,7 @@ def test_checkout_api_errors_write_nothing_and_a_retry_buys_once(
 
 def _ready_for_recharge(stripe_api: FakeStripeHttp) -> None:
     assert S.create()[0] == 201
-    assert S.webhook(S.paid_session("pi_card", save_card="true"))[0] == 200
-    rules = {"enabled": True, "regions": {"AU": {"packs": 1, "threshold": 0}}, "monthly_cap_cents": 5000}
-    from tests.integration.stripe_support import put_auto_recharge
-
-    assert put_auto_recharge(rules)[0] == 200
+    S.card_on_file(stripe_api)
     assert S.adjust("acct-1", "included", -50, "drain-included")[0] == 200
     assert S.adjust("acct-1", "purchased:AU", -200, "drain-au")[0] == 200
 
@@ -131,23 +127,10 @@ def test_off_session_charge_errors_are_settled_by_the_webhook_once(
     stripe_api.card = "error500"
     status, answer = S.send("k1")
     assert status == 402, answer  # clean: no hold, nothing charged that we know of
-    intent = {
-        "id": stripe_api.intents[-1],
-        "amount": 620,
-        "amount_received": 620 if settled_by == "succeeded" else 0,
-        "currency": "usd",
-        "status": settled_by,
-        "metadata": {
-            "account_id": "acct-1",
-            "region": "AU",
-            "packs": "1",
-            "kind": "recharge",
-            "recharge_id": "rch_acct-1_AU_1",
-        },
-    }
-    name = f"stripe_payment_intent_{settled_by}"
+    received = 620 if settled_by == "succeeded" else 0
+    webhook = recharge_event(stripe_api, name=f"stripe_payment_intent_{settled_by}", amount_received=received)
     for _ in range(2):
-        assert S.webhook(stripe_event(name, **intent))[0] == 200
+        assert S.webhook(webhook)[0] == 200
     state = audit(["acct-1"])["acct-1"]
     assert state["pools"]["purchased:AU"] == (100 if settled_by == "succeeded" else 0)
     stripe_api.card = "succeed"
@@ -162,11 +145,11 @@ def test_off_session_charge_errors_are_settled_by_the_webhook_once(
 PURCHASE_EVENTS = ("checkout.session.completed", "payment_intent.succeeded", "charge.refunded")
 
 
-def _purchase_event(kind: str, amount_refunded: int) -> dict[str, Any]:
+def _purchase_event(kind: str, amount_refunded: int, bought: Checkout) -> dict[str, Any]:
     if kind == "checkout.session.completed":
-        return S.paid_session("pi_test_123")
+        return bought.session_event()
     if kind == "payment_intent.succeeded":
-        return stripe_event("stripe_payment_intent_succeeded")  # 2 AU packs, pi_test_123
+        return bought.intent_event()  # 2 AU packs, pi_test_123
     return stripe_event("stripe_charge_refunded", amount_refunded=amount_refunded)
 
 
@@ -181,13 +164,14 @@ def test_webhooks_reordered_and_duplicated_grant_once_and_claw_back_once(
     """Every order of one purchase's events, each delivered three times, as Stripe redelivers any non-2xx:
     200 credits granted once; the refund takes back its share once, whenever it arrives."""
     assert S.create()[0] == 201
+    bought = checkout(stripe_api)
     pending = [kind for kind in order for _ in range(3)]
     deliveries = 0
     for _ in range(10):  # Stripe's retry rounds
         failed = []
         for kind in pending:
             deliveries += 1
-            status, answer = S.webhook(_purchase_event(kind, refunded))
+            status, answer = S.webhook(_purchase_event(kind, refunded, bought))
             assert status < 500, answer
             if status >= 300:
                 failed.append(kind)
@@ -208,7 +192,7 @@ def test_dispute_then_refund_after_credits_were_spent_takes_back_once_never_belo
     service: Clock, twilio: FakeTwilioHttp, stripe_api: FakeStripeHttp
 ) -> None:
     assert S.create()[0] == 201
-    assert S.webhook(S.paid_session("pi_test_123"))[0] == 200
+    assert S.webhook(checkout(stripe_api).session_event())[0] == 200
     assert S.adjust("acct-1", "included", -50, "drain")[0] == 200
     for n in range(150):  # spend 150 of the 200 purchased credits
         assert S.send(f"spend-{n}")[0] == 202

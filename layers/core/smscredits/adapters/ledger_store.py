@@ -301,6 +301,24 @@ class LedgerStore:
             return False
         return True
 
+    def write_item(self, operation: str, **request: Any) -> None:
+        """One single-item write (`put_item` or `update_item`) that moves no credits, retried as movements
+        are: on throttling, a conflict with a transaction, or a lost answer. Only for writes whose condition
+        makes a repeat harmless (a repeat of a landed write then fails its condition, which the caller
+        handles as it handles a second request). ClientErrors other than those are the caller's."""
+        for attempt in range(self.max_attempts):
+            try:
+                getattr(self.client, operation)(**request)
+                return
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code not in _RETRYABLE_CODES and code != "TransactionConflictException":
+                    raise
+            except _NETWORK_ERRORS:
+                pass
+            self._backoff(attempt)
+        raise UpstreamUnavailable("The table is too busy right now; try again.", {"operation": operation})
+
     def cached_account(self, account_id: str) -> Account | None:
         return self._cache.get(account_id)
 

@@ -29,6 +29,10 @@ class MalformedRequest(DomainError):
     status = 400
 
 
+class MalformedProviderEvent(MalformedRequest):
+    """A signed provider event whose object does not have the shape the provider documents."""
+
+
 class InvalidNumber(DomainError):
     code = "invalid_number"
 

@@ -12,19 +12,19 @@ from smscredits.adapters.dynamo import from_item, to_item, to_value
 from smscredits.adapters.ledger_store import LedgerStore, Write, iso
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account
-from smscredits.domain.catalog import MAX_PACKS_PER_PURCHASE, PACK_CREDITS, REGIONS, pack_price_cents
+from smscredits.domain.catalog import MAX_PACKS_PER_PURCHASE, PACK_CREDITS, REGIONS
 from smscredits.domain.errors import Conflict, IdempotencyKeyRequired, LegacyAccount, UpstreamUnavailable
 from smscredits.observability import count, logger
+from smscredits.services import orders
 from smscredits.services.ports import Payments
 
-CURRENCY = "usd"
 MAX_IDEMPOTENCY_KEY = 255
 PAYMENT_SK = "PAYMENT"
 
 
 def price_table() -> dict[str, Any]:
     return {
-        "currency": CURRENCY,
+        "currency": orders.CURRENCY,
         "credits_per_pack": PACK_CREDITS,
         "max_quantity": MAX_PACKS_PER_PURCHASE,
         "packs": [
@@ -53,7 +53,8 @@ def create_checkout(
     quantity: int,
     public_base_url: str,
 ) -> dict[str, str]:
-    """A Stripe Checkout Session for `quantity` packs of `region`; writes nothing but the Stripe customer id."""
+    """A Stripe Checkout Session for `quantity` packs of `region`, recorded as an order before Stripe is asked
+    (the only payment a pack is granted for). The same key answers the same session without asking again."""
     if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
         raise IdempotencyKeyRequired(
             "Purchases need an Idempotency-Key header (1-255 printable characters).",
@@ -68,20 +69,37 @@ def create_checkout(
         )
     settings = account.auto_recharge
     customer = settings.get("customer_id") or payments.create_customer(account_id)
-    metadata = {"account_id": account_id, "region": region, "packs": str(quantity), "kind": "checkout"}
+    order = orders.open_checkout(
+        store,
+        account_id=account_id,
+        idempotency_key=idempotency_key,
+        region=region,
+        packs=quantity,
+        customer_id=customer,
+        save_card=bool(settings.get("enabled")),  # the owner opted in to auto-recharge: keep this card
+    )
+    if order.session_id and order.checkout_url:
+        return {"checkout_url": order.checkout_url, "session_id": order.session_id}  # a replay
+    # The order id is the pointer an event follows back to the order; the rest is for people reading Stripe.
+    metadata = {
+        "order_id": order.order_id,
+        "account_id": account_id,
+        "region": region,
+        "packs": str(quantity),
+        "kind": "checkout",
+    }
     intent_data: dict[str, Any] = {"metadata": metadata}
-    if settings.get("enabled"):
-        # The owner opted in to auto-recharge: keep this card for off-session charges.
+    if order.save_card:
         intent_data["setup_future_usage"] = "off_session"
         metadata = {**metadata, "save_card": "true"}
     params = {
         "mode": "payment",
-        "customer": customer,
+        "customer": order.customer_id,
         "client_reference_id": account_id,
         "line_items": [
             {
                 "price_data": {
-                    "currency": CURRENCY,
+                    "currency": order.currency,
                     "unit_amount": REGIONS[region].pack_price_cents,
                     "product_data": {"name": f"{PACK_CREDITS} {REGIONS[region].label} SMS credits"},
                 },
@@ -94,9 +112,10 @@ def create_checkout(
         "cancel_url": f"{public_base_url}/dashboard?checkout=cancel",
     }
     session_id, url = payments.create_checkout_session(params, _stripe_key(account_id, idempotency_key))
+    order = orders.record_session(store, order, session_id, url)
     if not settings.get("customer_id"):
         remember_customer(store, account_id, customer, None)
-    return {"checkout_url": url, "session_id": session_id}
+    return {"checkout_url": str(order.checkout_url), "session_id": str(order.session_id)}
 
 
 def _stripe_key(account_id: str, key: str) -> str:
@@ -149,45 +168,17 @@ def _copy(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Paid:
-    """A payment Stripe confirmed, read from an event and checked against the price table."""
+    """A payment Stripe confirmed for one of our orders: what is granted is what the order recorded."""
 
-    account_id: str
-    region: str
-    packs: int
-    amount_cents: int
+    order: orders.Order
     payment_intent: str | None
     session_id: str | None = None
-    customer: str | None = None
-
-    @property
-    def credits(self) -> int:
-        return self.packs * PACK_CREDITS
 
     @property
     def key(self) -> str:
-        # One business key per payment: a Checkout Session and its PaymentIntent grant under the same one.
-        return f"purchase:{self.payment_intent or self.session_id}"
-
-
-def paid_from(
-    metadata: Mapping[str, Any], amount_cents: Any, currency: Any, **ids: str | None
-) -> Paid | None:
-    """The payment if the metadata names one of our packs and the amount matches the price table."""
-    account_id = metadata.get("account_id")
-    region = str(metadata.get("region") or "")
-    packs = str(metadata.get("packs", ""))
-    if not account_id or region not in REGIONS or not packs.isdigit():
-        logger.error("ALERT stripe payment without usable pack metadata", extra={"ids": ids})
-        return None
-    count = int(packs)
-    expected = pack_price_cents(region, count) if 1 <= count <= MAX_PACKS_PER_PURCHASE else None
-    if expected is None or amount_cents != expected or str(currency).lower() != CURRENCY:
-        logger.error(
-            "ALERT stripe amount does not match the price table; nothing granted",
-            extra={"ids": ids, "amount": amount_cents, "currency": currency, "expected": expected},
-        )
-        return None
-    return Paid(str(account_id), region, count, int(amount_cents), **ids)
+        # One grant per order: its Checkout Session and its PaymentIntent (or a recharge's synchronous answer
+        # and its webhook) grant under the same key.
+        return f"purchase:{self.order.order_id}"
 
 
 def payment_key(payment_intent: str) -> dict[str, dict[str, str]]:
@@ -201,33 +192,40 @@ def grant_purchase(
     source: str,
     account_changes: Callable[[Account], dict[str, Any]] | None = None,
 ) -> bool:
-    """Grant a paid pack once per payment, with the payment's record (what a refund will look up) in the
-    same transaction. Returns False for a duplicate."""
+    """Grant a paid order once, with the payment's record (what a refund will look up) and the order marked
+    paid by this PaymentIntent in the same transaction. Returns False for a duplicate; raises Unmatched when
+    another PaymentIntent paid the order first (the order's condition refused it)."""
+    order = paid.order
     reference = {
         "source": source,
-        "region": paid.region,
-        "packs": paid.packs,
-        "amount_cents": paid.amount_cents,
+        "region": order.region,
+        "packs": order.packs,
+        "amount_cents": order.amount_cents,
+        "order_id": order.order_id,
         **{k: v for k, v in (("payment_intent", paid.payment_intent), ("session_id", paid.session_id)) if v},
     }
 
     attempt_id = uuid.uuid4().hex  # our own write retried after a lost answer is not a duplicate
 
     def build(state: Account) -> Write:
-        plan = L.plan_grant(state.pools, state.held, L.purchased_pool(paid.region), paid.credits, "purchase")
-        outcome = {"credits": paid.credits, **reference}
-        items = [store.guard_item(paid.account_id, paid.key, outcome, attempt_id)]
+        plan = L.plan_grant(
+            state.pools, state.held, L.purchased_pool(order.region), order.credits, "purchase"
+        )
+        outcome = {"credits": order.credits, **reference}
+        # The order first: a PaymentIntent other than the one that paid it must be told from a duplicate.
+        items = [_mark_paid(store, paid), store.guard_item(order.account_id, paid.key, outcome, attempt_id)]
         if paid.payment_intent:
             record = {
                 "pk": f"PAYMENT#{paid.payment_intent}",
                 "sk": PAYMENT_SK,
                 "type": "payment",
-                "account_id": paid.account_id,
-                "region": paid.region,
-                "packs": paid.packs,
-                "credits": paid.credits,
-                "amount_cents": paid.amount_cents,
-                "session_id": paid.session_id,
+                "account_id": order.account_id,
+                "region": order.region,
+                "packs": order.packs,
+                "credits": order.credits,
+                "amount_cents": order.amount_cents,
+                "session_id": paid.session_id or order.session_id,
+                "order_id": order.order_id,
                 "refunded_cents": 0,
                 "disputed_cents": 0,
                 "clawed_credits": 0,
@@ -247,12 +245,44 @@ def grant_purchase(
         changes = account_changes(state) if account_changes else {}
         return Write(plan, paid.key, reference, items=items, account_changes=changes)
 
-    _, result = store.apply(paid.account_id, build, lambda item: item)
+    def tripped(item: dict[str, Any]) -> dict[str, Any]:
+        if item.get("type") == "order":
+            raise orders.Unmatched(
+                "paid_by_another_payment_intent", order_id=order.order_id, recorded=item.get("payment_intent")
+            )
+        return item
+
+    _, result = store.apply(order.account_id, build, tripped)
     applied = isinstance(result, Write) or result.get("attempt_id") == attempt_id
     if applied:
-        count("PacksPurchased", paid.packs)
+        count("PacksPurchased", order.packs)
     logger.info("pack grant", extra={"key": paid.key, "applied": applied, "source": source})
     return applied
+
+
+def _mark_paid(store: LedgerStore, paid: Paid) -> dict[str, Any]:
+    """The order's update in the grant: paid, by this PaymentIntent and no other (bound on first payment)."""
+    conditions = ["attribute_exists(pk)"]
+    values = {":paid": to_value("paid"), ":now": to_value(iso(store.clock()))}
+    assignments = ["#status = :paid", "paid_at = if_not_exists(paid_at, :now)"]
+    if paid.payment_intent:
+        conditions.append("(attribute_not_exists(payment_intent) OR payment_intent = :intent)")
+        assignments.append("payment_intent = :intent")
+        values[":intent"] = to_value(paid.payment_intent)
+    if paid.session_id:
+        conditions.append("session_id = :session")
+        values[":session"] = to_value(paid.session_id)
+    return {
+        "Update": {
+            "TableName": store.table,
+            "Key": orders.order_key(paid.order.order_id),
+            "UpdateExpression": "SET " + ", ".join(assignments),
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
 
 
 # ---- refunds and disputes ---------------------------------------------------------------------------

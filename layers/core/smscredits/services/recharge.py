@@ -15,8 +15,9 @@ from smscredits.domain.account import Account
 from smscredits.domain.catalog import pack_price_cents
 from smscredits.domain.errors import Conflict, InvalidRequest, UpstreamUnavailable
 from smscredits.observability import count, logger
+from smscredits.services import orders
 from smscredits.services.ports import Payments
-from smscredits.services.purchases import grant_purchase, paid_from, update_auto_recharge
+from smscredits.services.purchases import Paid, grant_purchase, update_auto_recharge
 
 MAX_CONSECUTIVE_FAILURES = 3
 # A claim not settled within this time (its request died) may be retried under the same recharge id,
@@ -203,21 +204,53 @@ def claim(store: LedgerStore, account_id: str, region: str, needed: int) -> Clai
         found = Claim(
             recharge_id, region, packs, amount, settings["customer_id"], settings["payment_method_id"]
         )
+        # A new recharge is recorded as an order with its claim (a retried one was recorded by its first).
+        order = [] if current else [_order_put(store, found, state.account_id, token)]
         return Write(
             L.Plan(state.pools, state.held, ()),
             f"claim:{recharge_id}",
             {},
+            items=order,
             account_changes={"auto_recharge": settings},
             result=found,
         )
 
+    def recorded(item: dict[str, Any]) -> Claim:
+        """The order of this recharge id exists: ours when it carries our token (our write landed and its
+        answer was lost), else another claimer's that landed first."""
+        if item.get("token") != token:
+            raise RechargeInFlight("A recharge is already in flight.", {"recharge_id": item.get("order_id")})
+        return _claim_of(item, region)
+
     try:
-        _, write = store.apply(account_id, build, lambda item: item)
+        _, write = store.apply(account_id, build, recorded)
     except _OwnClaim as own:
         return own.claim
-    assert isinstance(write, Write)
+    if isinstance(write, Claim):
+        return write
     claimed: Claim = write.result
     return claimed
+
+
+def _order_put(store: LedgerStore, found: Claim, account_id: str, token: str) -> dict[str, Any]:
+    return orders.recharge_order_put(
+        store,
+        recharge_id=found.recharge_id,
+        account_id=account_id,
+        region=found.region,
+        packs=found.packs,
+        amount_cents=found.amount_cents,
+        customer_id=found.customer,
+        payment_method=found.payment_method,
+        token=token,
+    )
+
+
+def _claim_of(item: Mapping[str, Any], region: str) -> Claim:
+    order = orders.order_from_item(item)
+    return Claim(
+        order.order_id, region, order.packs, order.amount_cents, order.customer_id, str(order.payment_method)
+    )
 
 
 class _OwnClaim(Exception):
@@ -240,6 +273,7 @@ def charge(store: LedgerStore, payments: Payments, account_id: str, region: str,
     Raises NotNeeded / RechargeInFlight / CapReached / RechargeRefused when no charge was made."""
     claimed = claim(store, account_id, region, needed)
     metadata = {
+        "order_id": claimed.recharge_id,  # the recharge's order; the rest is for people reading Stripe
         "account_id": account_id,
         "region": region,
         "packs": str(claimed.packs),
@@ -271,35 +305,49 @@ def charge(store: LedgerStore, payments: Payments, account_id: str, region: str,
 
 def settle_success(store: LedgerStore, intent: Mapping[str, Any], *, source: str) -> str:
     """Grant a recharge's packs once (the synchronous answer and payment_intent.succeeded share the key)
-    and, in the same transaction, release its claim and reset the failure count."""
-    metadata = intent.get("metadata") or {}
-    paid = paid_from(
-        metadata,
-        intent.get("amount_received", intent.get("amount")),
-        intent.get("currency"),
-        payment_intent=intent.get("id"),
-        customer=intent.get("customer"),
-    )
-    if paid is None:
-        return "amount_mismatch"
-    recharge_id = str(metadata.get("recharge_id", ""))
+    and, in the same transaction, release its claim and reset the failure count. Only a recharge this
+    service started (its order) is granted, on the order's terms; anything else is recorded as unmatched."""
+    metadata = intent.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    intent_id = orders.stripe_id(intent.get("id"))
+    customer = intent.get("customer")
+    try:
+        order = orders.match(
+            store,
+            kind="recharge",
+            metadata=metadata,
+            amount=intent.get("amount_received", intent.get("amount")),
+            currency=intent.get("currency"),
+            customer=str(customer.get("id")) if isinstance(customer, Mapping) else customer,
+            payment_intent=intent_id,
+        )
 
-    def changes(state: Account) -> dict[str, Any]:
-        settings = _settings_copy(state)
-        _release(settings, paid.region, recharge_id)
-        settings.update(consecutive_failures=0, last_recharge_at=iso(store.clock()))
-        return {"auto_recharge": settings}
+        def changes(state: Account) -> dict[str, Any]:
+            settings = _settings_copy(state)
+            _release(settings, order.region, order.order_id)
+            settings.update(consecutive_failures=0, last_recharge_at=iso(store.clock()))
+            return {"auto_recharge": settings}
 
-    applied = grant_purchase(store, paid, source=f"recharge:{source}", account_changes=changes)
+        applied = grant_purchase(
+            store, Paid(order, intent_id), source=f"recharge:{source}", account_changes=changes
+        )
+    except orders.Unmatched as unmatched:
+        return orders.record_unmatched(
+            store,
+            object_id=intent_id,
+            event_type=f"payment_intent.succeeded ({source})",
+            unmatched=unmatched,
+            payment=orders.payment_summary(intent),
+        )
     if applied:
         count("RechargeSucceeded")
         publish(
             "recharge.succeeded",
             {
-                "account_id": paid.account_id,
-                "region": paid.region,
-                "credits": paid.credits,
-                "recharge_id": recharge_id,
+                "account_id": order.account_id,
+                "region": order.region,
+                "credits": order.credits,
+                "recharge_id": order.order_id,
             },
         )
     return "granted" if applied else "duplicate"
@@ -379,21 +427,25 @@ def pause_for_dispute(state: Account) -> dict[str, Any]:
 
 
 def failed_intent(store: LedgerStore, intent: Mapping[str, Any]) -> str:
-    """payment_intent.payment_failed for one of our recharges (the synchronous answer may have come first)."""
-    metadata = intent.get("metadata") or {}
+    """payment_intent.payment_failed for one of our recharges (the synchronous answer may have come first).
+    Only a recharge this service started, charged to its customer for its amount, counts as a failure."""
+    metadata = intent.get("metadata")
+    order_id = metadata.get("order_id") if isinstance(metadata, Mapping) else None
+    order = orders.find_order(store, order_id)
     if (
-        metadata.get("kind") != "recharge"
-        or not metadata.get("recharge_id")
-        or not metadata.get("account_id")
+        order is None
+        or order.kind != "recharge"
+        or intent.get("customer") != order.customer_id
+        or intent.get("amount") != order.amount_cents
     ):
-        logger.warning("payment failed", extra={"payment_intent": intent.get("id")})
+        logger.warning("payment failed", extra={"payment_intent": intent.get("id"), "order_id": order_id})
         return "ignored"
     error = intent.get("last_payment_error") or {}
     return record_failure(
         store,
-        account_id=str(metadata["account_id"]),
-        region=str(metadata.get("region")),
-        recharge_id=str(metadata["recharge_id"]),
+        account_id=order.account_id,
+        region=order.region,
+        recharge_id=order.order_id,
         code=str(error.get("code") or error.get("decline_code") or "payment_failed"),
         message=error.get("message"),
     )

@@ -7,9 +7,9 @@ from typing import Any
 
 from smscredits.adapters.ledger_store import LedgerStore
 from smscredits.observability import logger
-from smscredits.services import recharge
+from smscredits.services import orders, recharge
 from smscredits.services.ports import Payments
-from smscredits.services.purchases import claw_back, grant_purchase, paid_from, remember_customer
+from smscredits.services.purchases import Paid, claw_back, grant_purchase, remember_customer
 
 
 def handle_event(store: LedgerStore, payments: Callable[[], Payments], event: Mapping[str, Any]) -> str:
@@ -29,19 +29,18 @@ def _session_completed(
 ) -> str:
     if session.get("payment_status") != "paid":
         return "awaiting_payment"  # a delayed method: async_payment_succeeded grants later
-    outcome = _grant_session(store, session)
-    metadata = session.get("metadata") or {}
-    intent, customer = session.get("payment_intent"), session.get("customer")
-    if outcome != "amount_mismatch" and metadata.get("save_card") == "true" and intent and customer:
+    outcome, order = _grant_session(store, session, "checkout.session.completed")
+    intent = _id(session.get("payment_intent"))
+    if order is not None and order.save_card and intent:
         # The event carries no payment method: ask Stripe which card paid, so auto-recharge can use it.
-        method = payments().payment_method_of(str(intent))
+        method = payments().payment_method_of(intent)
         if method:
-            remember_customer(store, str(metadata["account_id"]), str(customer), method)
+            remember_customer(store, order.account_id, order.customer_id, method)
     return outcome
 
 
 def _async_succeeded(store: LedgerStore, _: Callable[[], Payments], session: Mapping[str, Any]) -> str:
-    return _grant_session(store, session)
+    return _grant_session(store, session, "checkout.session.async_payment_succeeded")[0]
 
 
 def _async_failed(_: LedgerStore, __: Callable[[], Payments], session: Mapping[str, Any]) -> str:
@@ -49,49 +48,83 @@ def _async_failed(_: LedgerStore, __: Callable[[], Payments], session: Mapping[s
     return "payment_failed"
 
 
-def _grant_session(store: LedgerStore, session: Mapping[str, Any]) -> str:
-    paid = paid_from(
-        session.get("metadata") or {},
-        session.get("amount_total"),
-        session.get("currency"),
-        payment_intent=_id(session.get("payment_intent")),
-        session_id=session.get("id"),
-        customer=_id(session.get("customer")),
-    )
-    if paid is None:
-        return "amount_mismatch"
-    applied = grant_purchase(store, paid, source="checkout")
-    if applied:
-        recharge.publish(
-            "pack.purchased", {"account_id": paid.account_id, "region": paid.region, "credits": paid.credits}
+def _grant_session(
+    store: LedgerStore, session: Mapping[str, Any], event_type: str
+) -> tuple[str, orders.Order | None]:
+    """Grant a paid session's order; (outcome, the order when the session is one of ours as recorded)."""
+    metadata = _metadata(session)
+    if not orders.claims_to_be_ours(metadata):
+        return "ignored", None  # another integration's session on a shared Stripe account
+    session_id = orders.stripe_id(session.get("id"))
+    intent = _id(session.get("payment_intent"))
+    try:
+        order = orders.match(
+            store,
+            kind="checkout",
+            metadata=metadata,
+            amount=session.get("amount_total"),
+            currency=session.get("currency"),
+            customer=_id(session.get("customer")),
+            session_id=session_id,
+            payment_intent=intent,
         )
-    return "granted" if applied else "duplicate"
+        applied = grant_purchase(store, Paid(order, intent, session_id), source="checkout")
+    except orders.Unmatched as unmatched:
+        return _unmatched(store, session_id, event_type, unmatched, session), None
+    if applied:
+        _announce(order)
+    return ("granted" if applied else "duplicate"), order
 
 
 def _intent_succeeded(store: LedgerStore, _: Callable[[], Payments], intent: Mapping[str, Any]) -> str:
-    metadata = intent.get("metadata") or {}
-    if not metadata.get("account_id"):
-        return "ignored"  # not one of our packs
+    metadata = _metadata(intent)
+    if not orders.claims_to_be_ours(metadata):
+        return "ignored"  # another integration's payment on a shared Stripe account
     if metadata.get("kind") == "recharge":
         return recharge.settle_success(store, intent, source="webhook")
-    paid = paid_from(
-        metadata,
-        intent.get("amount_received", intent.get("amount")),
-        intent.get("currency"),
-        payment_intent=intent.get("id"),
-        customer=_id(intent.get("customer")),
-    )
-    if paid is None:
-        return "amount_mismatch"
-    applied = grant_purchase(store, paid, source="payment_intent")
-    if applied:  # the pack's first event (checkout.session.completed may come later or never)
-        recharge.publish(
-            "pack.purchased", {"account_id": paid.account_id, "region": paid.region, "credits": paid.credits}
+    intent_id = orders.stripe_id(intent.get("id"))
+    try:
+        order = orders.match(
+            store,
+            kind="checkout",
+            metadata=metadata,
+            amount=intent.get("amount_received", intent.get("amount")),
+            currency=intent.get("currency"),
+            customer=_id(intent.get("customer")),
+            payment_intent=intent_id,
         )
-    method, customer = _id(intent.get("payment_method")), _id(intent.get("customer"))
-    if intent.get("setup_future_usage") == "off_session" and method and customer:
-        remember_customer(store, paid.account_id, customer, method)
+        applied = grant_purchase(store, Paid(order, intent_id), source="payment_intent")
+    except orders.Unmatched as unmatched:
+        return _unmatched(store, intent_id, "payment_intent.succeeded", unmatched, intent)
+    if applied:  # the pack's first event (checkout.session.completed may come later or never)
+        _announce(order)
+    method = _id(intent.get("payment_method"))
+    if order.save_card and intent.get("setup_future_usage") == "off_session" and method:
+        remember_customer(store, order.account_id, order.customer_id, method)
     return "granted" if applied else "duplicate"
+
+
+def _announce(order: orders.Order) -> None:
+    recharge.publish(
+        "pack.purchased", {"account_id": order.account_id, "region": order.region, "credits": order.credits}
+    )
+
+
+def _unmatched(
+    store: LedgerStore, object_id: str, event_type: str, unmatched: orders.Unmatched, obj: Mapping[str, Any]
+) -> str:
+    return orders.record_unmatched(
+        store,
+        object_id=object_id,
+        event_type=event_type,
+        unmatched=unmatched,
+        payment=orders.payment_summary(obj),
+    )
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = obj.get("metadata")
+    return metadata if isinstance(metadata, Mapping) else {}
 
 
 def _intent_failed(store: LedgerStore, _: Callable[[], Payments], intent: Mapping[str, Any]) -> str:
@@ -129,10 +162,10 @@ def _dispute_created(store: LedgerStore, _: Callable[[], Payments], dispute: Map
 
 
 def _id(value: Any) -> str | None:
-    """An id whether Stripe sent it bare or expanded into an object."""
+    """An id whether Stripe sent it bare or expanded into an object (MalformedProviderEvent if not an id)."""
     if isinstance(value, Mapping):
-        return str(value.get("id")) if value.get("id") else None
-    return str(value) if value else None
+        value = value.get("id")
+    return orders.stripe_id(value) if value else None
 
 
 _HANDLERS: dict[str, Callable[[LedgerStore, Callable[[], Payments], Mapping[str, Any]], str]] = {
