@@ -200,7 +200,7 @@ def record_session(store: LedgerStore, order: Order, session_id: str, url: str) 
             TableName=store.table,
             Key=order_key(order.order_id),
             UpdateExpression="SET session_id = :session, checkout_url = :url, #status = :open",
-            ConditionExpression="attribute_not_exists(session_id) OR session_id = :session",
+            ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(session_id) OR session_id = :session)",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={
                 ":session": to_value(session_id),
@@ -214,7 +214,8 @@ def record_session(store: LedgerStore, order: Order, session_id: str, url: str) 
         # Stripe made another session for the same key (its idempotency keys expire after 24 hours): the
         # order keeps the first one, which is the one the caller was answered.
         recorded = get_order(store, order.order_id)
-        assert recorded is not None and recorded.session_id is not None
+        if recorded is None or recorded.session_id is None:
+            raise  # the order we just read is gone: a bug, never the caller's doing
         return recorded
     return Order(**{**_fields(order), "session_id": session_id, "checkout_url": url, "status": "open"})
 
@@ -294,6 +295,8 @@ def match(
     if order is None or order.kind != kind:
         raise Unmatched("unknown_order", order_id=order_id)
     said = {"account_id": order.account_id, "region": order.region, "packs": str(order.packs), "kind": kind}
+    if kind == "recharge":
+        said["recharge_id"] = order.order_id
     disagreeing = sorted(
         key for key, value in said.items() if key in metadata and str(metadata[key]) != value
     )

@@ -256,7 +256,7 @@ def _rank(status: Any) -> int:
 
 
 def recorded_status(hold: Hold) -> str | None:
-    """Twilio's last status for the message (holds posted before callbacks kept the create answer's `status`)."""
+    """Twilio's last status for the message (holds posted by older code kept the create answer's as `status`)."""
     status = hold.provider.get("provider_status") or hold.provider.get("status")
     return str(status) if status else None
 
