@@ -16,6 +16,31 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class Query(BaseModel):
+    """A query string: every value arrives as text (`limit=50` reads as a number); other names are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class MessageParams(Request):
+    message_id: StrictStr
+
+
+class AccountParams(Request):
+    account_id: AccountId
+
+
+class LedgerCsvQuery(Query):
+    kind: Annotated[str | None, Field(max_length=200)] = None
+    from_: Annotated[str | None, Field(alias="from", max_length=40)] = None
+    to: Annotated[str | None, Field(max_length=40)] = None
+
+
+class LedgerQuery(LedgerCsvQuery):
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    cursor: Annotated[str | None, Field(max_length=512)] = None
+
+
 class MessageRequest(Request):
     to: Annotated[StrictStr, Field(min_length=1, max_length=32)]
     # The 1600-character limit is a domain rule with its own error code (body_too_long), checked after
@@ -164,6 +189,28 @@ class MigrationResponse(BaseModel):
     before: MigrationBalance
     after: MigrationBalance
     migrated_at: datetime | None
+
+
+class StatusCallbackQuery(Query):
+    """What our send put in the status callback URL."""
+
+    account_id: str | None = None
+    message_id: str | None = None
+
+
+class StatusCallbackForm(BaseModel):
+    """The fields of Twilio's status callback we read (it sends more; the signature covers them all)."""
+
+    MessageSid: str | None = None
+    MessageStatus: str | None = None
+    SmsStatus: str | None = None
+    ErrorCode: str | None = None
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CallbackResponse(BaseModel):
+    outcome: str
 
 
 class ErrorBody(BaseModel):
