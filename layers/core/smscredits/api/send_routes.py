@@ -5,7 +5,7 @@ from __future__ import annotations
 from smscredits import runtime
 from smscredits.api.http import Auth, Request, Response, Router
 from smscredits.domain.idempotency import IdempotencyKey
-from smscredits.schemas.api import MessageRequest, SendResponse
+from smscredits.schemas.messages import MessageRequest, SendResponse
 from smscredits.services import sending
 from smscredits.settings import get_settings
 

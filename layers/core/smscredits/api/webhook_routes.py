@@ -7,7 +7,7 @@ from smscredits.adapters import twilio_signature
 from smscredits.api.http import Auth, Request, Router
 from smscredits.domain.errors import InvalidCallbackSignature, MalformedProviderEvent
 from smscredits.observability import count, logger
-from smscredits.schemas.api import CallbackResponse, StatusCallbackForm, StatusCallbackQuery
+from smscredits.schemas.callbacks import CallbackResponse, StatusCallbackForm, StatusCallbackQuery
 from smscredits.services import sending
 from smscredits.settings import get_settings, twilio_credentials
 

@@ -1,25 +1,16 @@
-"""Request and response models of the HTTP API v1. Requests forbid unknown fields and coercion."""
-
-from __future__ import annotations
+"""Request and response models of the account API (v1). Requests forbid unknown fields and coercion."""
 
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from smscredits.schemas.base import Model, Query, Request
+from smscredits.schemas.messages import FundingOut
 
 AccountId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 PlanName = Literal["starter", "essentials", "growth"]
 PoolName = Annotated[StrictStr, Field(pattern=r"^(included|legacy|purchased:(AU|US|GB|UK|NZ))$")]
-
-
-class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class Query(BaseModel):
-    """A query string: every value arrives as text (`limit=50` reads as a number); other names are ignored."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
 class MessageParams(Request):
@@ -41,24 +32,12 @@ class LedgerQuery(LedgerCsvQuery):
     cursor: Annotated[str | None, Field(max_length=512)] = None
 
 
-class MessageRequest(Request):
-    to: Annotated[StrictStr, Field(min_length=1, max_length=32)]
-    # The 1600-character limit is a domain rule with its own error code (body_too_long), checked after
-    # trimming; this bound only keeps absurd payloads out.
-    body: Annotated[StrictStr, Field(max_length=100_000)]
-
-
-class FundingOut(BaseModel):
-    pool: str
-    credits: int
-
-
-class SmartEncodingOut(BaseModel):
+class SmartEncodingOut(Model):
     encoding: str
     segments: int
 
 
-class QuoteResponse(BaseModel):
+class QuoteResponse(Model):
     region: str
     encoding: str
     segments: int
@@ -70,18 +49,7 @@ class QuoteResponse(BaseModel):
     affordable: bool
 
 
-class SendResponse(BaseModel):
-    message_id: str
-    status: str
-    region: str
-    encoding: str
-    segments: int
-    credits: int
-    funding: list[FundingOut]
-    detail: str | None = None
-
-
-class MessageResponse(BaseModel):
+class MessageResponse(Model):
     message_id: str
     status: str  # pending | sent | failed | refunded
     billing: str  # held | charged | returned | refunded
@@ -97,14 +65,14 @@ class MessageResponse(BaseModel):
     error: dict[str, Any] | None = None
 
 
-class IncludedOut(BaseModel):
+class IncludedOut(Model):
     available: int
     allowance: int
     period_start: date
     resets_at: datetime
 
 
-class BalanceResponse(BaseModel):
+class BalanceResponse(Model):
     account_id: str
     credit_model: Literal["segment", "legacy"]
     plan: str
@@ -116,7 +84,7 @@ class BalanceResponse(BaseModel):
     auto_recharge: dict[str, Any]
 
 
-class LedgerEntryOut(BaseModel):
+class LedgerEntryOut(Model):
     entry_id: str
     kind: str
     pool: str
@@ -127,7 +95,7 @@ class LedgerEntryOut(BaseModel):
     description: str
 
 
-class LedgerPage(BaseModel):
+class LedgerPage(Model):
     entries: list[LedgerEntryOut]
     next_cursor: str | None
 
@@ -147,7 +115,7 @@ class PlanChangeRequest(Request):
     plan: PlanName
 
 
-class PlanChangeResponse(BaseModel):
+class PlanChangeResponse(Model):
     account_id: str
     plan: str
     pending_plan: str | None
@@ -161,7 +129,7 @@ class AdjustmentRequest(Request):
     reason: Annotated[StrictStr, Field(min_length=1, max_length=500)]
 
 
-class AdjustmentResponse(BaseModel):
+class AdjustmentResponse(Model):
     account_id: str
     pool: str
     credits: int
@@ -172,7 +140,7 @@ class MigrationRequest(Request):
     dry_run: StrictBool
 
 
-class MigrationBalance(BaseModel):
+class MigrationBalance(Model):
     credit_model: Literal["segment", "legacy"]
     legacy: int | None
     included: int
@@ -180,7 +148,7 @@ class MigrationBalance(BaseModel):
     held: int
 
 
-class MigrationResponse(BaseModel):
+class MigrationResponse(Model):
     account_id: str
     dry_run: bool
     outcome: Literal["preview", "migrated", "already_migrated"]
@@ -191,33 +159,11 @@ class MigrationResponse(BaseModel):
     migrated_at: datetime | None
 
 
-class StatusCallbackQuery(Query):
-    """What our send put in the status callback URL."""
-
-    account_id: str | None = None
-    message_id: str | None = None
-
-
-class StatusCallbackForm(BaseModel):
-    """The fields of Twilio's status callback we read (it sends more; the signature covers them all)."""
-
-    MessageSid: str | None = None
-    MessageStatus: str | None = None
-    SmsStatus: str | None = None
-    ErrorCode: str | None = None
-
-    model_config = ConfigDict(extra="allow")
-
-
-class CallbackResponse(BaseModel):
-    outcome: str
-
-
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     code: str
     message: str
     details: dict[str, Any]
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Model):
     error: ErrorBody

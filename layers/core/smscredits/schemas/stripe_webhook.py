@@ -15,7 +15,7 @@ from smscredits.schemas.decoding import parse_json
 class StripeModel(BaseModel):
     """Stripe adds fields in every API version: keep what we do not read, check the types of what we do."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, defer_build=True)
 
 
 class Expanded(StripeModel):
