@@ -236,6 +236,13 @@ def test_every_dead_letter_queue_has_a_depth_alarm():
         assert ("ApproximateNumberOfMessagesVisible", queue) in watched, queue
 
 
+def test_a_500_the_http_layer_answers_is_alarmed_although_lambda_sees_no_error():
+    [alarm] = [a for a in _alarms().values() if a["MetricName"] == "UnhandledError"]
+    assert alarm["Namespace"] == "SmsCredits"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
 def test_business_alarms_watch_metrics_the_code_emits():
     code = "\n".join(p.read_text() for p in (ROOT / "layers/core/smscredits").rglob("*.py"))
     watched = {metric for metric, _ in _watched("SmsCredits")}
