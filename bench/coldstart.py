@@ -43,6 +43,7 @@ def _environment() -> dict[str, str]:
         TABLE_NAME="CreditsTable",
         POWERTOOLS_SERVICE_NAME="sms-credits",
         POWERTOOLS_METRICS_NAMESPACE="SmsCredits",
+        PYDANTIC_DISABLE_PLUGINS="__all__",  # template.yaml's Globals set it too
         PYTHONDONTWRITEBYTECODE="",  # bytecode caches are warm on Lambda too (sam build compiles them)
     )
     return env

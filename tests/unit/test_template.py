@@ -80,6 +80,10 @@ def test_no_secret_values_in_the_template():
     assert "{{resolve:secretsmanager" not in text  # plaintext in the function configuration
 
 
+def test_functions_skip_pydantics_plugin_scan_on_cold_start():
+    assert load()["Globals"]["Function"]["Environment"]["Variables"]["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+
+
 def test_tables_are_durable():
     for name, resource in load()["Resources"].items():
         if resource["Type"] != "AWS::DynamoDB::Table":
