@@ -12,12 +12,23 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from smscredits.api.http import Auth, Route
-from smscredits.schemas.api import ErrorResponse
 
 TITLE = "SMS credits API"
 VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
 NO_TOKEN = (Auth.PUBLIC, Auth.SIGNED)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorResponse(BaseModel):
+    """Every refusal and error: the one shape api/http.py's error map writes."""
+
+    error: ErrorBody
 
 
 def build(routes: Iterable[Route]) -> dict[str, Any]:

@@ -157,13 +157,3 @@ class MigrationResponse(Model):
     before: MigrationBalance
     after: MigrationBalance
     migrated_at: datetime | None
-
-
-class ErrorBody(Model):
-    code: str
-    message: str
-    details: dict[str, Any]
-
-
-class ErrorResponse(Model):
-    error: ErrorBody
