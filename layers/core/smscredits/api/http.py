@@ -84,6 +84,23 @@ class Request:
         found = self.authorizer.get("claims")
         return found if isinstance(found, Mapping) else {}
 
+    def admit(self, auth: Auth) -> None:
+        """Check the caller a route's `auth` asks for, from the claims of the token the JWT authorizer verified."""
+        token = self.claims
+        if auth is Auth.ACCOUNT:
+            account_id = token.get(get_settings().account_id_claim)
+            if not isinstance(account_id, str) or not account_id:
+                raise Unauthorized("A valid token with an account claim is required.")
+            self._account_id = account_id
+        elif auth is Auth.ADMIN:
+            if not token:
+                raise Unauthorized("A valid token is required.")
+            scopes = set(str(token.get("scope", "")).split())
+            scopes.update(str(s) for s in self.authorizer.get("scopes") or [])
+            if "admin" not in scopes:
+                raise Forbidden("This route is for support staff (admin scope).")
+            self._actor = str(token.get("sub") or "unknown")
+
     @property
     def account_id(self) -> str:
         """The account of the verified token (routes with Auth.ACCOUNT)."""
@@ -251,7 +268,7 @@ class Api:
         path = str(event.get("rawPath") or http.get("path") or "/")
         route, parameters = self._match(method, path)
         request = Request(event, path, parameters)
-        _authorize(route.auth, request)
+        request.admit(route.auth)
         arguments: dict[str, Any] = _validated_arguments(route, request)
         if route.idempotency_key == "required":
             arguments["key"] = IdempotencyKey.require(request.headers.get("idempotency-key"))
@@ -273,24 +290,6 @@ class Api:
         if allowed:
             raise MethodNotAllowed(method, sorted(set(allowed)))
         raise RouteNotFound("No such route.")
-
-
-def _authorize(auth: Auth, request: Request) -> None:
-    if auth is Auth.ACCOUNT:
-        account_id = request.claims.get(get_settings().account_id_claim)
-        if not isinstance(account_id, str) or not account_id:
-            raise Unauthorized("A valid token with an account claim is required.")
-        request._account_id = account_id
-    elif auth is Auth.ADMIN:
-        token = request.claims
-        if not token:
-            raise Unauthorized("A valid token is required.")
-        scopes = set(str(token.get("scope", "")).split())
-        scopes.update(str(s) for s in request.authorizer.get("scopes") or [])
-        if "admin" not in scopes:
-            raise Forbidden("This route is for support staff (admin scope).")
-        subject = token.get("sub")
-        request._actor = str(subject) if subject else "unknown"
 
 
 def _validated_arguments(route: Route, request: Request) -> dict[str, BaseModel]:
@@ -346,19 +345,13 @@ def error_response(error: Exception) -> Response:
     """A refusal (DomainError, the HTTP layer's included) answers its status and code; anything else is a
     bug of ours: 500, logged with its traceback and counted as UnhandledError (alarmed in template.yaml)."""
     if isinstance(error, DomainError):
-        headers = {"Allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) else {}
-        return error_body(error.status, error.code, error.message, error.details, headers)
-    logger.exception("unhandled error")
-    count("UnhandledError")
-    return error_body(500, "internal_error", "Something went wrong on our side; nothing was charged.")
-
-
-def error_body(
-    status: int,
-    code: str,
-    message: str,
-    details: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    body = {"error": {"code": code, "message": message, "details": dict(details or {})}}
-    return Response(status, body, headers=dict(headers or {}))
+        status, code, message, details = error.status, error.code, error.message, error.details
+    else:
+        logger.exception("unhandled error")
+        count("UnhandledError")
+        status, code = 500, "internal_error"
+        message, details = "Something went wrong on our side; nothing was charged.", {}
+    headers = {"Allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) else {}
+    return Response(
+        status, {"error": {"code": code, "message": message, "details": dict(details)}}, headers=headers
+    )
