@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench import coldstart, dynamo_cost, latency, refresh_scale, segments, size
 from bench.common import CORE_LAYER, ROOT, Row, Section, machine
@@ -20,6 +21,8 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "segments": segments.run,
 }
 DOC = ROOT / "docs" / "performance.md"
+# Everything after this line of docs/performance.md is written by hand (the choices behind the figures) and kept.
+HAND_WRITTEN = "<!-- Written by hand below this line; `make bench` keeps it. -->"
 HEADER = ("what", "measured", "baseline", "ratio / figure", "target", "met?")
 
 SCALE = """\
@@ -56,9 +59,9 @@ def document(sections: list[Section], quick: bool, seconds: float) -> str:
     parts = [
         "# Performance",
         "",
-        "Written by `make bench` (`python -m bench`); do not edit by hand. These are measurements, not "
-        "tests: each figure stands beside a baseline measured in the same run on the same machine, and the "
-        "targets are those of issue 8.",
+        "Written by `make bench` (`python -m bench`) down to the hand-written sections at the end, which it "
+        "keeps. These are measurements, not tests: each figure stands beside a baseline measured in the same "
+        "run on the same machine, and the targets are those of issues 8 and 19.",
         "",
         f"- machine: {machine()}",
         f"- run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {'--quick' if quick else 'full'}, {seconds:.0f} s",
@@ -84,6 +87,12 @@ def document(sections: list[Section], quick: bool, seconds: float) -> str:
     return "\n".join(parts)
 
 
+def kept(doc: Path) -> str:
+    """The hand-written end of the existing document, marker included; empty when there is none."""
+    _, marker, tail = (doc.read_text() if doc.exists() else "").partition(HAND_WRITTEN)
+    return f"\n{marker}{tail}" if marker else ""
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a short run)")
@@ -99,7 +108,7 @@ def main(argv: list[str]) -> int:
     print(f"\n# Benchmarks — {machine()} — {seconds:.0f} s\n")
     print(table(rows, markdown=False))
     if not args.no_write and not args.only:
-        DOC.write_text(document(sections, args.quick, seconds))
+        DOC.write_text(document(sections, args.quick, seconds) + kept(DOC))
         print(f"\nwritten: {DOC.relative_to(ROOT)}")
     return 0
 

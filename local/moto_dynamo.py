@@ -135,9 +135,9 @@ def _restore(table: Any, hash_value: Any, range_value: Any, item: Any) -> None:
 def moto_client(endpoint_url: str, config: Any = None) -> Any:
     """A DynamoDB client for a moto server. Moto accepts any credentials; fixed ones keep a real AWS profile
     (and its region) out of it."""
-    import boto3
+    from botocore.session import get_session  # the client the functions create too (adapters/aws.py)
 
-    return boto3.session.Session().client(
+    return get_session().create_client(
         "dynamodb",
         endpoint_url=endpoint_url,
         region_name="us-east-1",

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-import boto3
 import requests
 from jwt.warnings import InsecureKeyLengthWarning
 from moto.server import ThreadedMotoServer
@@ -27,7 +26,7 @@ from werkzeug.wrappers import Response
 
 from local import run_file, stripe_standin, token
 from local.gateway import Gateway
-from local.moto_dynamo import create_tables, patch_moto
+from local.moto_dynamo import create_tables, moto_client, patch_moto
 from local.schedules import Timers
 from local.template import function_properties, functions, load, schedules, table_definitions
 from local.twilio_standin import TwilioStandIn, describe
@@ -301,7 +300,7 @@ def start(running: contextlib.ExitStack) -> Started:
     running.callback(moto.stop)
     moto_url = "http://{}:{}".format(*moto.get_host_and_port())
     environment = configure_environment(gateway_url, moto_url)
-    create_tables(boto3.client("dynamodb", endpoint_url=moto_url))
+    create_tables(moto_client(moto_url))
 
     gateway = Gateway()
     mounts: dict[str, Any] = {"/__local/demo-tokens": demo_tokens}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from smscredits.api import account_routes, admin_routes, dashboard_routes, docs_routes, packs_routes
-from smscredits.api.app import build_app
+from smscredits.api.http import Api
 from smscredits.observability import instrument
 
-app = build_app(
+app = Api(
     account_routes.router,
     admin_routes.router,
     docs_routes.router,

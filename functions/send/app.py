@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from smscredits.api import send_routes
-from smscredits.api.app import build_app
+from smscredits.api.http import Api
 from smscredits.observability import instrument
 
-app = build_app(send_routes.router)
+app = Api(send_routes.router)
 
 
 @instrument

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from smscredits.api import stripe_routes
-from smscredits.api.app import build_app
+from smscredits.api.http import Api
 from smscredits.observability import instrument
 
-app = build_app(stripe_routes.router)
+app = Api(stripe_routes.router)
 
 
 @instrument

@@ -14,7 +14,7 @@ import pytest
 from local.token import mint
 from smscredits.domain.regions import mask_number
 from smscredits.observability import logger, mask_numbers, metrics
-from smscredits.services import sending
+from smscredits.services import sending, stripe_events
 from tests.functions import Context, call, event, load_function, user
 from tests.integration.conftest import TWILIO_TOKEN, FakeTwilioHttp, create
 from tests.integration.stripe_support import WEBHOOK_SECRET, checkout, deliver, stripe_api, stripe_event
@@ -229,3 +229,41 @@ def test_scheduled_and_queued_runs_get_a_correlation_id(service):
 
     load_function("refresh_worker").lambda_handler({"Records": [record]}, Context())
     assert logger.get_correlation_id() == Context.aws_request_id  # a batch has no single event id
+
+
+def test_an_unhandled_error_is_counted_for_its_alarm(service, twilio, stdout, monkeypatch):
+    create()
+    stdout()
+
+    def explode(*_: Any, **__: Any) -> Any:
+        raise KeyError("a bug of ours")
+
+    monkeypatch.setattr(sending, "send_message", explode)
+    status, _ = call(
+        "send",
+        "send_post_message",
+        body={"to": AU, "body": BODY},
+        headers={"idempotency-key": "k"},
+        claims=user(),
+    )
+
+    assert status == 500
+    assert _metrics(stdout())["UnhandledError"] == 1.0
+
+
+def test_a_bug_after_the_stripe_signature_is_a_500_never_a_400(service, stripe_api, stdout, monkeypatch):
+    create()
+    stdout()
+
+    def explode(*_: Any, **__: Any) -> Any:
+        raise TypeError("a bug of ours while granting")
+
+    monkeypatch.setitem(stripe_events._HANDLERS, "checkout.session.completed", explode)
+    status, answer = deliver(stripe_event("stripe_checkout_session_completed"))
+
+    # A 400 would tell Stripe (and the operator) that Stripe sent a malformed event; it is our bug: 500,
+    # logged with its traceback and counted for the UnhandledError alarm. Stripe retries it later.
+    assert status == 500 and answer["error"]["code"] == "internal_error"
+    lines = stdout()
+    assert _metrics(lines)["UnhandledError"] == 1.0
+    assert any(line.get("exception_name") == "TypeError" for line in _logs(lines))

@@ -108,23 +108,6 @@ def test_warm_send_costs_two_writes_and_no_reads(service, twilio, dynamodb):
     assert counter.reads == 0
 
 
-def test_send_module_never_imports_stripe_and_the_status_function_imports_no_sdk():
-    import subprocess
-    import sys
-
-    def loaded_after(function: str) -> str:
-        code = (
-            "import sys; sys.path[:0] = ['layers/core', '.']; from tests.functions import load_function; "
-            f"load_function('{function}'); print(sorted({{'stripe', 'twilio'}} & set(sys.modules)))"
-        )
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        return result.stdout.strip()
-
-    assert loaded_after("send") == "[]"  # Twilio's SDK loads on the first send, never Stripe's
-    assert loaded_after("account_api") == "[]"
-    assert loaded_after("twilio_status") == "[]"
-
-
 def test_same_key_and_body_replays_without_second_send_or_debit(service, twilio):
     create()
     first = send(key="order-1")

@@ -114,18 +114,6 @@ def test_openapi_lists_the_billing_routes(service, stripe_api):
     assert {"get", "put"} <= set(paths["/v1/auto-recharge"])
 
 
-def test_stripe_functions_never_import_twilio():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; sys.path[:0] = ['layers/core', '.']; from tests.functions import load_function; "
-        "load_function('checkout'); load_function('stripe_webhook'); print('twilio' in sys.modules)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
-
-
 def test_handler_modules_load(service):
     assert load_function("checkout").app and load_function("stripe_webhook").app
 

@@ -80,6 +80,10 @@ def test_no_secret_values_in_the_template():
     assert "{{resolve:secretsmanager" not in text  # plaintext in the function configuration
 
 
+def test_functions_skip_pydantics_plugin_scan_on_cold_start():
+    assert load()["Globals"]["Function"]["Environment"]["Variables"]["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+
+
 def test_tables_are_durable():
     for name, resource in load()["Resources"].items():
         if resource["Type"] != "AWS::DynamoDB::Table":
@@ -234,6 +238,13 @@ def test_every_dead_letter_queue_has_a_depth_alarm():
     watched = _watched("AWS/SQS")
     for queue in _dead_letter_queues():
         assert ("ApproximateNumberOfMessagesVisible", queue) in watched, queue
+
+
+def test_a_500_the_http_layer_answers_is_alarmed_although_lambda_sees_no_error():
+    [alarm] = [a for a in _alarms().values() if a["MetricName"] == "UnhandledError"]
+    assert alarm["Namespace"] == "SmsCredits"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert alarm["TreatMissingData"] == "notBreaching"
 
 
 def test_business_alarms_watch_metrics_the_code_emits():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
+from smscredits.adapters import aws
 from smscredits.adapters.dynamo import dynamodb_client
 from smscredits.adapters.ledger_store import LedgerStore
 from smscredits.settings import get_settings
@@ -87,3 +88,4 @@ def reset() -> None:
     refresh_queue.cache_clear()
     get_settings.cache_clear()
     dynamodb_client.cache_clear()
+    aws.session.cache_clear()

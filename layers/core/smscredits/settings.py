@@ -76,10 +76,13 @@ class StripeCredentials:
 
 
 def _secret(name: str) -> Mapping[str, Any]:
-    # Powertools caches the value for 300 s (its v3 default), so a warm function reads it once.
-    from aws_lambda_powertools.utilities import parameters
+    """A JSON secret from Secrets Manager, read once per process (the callers cache it).
 
-    value = parameters.get_secret(name, transform="json")
+    One GetSecretValue through our botocore client: Powertools' parameters utility would import boto3 and
+    s3transfer on the first request of every new environment (docs/performance.md)."""
+    from smscredits.adapters import aws
+
+    value = json.loads(aws.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
     if not isinstance(value, Mapping):
         raise RuntimeError(f"secret {name} is not a JSON object")
     return value

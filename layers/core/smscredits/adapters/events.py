@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import boto3
+from smscredits.adapters import aws
 
 SOURCE = "sms-credits"
 
@@ -26,7 +25,7 @@ class EventBridgePublisher:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = boto3.client("events", region_name=os.environ.get("AWS_REGION", "us-east-1"))
+            self._client = aws.client("events")
         return self._client
 
     def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
+from smscredits.adapters import aws
 
 BATCH = 10
 
@@ -22,7 +21,7 @@ class SqsRefreshQueue:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = boto3.client("sqs", region_name=os.environ.get("AWS_REGION", "us-east-1"))
+            self._client = aws.client("sqs")
         return self._client
 
     def send(self, account_ids: Sequence[str]) -> int:

@@ -7,8 +7,14 @@ from typing import Any, Literal
 
 import stripe
 
-from smscredits.domain.errors import IdempotencyKeyReused, UpstreamFailed, UpstreamUnavailable
-from smscredits.observability import logger
+from smscredits.domain.errors import (
+    IdempotencyKeyReused,
+    InvalidSignature,
+    UpstreamFailed,
+    UpstreamUnavailable,
+)
+from smscredits.observability import count, logger
+from smscredits.schemas.stripe_webhook import parse_event
 from smscredits.services.ports import ChargeOutcome
 
 WEBHOOK_TOLERANCE_SECONDS = 300
@@ -22,11 +28,18 @@ class StripePayments:
         self.webhook_secret = webhook_secret
 
     def construct_event(self, payload: str, signature: str) -> dict[str, Any]:
-        """The verified event as plain data; raises stripe.SignatureVerificationError (or ValueError)."""
-        event = stripe.Webhook.construct_event(
-            payload, signature, self.webhook_secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
-        )
-        return event.to_dict()
+        """The verified event as plain data. InvalidSignature when the Stripe-Signature does not verify the
+        payload (counted: an alarm watches it); MalformedProviderEvent when what Stripe signed is not an event."""
+        try:
+            stripe.WebhookSignature.verify_header(
+                payload, signature, self.webhook_secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
+            )
+        except stripe.SignatureVerificationError as error:
+            logger.warning("stripe webhook rejected", extra={"reason": type(error).__name__})
+            count("WebhookSignatureRejected")
+            count("StripeSignatureRejected")
+            raise InvalidSignature("The Stripe-Signature does not verify this body.") from error
+        return parse_event(payload)
 
     def create_customer(self, account_id: str) -> str:
         customer = _call(

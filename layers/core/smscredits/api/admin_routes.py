@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
-
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from smscredits import runtime
-from smscredits.api.app import idempotency_key, require_admin
+from smscredits.api.http import Auth, Request, Router
+from smscredits.domain.idempotency import IdempotencyKey
 from smscredits.schemas.api import (
-    AccountId,
+    AccountParams,
     AdjustmentRequest,
     AdjustmentResponse,
     BalanceResponse,
@@ -25,74 +21,99 @@ from smscredits.schemas.api import (
 from smscredits.services import accounts, legacy
 from smscredits.settings import get_settings
 
-router = APIGatewayHttpRouter()
-AccountPath = Annotated[AccountId, Path()]
+router = Router()
 
 
-@router.post("/v1/admin/accounts", summary="Support: create an account (its first allowance is granted)")
-def create_account(request: Annotated[CreateAccountRequest, Body()]) -> Response[BalanceResponse]:
-    actor = require_admin(router)
+@router.post(
+    "/v1/admin/accounts",
+    auth=Auth.ADMIN,
+    body=CreateAccountRequest,
+    response=BalanceResponse,
+    status=201,
+    summary="Support: create an account (its first allowance is granted)",
+)
+def create_account(request: Request, body: CreateAccountRequest) -> BalanceResponse:
+    actor = request.actor
     account = accounts.create_account(
         runtime.store(),
-        account_id=request.account_id,
-        plan=request.plan,
-        billing_anchor=request.billing_anchor,
-        home_region=request.home_region,
-        created_at=request.created_at,
-        smart_encoding=request.smart_encoding,
+        account_id=body.account_id,
+        plan=body.plan,
+        billing_anchor=body.billing_anchor,
+        home_region=body.home_region,
+        created_at=body.created_at,
+        smart_encoding=body.smart_encoding,
         actor=actor,
     )
-    return Response(
-        status_code=201,
-        content_type="application/json",
-        body=BalanceResponse.model_validate(accounts.balance_view(account)),
-    )
+    return BalanceResponse.model_validate(accounts.balance_view(account))
 
 
 @router.put(
-    "/v1/admin/accounts/<account_id>/plan", summary="Support: change plan (upgrade now, downgrade at refresh)"
+    "/v1/admin/accounts/{account_id}/plan",
+    auth=Auth.ADMIN,
+    params=AccountParams,
+    body=PlanChangeRequest,
+    response=PlanChangeResponse,
+    summary="Support: change plan (upgrade now, downgrade at refresh)",
 )
-def change_plan(account_id: AccountPath, request: Annotated[PlanChangeRequest, Body()]) -> PlanChangeResponse:
-    actor = require_admin(router)
-    answer = accounts.change_plan(runtime.store(), account_id=account_id, plan=request.plan, actor=actor)
+def change_plan(request: Request, params: AccountParams, body: PlanChangeRequest) -> PlanChangeResponse:
+    actor = request.actor
+    answer = accounts.change_plan(runtime.store(), account_id=params.account_id, plan=body.plan, actor=actor)
     return PlanChangeResponse.model_validate(answer)
 
 
 @router.post(
-    "/v1/admin/accounts/<account_id>/adjustments",
+    "/v1/admin/accounts/{account_id}/adjustments",
+    auth=Auth.ADMIN,
+    params=AccountParams,
+    body=AdjustmentRequest,
+    idempotency_key="optional",
+    response=AdjustmentResponse,
     summary="Support: adjust a pool with a reason (never below zero; Idempotency-Key makes it once)",
 )
-def adjust(account_id: AccountPath, request: Annotated[AdjustmentRequest, Body()]) -> AdjustmentResponse:
-    actor = require_admin(router)
+def adjust(
+    request: Request, params: AccountParams, body: AdjustmentRequest, key: IdempotencyKey | None
+) -> AdjustmentResponse:
+    actor = request.actor
     answer = accounts.adjust_pool(
         runtime.store(),
-        account_id=account_id,
-        pool=request.pool,
-        credits=request.credits,
-        reason=request.reason,
+        account_id=params.account_id,
+        pool=body.pool,
+        credits=body.credits,
+        reason=body.reason,
         actor=actor,
-        key=idempotency_key(router) or uuid.uuid4().hex,
+        key=key or uuid.uuid4().hex,
     )
     return AdjustmentResponse.model_validate(answer)
 
 
 @router.post(
-    "/v1/admin/accounts/<account_id>/migration",
+    "/v1/admin/accounts/{account_id}/migration",
+    auth=Auth.ADMIN,
+    params=AccountParams,
+    body=MigrationRequest,
+    response=MigrationResponse,
     summary="Support: migrate a legacy account (dry_run shows before and after; the real run is idempotent)",
 )
-def migrate(account_id: AccountPath, request: Annotated[MigrationRequest, Body()]) -> MigrationResponse:
-    actor = require_admin(router)
+def migrate(request: Request, params: AccountParams, body: MigrationRequest) -> MigrationResponse:
+    actor = request.actor
     answer = legacy.migrate_account(
         runtime.store(),
-        account_id=account_id,
-        dry_run=request.dry_run,
+        account_id=params.account_id,
+        dry_run=body.dry_run,
         ratio=get_settings().migration_ratio,
         actor=actor,
     )
     return MigrationResponse.model_validate(answer)
 
 
-@router.get("/v1/admin/accounts/<account_id>/balance", summary="Support: any account's balance")
-def admin_balance(account_id: AccountPath) -> BalanceResponse:
-    require_admin(router)
-    return BalanceResponse.model_validate(accounts.balance_view(runtime.store().get_account(account_id)))
+@router.get(
+    "/v1/admin/accounts/{account_id}/balance",
+    auth=Auth.ADMIN,
+    params=AccountParams,
+    response=BalanceResponse,
+    summary="Support: any account's balance",
+)
+def admin_balance(request: Request, params: AccountParams) -> BalanceResponse:
+    return BalanceResponse.model_validate(
+        accounts.balance_view(runtime.store().get_account(params.account_id))
+    )

@@ -5,10 +5,9 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from smscredits.api.http import Auth, Request, Response, Router
 
-router = APIGatewayHttpRouter()
+router = Router()
 
 # The page holds no data and no secret: it is the same for everyone, so browsers may cache it briefly.
 # Its own scripts are inline, so the policy allows inline code but no other origin, frames or plugins.
@@ -29,8 +28,6 @@ def dashboard_html() -> str:
     return resources.files("smscredits.api").joinpath("static/dashboard.html").read_text(encoding="utf-8")
 
 
-@router.get("/dashboard", summary="The account dashboard (a web page)", include_in_schema=False)
-def dashboard() -> Response[str]:
-    return Response(
-        status_code=200, content_type="text/html; charset=utf-8", body=dashboard_html(), headers=HEADERS
-    )
+@router.get("/dashboard", auth=Auth.PUBLIC, summary="The account dashboard (a web page)", in_schema=False)
+def dashboard(request: Request) -> Response:
+    return Response(200, dashboard_html(), content_type="text/html; charset=utf-8", headers=HEADERS)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from smscredits.api.dashboard_routes import HEADERS
+from smscredits.api.http import Auth, Request, Response, Router
 
-from smscredits.api.app import API_TITLE, API_VERSION
-
-router = APIGatewayHttpRouter()
+router = Router()
 
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -38,19 +35,19 @@ fetch('/v1/openapi.json').then(r => r.json()).then(doc => {
 
 @cache
 def openapi_document() -> str:
-    """Built from every router of the service, so it describes the whole API whichever function serves it.
-    The routers import no provider SDK at module level, so this stays cheap."""
+    """Built from every router of the service on first use, so it describes the whole API whichever function
+    serves it. The routers import no provider SDK at module level, so this stays cheap."""
     from smscredits.api import (
         account_routes,
         admin_routes,
+        openapi,
         packs_routes,
         send_routes,
         stripe_routes,
         webhook_routes,
     )
-    from smscredits.api.app import build_app
 
-    app = build_app(
+    routers = (
         account_routes.router,
         send_routes.router,
         admin_routes.router,
@@ -60,20 +57,14 @@ def openapi_document() -> str:
         stripe_routes.router,
         router,
     )
-    return app.get_openapi_json_schema(
-        title=API_TITLE,
-        version=API_VERSION,
-        description="The public contract of the SMS credits service (PRODUCT.md §10).",
-        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},  # type: ignore[dict-item]
-        security=[{"bearer": []}],
-    )
+    return json.dumps(openapi.build(route for r in routers for route in r.routes))
 
 
-@router.get("/v1/openapi.json", summary="This document", include_in_schema=False)
-def openapi() -> Response[Any]:
-    return Response(status_code=200, content_type="application/json", body=json.loads(openapi_document()))
+@router.get("/v1/openapi.json", auth=Auth.PUBLIC, summary="This document", in_schema=False)
+def openapi_json(request: Request) -> Response:
+    return Response(200, openapi_document())
 
 
-@router.get("/v1/docs", summary="A readable list of the routes", include_in_schema=False)
-def docs() -> Response[str]:
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=DOCS_PAGE)
+@router.get("/v1/docs", auth=Auth.PUBLIC, summary="A readable list of the routes", in_schema=False)
+def docs(request: Request) -> Response:
+    return Response(200, DOCS_PAGE, content_type="text/html; charset=utf-8", headers=HEADERS)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-
 from smscredits import runtime
-from smscredits.api.app import caller_account, idempotency_key
+from smscredits.api.http import Auth, Request, Router
 from smscredits.domain.catalog import normalise_region
+from smscredits.domain.idempotency import IdempotencyKey
 from smscredits.schemas.billing import (
     AutoRechargeRequest,
     AutoRechargeResponse,
@@ -18,11 +13,10 @@ from smscredits.schemas.billing import (
     CheckoutResponse,
     PacksResponse,
 )
-from smscredits.services import purchases, recharge
 from smscredits.settings import get_settings
 
-router = APIGatewayHttpRouter()
-checkout_router = APIGatewayHttpRouter()
+router = Router()
+checkout_router = Router()
 
 
 def _region(code: str) -> str:
@@ -31,51 +25,71 @@ def _region(code: str) -> str:
     return region
 
 
-@router.get("/v1/packs", summary="The price table: one pack is 100 credits for one region")
-def get_packs() -> PacksResponse:
+@router.get(
+    "/v1/packs",
+    auth=Auth.TOKEN,
+    response=PacksResponse,
+    summary="The price table: one pack is 100 credits for one region",
+)
+def get_packs(request: Request) -> PacksResponse:
+    from smscredits.services import purchases  # the Stripe-side services load with the routes that use them
+
     return PacksResponse.model_validate(purchases.price_table())
 
 
-@router.get("/v1/auto-recharge", summary="Auto-recharge settings and state")
-def get_auto_recharge() -> AutoRechargeResponse:
-    account = runtime.store().get_account(caller_account(router))
+@router.get(
+    "/v1/auto-recharge",
+    auth=Auth.ACCOUNT,
+    response=AutoRechargeResponse,
+    summary="Auto-recharge settings and state",
+)
+def get_auto_recharge(request: Request) -> AutoRechargeResponse:
+    from smscredits.services import recharge
+
+    account = runtime.store().get_account(request.account_id)
     return AutoRechargeResponse.model_validate(recharge.settings_view(account))
 
 
 @router.put(
-    "/v1/auto-recharge", summary="Change auto-recharge settings (a monthly cap is required to enable)"
+    "/v1/auto-recharge",
+    auth=Auth.ACCOUNT,
+    body=AutoRechargeRequest,
+    response=AutoRechargeResponse,
+    summary="Change auto-recharge settings (a monthly cap is required to enable)",
 )
-def put_auto_recharge(request: Annotated[AutoRechargeRequest, Body()]) -> AutoRechargeResponse:
+def put_auto_recharge(request: Request, body: AutoRechargeRequest) -> AutoRechargeResponse:
+    from smscredits.services import recharge
+
     view = recharge.put_settings(
         runtime.store(),
-        caller_account(router),
-        enabled=request.enabled,
-        regions={_region(code): rule.model_dump() for code, rule in request.regions.items()},
-        monthly_cap_cents=request.monthly_cap_cents,
+        request.account_id,
+        enabled=body.enabled,
+        regions={_region(code): rule.model_dump() for code, rule in body.regions.items()},
+        monthly_cap_cents=body.monthly_cap_cents,
     )
     return AutoRechargeResponse.model_validate(view)
 
 
 @checkout_router.post(
     "/v1/packs/checkout",
+    auth=Auth.ACCOUNT,
+    body=CheckoutRequest,
+    idempotency_key="required",
+    response=CheckoutResponse,
+    status=201,
+    description="Checkout Session created (or the same one, for a repeated Idempotency-Key)",
     summary="Start a Stripe Checkout for 1-100 packs of one region; credits arrive when Stripe confirms payment",
-    responses={
-        201: {"description": "Checkout Session created (or the same one, for a repeated Idempotency-Key)"}
-    },
 )
-def post_checkout(
-    request: Annotated[CheckoutRequest, Body()],
-    idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
-) -> Response[CheckoutResponse]:
+def post_checkout(request: Request, body: CheckoutRequest, key: IdempotencyKey) -> CheckoutResponse:
+    from smscredits.services import purchases
+
     answer = purchases.create_checkout(
         runtime.store(),
         runtime.payments(),
-        account_id=caller_account(checkout_router),
-        idempotency_key=idempotency_key(checkout_router),
-        region=_region(request.region),
-        quantity=request.quantity,
+        account_id=request.account_id,
+        idempotency_key=key,
+        region=_region(body.region),
+        quantity=body.quantity,
         public_base_url=get_settings().public_base_url,
     )
-    return Response(
-        status_code=201, content_type="application/json", body=CheckoutResponse.model_validate(answer)
-    )
+    return CheckoutResponse.model_validate(answer)

@@ -2,44 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header
-from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-
 from smscredits import runtime
-from smscredits.api.app import caller_account, idempotency_key
-from smscredits.schemas.api import MessageRequest, SendResponse
+from smscredits.api.http import Auth, Request, Response, Router
+from smscredits.domain.idempotency import IdempotencyKey
+from smscredits.schemas.messages import MessageRequest, SendResponse
 from smscredits.services import sending
 from smscredits.settings import get_settings
 
-router = APIGatewayHttpRouter()
+router = Router()
 
 
 @router.post(
     "/v1/messages",
+    auth=Auth.ACCOUNT,
+    body=MessageRequest,
+    idempotency_key="required",
+    response=SendResponse,
+    status=202,
+    description="Accepted (or a replay of the same Idempotency-Key)",
     summary="Send a message: hold its credits, hand it to Twilio, charge it when Twilio accepts",
-    responses={202: {"description": "Accepted (or a replay of the same Idempotency-Key)"}},
 )
-def post_message(
-    request: Annotated[MessageRequest, Body()],
-    idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
-) -> Response[SendResponse]:
+def post_message(request: Request, body: MessageRequest, key: IdempotencyKey) -> Response:
     status, answer = sending.send_message(
         runtime.store(),
         runtime.sender(),
-        account_id=caller_account(router),
-        idempotency_key=idempotency_key(router),
-        to=request.to,
-        body=request.body,
+        account_id=request.account_id,
+        idempotency_key=key,
+        to=body.to,
+        body=body.body,
         callback_base_url=get_settings().public_base_url,
         recharge=_auto_recharge,
         after_debit=_threshold_recharge,
     )
-    return Response(
-        status_code=status, content_type="application/json", body=SendResponse.model_validate(answer)
-    )
+    return Response(status, SendResponse.model_validate(answer))
 
 
 def _auto_recharge(account_id: str, region: str, needed: int) -> bool:

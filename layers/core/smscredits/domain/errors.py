@@ -23,14 +23,31 @@ class InvalidRequest(DomainError):
 
 
 class MalformedRequest(DomainError):
-    """The request could not be read at all (bad JSON, wrong content)."""
+    """The request could not be read at all: bytes that are not UTF-8, JSON nested beyond reason."""
 
     code = "invalid_request"
     status = 400
 
 
-class MalformedProviderEvent(MalformedRequest):
-    """A signed provider event whose object does not have the shape the provider documents."""
+class InvalidSignature(DomainError):
+    """A webhook whose signature does not verify its body (Stripe-Signature): nothing was read or written."""
+
+    code = "invalid_signature"
+    status = 400
+
+
+class InvalidCallbackSignature(InvalidSignature):
+    """A Twilio status callback whose X-Twilio-Signature does not match: refused as forbidden, as always."""
+
+    code = "forbidden"
+    status = 403
+
+
+class MalformedProviderEvent(DomainError):
+    """A correctly signed provider payload that is not shaped as the provider documents it; nothing written."""
+
+    code = "invalid_request"
+    status = 400
 
 
 class InvalidNumber(DomainError):

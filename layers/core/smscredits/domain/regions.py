@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import phonenumbers
-
 from smscredits.domain.catalog import REGIONS
 from smscredits.domain.errors import InvalidNumber, UnsupportedRegion
 
@@ -22,6 +20,10 @@ def parse_recipient(to: str) -> tuple[str, str]:
             "The recipient must be one phone number in E.164 form: '+', then digits; no extension.",
             {"to": "invalid"},
         )
+    # Imported on the first number read, not with the module: most routes of the account API never read
+    # one, and the import is ~0.1× of a bare boto3 import (docs/performance.md).
+    import phonenumbers
+
     try:
         parsed = phonenumbers.parse(to, None)
     except phonenumbers.NumberParseException as exc:
@@ -53,6 +55,8 @@ def parse_recipient(to: str) -> tuple[str, str]:
 
 def mask_number(number: str) -> str:
     """+61412345678 → +61******678: the country code and the last three digits, for logs and statements."""
+    import phonenumbers
+
     digits = number.lstrip("+")
     if len(digits) <= 5:
         return "+" + "*" * len(digits)

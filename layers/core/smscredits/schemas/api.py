@@ -1,39 +1,43 @@
-"""Request and response models of the HTTP API v1. Requests forbid unknown fields and coercion."""
-
-from __future__ import annotations
+"""Request and response models of the account API (v1). Requests forbid unknown fields and coercion."""
 
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from smscredits.schemas.base import Model, Query, Request
+from smscredits.schemas.messages import FundingOut
 
 AccountId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 PlanName = Literal["starter", "essentials", "growth"]
 PoolName = Annotated[StrictStr, Field(pattern=r"^(included|legacy|purchased:(AU|US|GB|UK|NZ))$")]
 
 
-class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class MessageParams(Request):
+    message_id: StrictStr
 
 
-class MessageRequest(Request):
-    to: Annotated[StrictStr, Field(min_length=1, max_length=32)]
-    # The 1600-character limit is a domain rule with its own error code (body_too_long), checked after
-    # trimming; this bound only keeps absurd payloads out.
-    body: Annotated[StrictStr, Field(max_length=100_000)]
+class AccountParams(Request):
+    account_id: AccountId
 
 
-class FundingOut(BaseModel):
-    pool: str
-    credits: int
+class LedgerCsvQuery(Query):
+    kind: Annotated[str | None, Field(max_length=200)] = None
+    from_: Annotated[str | None, Field(alias="from", max_length=40)] = None
+    to: Annotated[str | None, Field(max_length=40)] = None
 
 
-class SmartEncodingOut(BaseModel):
+class LedgerQuery(LedgerCsvQuery):
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    cursor: Annotated[str | None, Field(max_length=512)] = None
+
+
+class SmartEncodingOut(Model):
     encoding: str
     segments: int
 
 
-class QuoteResponse(BaseModel):
+class QuoteResponse(Model):
     region: str
     encoding: str
     segments: int
@@ -45,18 +49,7 @@ class QuoteResponse(BaseModel):
     affordable: bool
 
 
-class SendResponse(BaseModel):
-    message_id: str
-    status: str
-    region: str
-    encoding: str
-    segments: int
-    credits: int
-    funding: list[FundingOut]
-    detail: str | None = None
-
-
-class MessageResponse(BaseModel):
+class MessageResponse(Model):
     message_id: str
     status: str  # pending | sent | failed | refunded
     billing: str  # held | charged | returned | refunded
@@ -72,14 +65,14 @@ class MessageResponse(BaseModel):
     error: dict[str, Any] | None = None
 
 
-class IncludedOut(BaseModel):
+class IncludedOut(Model):
     available: int
     allowance: int
     period_start: date
     resets_at: datetime
 
 
-class BalanceResponse(BaseModel):
+class BalanceResponse(Model):
     account_id: str
     credit_model: Literal["segment", "legacy"]
     plan: str
@@ -91,7 +84,7 @@ class BalanceResponse(BaseModel):
     auto_recharge: dict[str, Any]
 
 
-class LedgerEntryOut(BaseModel):
+class LedgerEntryOut(Model):
     entry_id: str
     kind: str
     pool: str
@@ -102,7 +95,7 @@ class LedgerEntryOut(BaseModel):
     description: str
 
 
-class LedgerPage(BaseModel):
+class LedgerPage(Model):
     entries: list[LedgerEntryOut]
     next_cursor: str | None
 
@@ -122,7 +115,7 @@ class PlanChangeRequest(Request):
     plan: PlanName
 
 
-class PlanChangeResponse(BaseModel):
+class PlanChangeResponse(Model):
     account_id: str
     plan: str
     pending_plan: str | None
@@ -136,7 +129,7 @@ class AdjustmentRequest(Request):
     reason: Annotated[StrictStr, Field(min_length=1, max_length=500)]
 
 
-class AdjustmentResponse(BaseModel):
+class AdjustmentResponse(Model):
     account_id: str
     pool: str
     credits: int
@@ -147,7 +140,7 @@ class MigrationRequest(Request):
     dry_run: StrictBool
 
 
-class MigrationBalance(BaseModel):
+class MigrationBalance(Model):
     credit_model: Literal["segment", "legacy"]
     legacy: int | None
     included: int
@@ -155,7 +148,7 @@ class MigrationBalance(BaseModel):
     held: int
 
 
-class MigrationResponse(BaseModel):
+class MigrationResponse(Model):
     account_id: str
     dry_run: bool
     outcome: Literal["preview", "migrated", "already_migrated"]
@@ -164,13 +157,3 @@ class MigrationResponse(BaseModel):
     before: MigrationBalance
     after: MigrationBalance
     migrated_at: datetime | None
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any]
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody

@@ -1,18 +1,16 @@
 """Request and response models of the packs, checkout and auto-recharge routes."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from smscredits.schemas.api import Request
+from smscredits.schemas.base import Model, Request
 
 RegionCode = Annotated[StrictStr, Field(pattern=r"^(AU|US|GB|UK|NZ|au|us|gb|uk|nz)$")]
 PackCount = Annotated[StrictInt, Field(ge=1, le=100)]
 
 
-class PackOut(BaseModel):
+class PackOut(Model):
     region: str
     label: str
     name: str
@@ -20,7 +18,7 @@ class PackOut(BaseModel):
     price_cents: int
 
 
-class PacksResponse(BaseModel):
+class PacksResponse(Model):
     currency: str
     credits_per_pack: int
     max_quantity: int
@@ -32,7 +30,7 @@ class CheckoutRequest(Request):
     quantity: PackCount
 
 
-class CheckoutResponse(BaseModel):
+class CheckoutResponse(Model):
     checkout_url: str
     session_id: str
 
@@ -48,12 +46,12 @@ class AutoRechargeRequest(Request):
     monthly_cap_cents: Annotated[StrictInt, Field(ge=1, le=100_000_000)] | None = None
 
 
-class RechargeRuleOut(BaseModel):
+class RechargeRuleOut(Model):
     packs: int
     threshold: int
 
 
-class AutoRechargeResponse(BaseModel):
+class AutoRechargeResponse(Model):
     enabled: bool
     regions: dict[str, RechargeRuleOut]
     monthly_cap_cents: int | None
@@ -64,6 +62,6 @@ class AutoRechargeResponse(BaseModel):
     last_recharge_at: str | None
 
 
-class WebhookResponse(BaseModel):
+class WebhookResponse(Model):
     received: bool
     outcome: str

@@ -13,7 +13,7 @@ from smscredits.adapters.ledger_store import LedgerStore, Write, iso
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account
 from smscredits.domain.catalog import MAX_PACKS_PER_PURCHASE, PACK_CREDITS, REGIONS
-from smscredits.domain.errors import Conflict, IdempotencyKeyRequired, LegacyAccount, UpstreamUnavailable
+from smscredits.domain.errors import Conflict, LegacyAccount, UpstreamUnavailable
 from smscredits.observability import count, logger
 from smscredits.services import orders
 from smscredits.services.ports import Payments
@@ -48,18 +48,13 @@ def create_checkout(
     payments: Payments,
     *,
     account_id: str,
-    idempotency_key: str | None,
+    idempotency_key: str,
     region: str,
     quantity: int,
     public_base_url: str,
 ) -> dict[str, str]:
     """A Stripe Checkout Session for `quantity` packs of `region`, recorded as an order before Stripe is asked
     (the only payment a pack is granted for). The same key answers the same session without asking again."""
-    if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
-        raise IdempotencyKeyRequired(
-            "Purchases need an Idempotency-Key header (1-255 printable characters).",
-            {"header": "Idempotency-Key"},
-        )
     account = store.get_account(account_id)
     if account.credit_model == "legacy":
         raise LegacyAccount(

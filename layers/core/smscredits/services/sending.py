@@ -17,7 +17,6 @@ from smscredits.domain.errors import (
     BodyTooLong,
     EmptyBody,
     HoldEnded,
-    IdempotencyKeyRequired,
     IdempotencyKeyReused,
     InsufficientCredits,
     MalformedRequest,
@@ -34,7 +33,6 @@ if TYPE_CHECKING:  # only the sweeper reads partitions; the send path's cold sta
     from smscredits.adapters.ledger_reader import LedgerReader
 
 MAX_BODY_CHARACTERS = 1600
-MAX_IDEMPOTENCY_KEY = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +94,9 @@ def quote(account: Account, to: str, body: str, legacy_rates: Mapping[str, int])
     }
 
 
-def message_id_for(account_id: str, idempotency_key: str | None) -> str:
-    """The message (and hold) id is derived from the caller's key: the same key can only ever hold once."""
-    if not idempotency_key:
-        raise IdempotencyKeyRequired("Sends need an Idempotency-Key header.", {"header": "Idempotency-Key"})
-    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
-        raise IdempotencyKeyRequired(
-            "The Idempotency-Key must be 1-255 printable characters.", {"header": "Idempotency-Key"}
-        )
+def message_id_for(account_id: str, idempotency_key: str) -> str:
+    """The message (and hold) id is derived from the caller's key (an IdempotencyKey the HTTP layer
+    validated): the same key can only ever hold once."""
     digest = hashlib.sha256(f"{account_id}\n{idempotency_key}".encode()).hexdigest()
     return f"msg_{digest[:26]}"
 
@@ -147,7 +140,7 @@ def send_message(
     sender: Sender,
     *,
     account_id: str,
-    idempotency_key: str | None,
+    idempotency_key: str,
     to: str,
     body: str,
     callback_base_url: str,

@@ -1,0 +1,25 @@
+"""AWS clients from one botocore session per process, created on first use (never at import: cold start).
+
+botocore's client is what boto3.client returns for DynamoDB, EventBridge, SQS and Secrets Manager (boto3
+adds resources and S3 transfers, which we do not use); importing boto3 also loads s3transfer, about 0.1 s of
+every cold start (docs/performance.md)."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+from botocore.config import Config
+from botocore.session import Session, get_session
+
+
+@cache
+def session() -> Session:
+    return get_session()
+
+
+def client(service: str, config: Config | None = None) -> Any:
+    """A low-level client in the function's region (AWS_REGION, which Lambda sets)."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return session().create_client(service, region_name=region, config=config)

@@ -1,0 +1,27 @@
+"""Twilio's status callback: what our send put in its URL, the form fields we read, our answer."""
+
+from pydantic import ConfigDict
+
+from smscredits.schemas.base import Model, Query
+
+
+class StatusCallbackQuery(Query):
+    """What our send put in the status callback URL."""
+
+    account_id: str | None = None
+    message_id: str | None = None
+
+
+class StatusCallbackForm(Model):
+    """The fields of Twilio's status callback we read (it sends more; the signature covers them all)."""
+
+    MessageSid: str | None = None
+    MessageStatus: str | None = None
+    SmsStatus: str | None = None
+    ErrorCode: str | None = None
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CallbackResponse(Model):
+    outcome: str

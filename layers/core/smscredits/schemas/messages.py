@@ -1,0 +1,30 @@
+"""POST /v1/messages (the send function) and the quote's request: the only models the send function loads."""
+
+from typing import Annotated
+
+from pydantic import Field, StrictStr
+
+from smscredits.schemas.base import Model, Request
+
+
+class MessageRequest(Request):
+    to: Annotated[StrictStr, Field(min_length=1, max_length=32)]
+    # The 1600-character limit is a domain rule with its own error code (body_too_long), checked after
+    # trimming; this bound only keeps absurd payloads out.
+    body: Annotated[StrictStr, Field(max_length=100_000)]
+
+
+class FundingOut(Model):
+    pool: str
+    credits: int
+
+
+class SendResponse(Model):
+    message_id: str
+    status: str
+    region: str
+    encoding: str
+    segments: int
+    credits: int
+    funding: list[FundingOut]
+    detail: str | None = None
