@@ -122,7 +122,7 @@ def run(quick: bool) -> Section:
         "the empty string. Messages per second is the best of several passes of `count_segments(text)` "
         "against `smsutil.split(text)` (smsutil 1.1.3, pinned in requirements-dev.txt) over the same corpus "
         "in the same process. Agreement compares (encoding, segments) and leaves out the cases where "
-        '`/work/shared/research/segment-rules.md` ("Where sources disagree") documents that Twilio\'s rules '
+        '`docs/research/segment-rules.md` ("Where sources disagree") documents that Twilio\'s rules '
         "differ from smsutil's: grapheme clusters straddling a boundary, a literal ESC, the empty string. "
         f"Disagreements by reason: {_list(reasons)}; by corpus kind: {_list(kinds)}.",
     )

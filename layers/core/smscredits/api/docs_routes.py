@@ -63,7 +63,7 @@ def openapi_document() -> str:
     return app.get_openapi_json_schema(
         title=API_TITLE,
         version=API_VERSION,
-        description="The public contract of the SMS credits service (PRODUCT.md §10).",
+        description="The public contract of the SMS credits service (docs/product.md §10).",
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},  # type: ignore[dict-item]
         security=[{"bearer": []}],
     )
