@@ -7,6 +7,8 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Spelled as a pattern so that this file does not match itself: the sibling checkout of the spec, and the
@@ -73,3 +75,35 @@ def test_every_relative_markdown_link_resolves() -> None:
         and not (page.parent / target.split("#")[0]).exists()
     ]
     assert not broken, "broken relative links:\n" + "\n".join(broken)
+
+
+PIN = re.compile(r"^([A-Za-z0-9][\w.-]*)(?:\[[\w,]+\])?==([^\s;\\]+)", re.MULTILINE)
+
+
+def _pins(path: Path) -> dict[str, str]:
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in PIN.findall(_text(path))}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "lock"),
+    [
+        (["requirements/dev.in", "layers/core/requirements.txt", "functions/*/requirements.txt"], "dev"),
+        (["requirements/sam.in"], "sam"),
+        (["requirements/checkov.in"], "checkov"),
+        (["requirements/bootstrap.in"], "bootstrap"),
+    ],
+)
+def test_every_pin_is_in_its_lock_at_the_same_version(inputs: list[str], lock: str) -> None:
+    """Catches an edited .in (or a deployed requirements file) whose lock was not regenerated with `make lock`."""
+    locked = _pins(ROOT / "requirements" / f"{lock}.lock")
+    pinned = {
+        f"{path.relative_to(ROOT)}: {name}=={version}": (name, version)
+        for pattern in inputs
+        for path in sorted(ROOT.glob(pattern))
+        for name, version in _pins(path).items()
+    }
+    assert pinned
+    stale = [where for where, (name, version) in pinned.items() if locked.get(name) != version]
+    assert not stale, f"not in requirements/{lock}.lock at that version (run `make lock`):\n" + "\n".join(
+        stale
+    )
