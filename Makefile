@@ -119,8 +119,10 @@ other-tests: $(STAMP)
 
 unit: fast-tests other-tests
 
-# Before a pull request: the fast gates, in under 3 minutes on 2 cores.
-pr: lint complexity types cfn-lint fast-tests
+# Before a pull request: the fast gates side by side (each one's output kept together), in under 3 minutes
+# on 2 cores: the checks take one core for about 25 s while the tests use both.
+pr: $(STAMP)
+	$(MAKE) --no-print-directory -j 5 --output-sync=target lint complexity types cfn-lint fast-tests
 
 test: lint types cfn-lint sam-build security unit
 
