@@ -20,7 +20,7 @@ AUDIT_DEPLOYED := layers/core/requirements.txt $(wildcard functions/*/requiremen
 .PHONY: local test pr lint complexity types cfn-lint sam-build security unit fast-tests other-tests lock \
 	check-ledger token bench clean
 
-# uv installs every venv from a lock (seconds, where pip took 105 s); pip installs uv itself, hash-checked.
+# uv installs every venv from a hashed lock in seconds (pip took 105 s); pip installs uv itself, hash-checked.
 $(UV): requirements/bootstrap.lock
 	@test -n "$(PY313)" || { echo "python3.13 not found (pyenv 3.13.0 expected)"; exit 1; }
 	rm -rf $(UV_HOME) && mkdir -p .tools
