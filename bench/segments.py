@@ -120,9 +120,9 @@ def run(quick: bool) -> Section:
         "GSM-7 short and long, GSM-7 with extension characters (escape pairs), GSM-7 with CRLF line breaks, "
         "UCS-2 text, UCS-2 with emoji, flags, skin tones and ZWJ sequences, a few with a literal ESC, and "
         "the empty string. Messages per second is the best of several passes of `count_segments(text)` "
-        "against `smsutil.split(text)` (smsutil 1.1.3, pinned in requirements-dev.txt) over the same corpus "
+        "against `smsutil.split(text)` (smsutil 1.1.3, pinned in requirements/dev.in) over the same corpus "
         "in the same process. Agreement compares (encoding, segments) and leaves out the cases where "
-        '`/work/shared/research/segment-rules.md` ("Where sources disagree") documents that Twilio\'s rules '
+        '`docs/research/segment-rules.md` ("Where sources disagree") documents that Twilio\'s rules '
         "differ from smsutil's: grapheme clusters straddling a boundary, a literal ESC, the empty string. "
         f"Disagreements by reason: {_list(reasons)}; by corpus kind: {_list(kinds)}.",
     )

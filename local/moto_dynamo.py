@@ -1,6 +1,6 @@
 """Moto's DynamoDB, made fit to stand in for the real thing under concurrency, and tables from template.yaml.
 
-Two moto gaps matter here (see research/engineering-notes.md §0): its server takes no lock around
+Two moto gaps matter here (see docs/research/engineering-notes.md §0): its server takes no lock around
 DynamoDB operations, and a failed TransactWriteItems rolls back by restoring a deep copy of every
 table it touched - which is O(table size) and, under concurrency, silently undoes writes that other
 requests committed in between. Real DynamoDB gives per-request atomicity; the patch below gives moto

@@ -45,7 +45,7 @@ def _missing() -> str | None:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         return f"chromium not installed: {INSTALL_HINT}"
     if importlib.util.find_spec("selenium") is None:
-        return "selenium not installed: pip install -r requirements-dev.txt -c constraints.txt"
+        return "selenium not installed: make .venv/.installed"
     if importlib.util.find_spec("local.run") is None:
         return "local mode not available (python -m local.run)"
     return None

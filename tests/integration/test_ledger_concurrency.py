@@ -120,6 +120,7 @@ def draft(hold_id: str, segments: int) -> HoldDraft:
     return HoldDraft(hold_id, segments, "AU", f"hash-{hold_id}", {"region": "AU", "segments": segments})
 
 
+@pytest.mark.slow
 def test_concurrent_reserves_never_overspend_then_post_and_void(endpoint):
     calls = Calls()
     setup = LedgerStore(TABLE, client=client_for(endpoint))

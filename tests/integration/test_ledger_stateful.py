@@ -36,6 +36,8 @@ from smscredits.domain.errors import HoldEnded, InsufficientCredits, InvalidRequ
 from smscredits.domain.periods import period_containing, period_start_at
 from tests.conftest import TABLE, Clock, new_account
 
+pytestmark = pytest.mark.slow  # about a minute: make test runs it, make pr does not
+
 ACCT = "acct-s"
 ANCHOR = date(2026, 1, 31)  # a month-end anchor: periods of 28 to 31 days
 START = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)

@@ -77,6 +77,7 @@ def run_hourly_handler() -> dict[str, int]:
 ANCHOR_DAYS = (1, 15, 28, 29, 30, 31)
 
 
+@pytest.mark.slow
 def test_fourteen_months_one_refresh_per_period_on_the_clamped_day(scheduled, service):
     """Daily runs at 00:30 UTC from 2027-01-01 to 2028-03-31 (leap February 2028) for six anchors."""
     clock = service
@@ -360,6 +361,7 @@ def test_concurrent_runs_grant_once_per_account_and_period(moto_server):
 # ---- scale: 20,000 accounts, about 1/30 due ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_scale_reads_only_due_accounts(dynamodb, clock, reader):
     total = 20_000
     now = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Segment counting against Twilio's rules (research/segment-rules.md); expectations are derived by hand."""
+"""Segment counting against Twilio's rules (docs/research/segment-rules.md); expectations are derived by hand."""
 
 import pytest
 import regex

@@ -116,8 +116,10 @@ def test_webhooks_skip_the_jwt_authorizer_and_nothing_else_private_does():
 
 
 def test_events_fixtures_are_valid_json():
-    for path in Path(ROOT / "events").glob("*.json"):
-        json.loads(path.read_text())
+    paths = sorted(Path(ROOT / "events").glob("*.json"))
+    assert paths, "no event fixtures found"
+    for path in paths:
+        assert isinstance(json.loads(path.read_text()), dict), path
 
 
 # ---- IAM: each service's actions reach only that kind of resource of this template ------------------

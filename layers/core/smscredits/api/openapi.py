@@ -49,7 +49,7 @@ def build(routes: Iterable[Route]) -> dict[str, Any]:
         "info": {
             "title": TITLE,
             "version": VERSION,
-            "description": "The public contract of the SMS credits service (PRODUCT.md §10). Every error "
+            "description": "The public contract of the SMS credits service (docs/product.md §10). Every error "
             'answers `{"error": {"code", "message", "details"}}`.',
         },
         "servers": [{"url": "/"}],

@@ -36,7 +36,7 @@ REGION_ALIASES: MappingProxyType[str, str] = MappingProxyType({"UK": "GB"})
 
 PLANS: MappingProxyType[str, int] = MappingProxyType({"starter": 50, "essentials": 75, "growth": 100})
 
-# Accounts created before this date use the legacy credit model until migrated (PRODUCT.md §6).
+# Accounts created before this date use the legacy credit model until migrated (docs/product.md §6).
 LEGACY_CUTOFF = date(2025, 9, 1)
 
 # Legacy model: credits per message by recipient region, whatever its length (our rule; configurable).

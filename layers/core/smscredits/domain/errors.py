@@ -1,4 +1,4 @@
-"""Domain errors: each carries the public error code, HTTP status and details of PRODUCT.md §9-10."""
+"""Domain errors: each carries the public error code, HTTP status and details of docs/product.md §9-10."""
 
 from __future__ import annotations
 

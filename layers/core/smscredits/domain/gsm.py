@@ -1,7 +1,7 @@
 """GSM 03.38 (3GPP TS 23.038) default alphabet: the basic and extension tables, as data."""
 
 # Index == GSM-7 code. Cross-checked cell by cell against Twilio's UnicodeToGSM.ts
-# (research/segment-rules.md).
+# (docs/research/segment-rules.md).
 GSM7_BASIC = (
     "@\xa3$\xa5\xe8\xe9\xf9\xec\xf2\xc7\n\xd8\xf8\r\xc5\xe5"  # 0x00-0x0F
     "\u0394_\u03a6\u0393\u039b\u03a9\u03a0\u03a8\u03a3\u0398\u039e\x1b\xc6\xe6\xdf\xc9"  # 0x10-0x1F

@@ -1,6 +1,6 @@
 """Twilio Smart Encoding: per-code-point replacements of look-alike characters by GSM-7 ones."""
 
-# Transcribed from research/segment-rules.md, which copies Twilio's message-segment-calculator
+# Transcribed from docs/research/segment-rules.md, which copies Twilio's message-segment-calculator
 # src/libs/SmartEncodingMap.ts (snapshot a50230f, 270 entries) plus U+200C from v1.3.0 (PR #49).
 # Order and the comments are Twilio's; quirks (NBSP -> two spaces, TAB -> seven spaces, U+2039 -> '>')
 # are kept on purpose because the point is to predict what Twilio sends and bills.

@@ -1,1 +1,1 @@
-"""Pydantic models of the public HTTP contract (PRODUCT.md §10): requests and responses."""
+"""Pydantic models of the public HTTP contract (docs/product.md §10): requests and responses."""

@@ -26,7 +26,7 @@ def create_account(
     smart_encoding: bool,
     actor: str,
 ) -> Account:
-    """A new account gets its first allowance for the period that contains today (PRODUCT.md §3)."""
+    """A new account gets its first allowance for the period that contains today (docs/product.md §3)."""
     now = store.clock()
     region = normalise_region(home_region)
     if region is None:
