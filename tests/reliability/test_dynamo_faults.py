@@ -266,7 +266,9 @@ def test_fault_at_every_write_changes_nothing(
         assert result["answers"] == expected["answers"]
         assert result["events"] == expected["events"]
     elif result["answers"] != expected["answers"]:
-        for answer, fault_free in zip(result["answers"], expected["answers"], strict=True):
+        # A storm may stop the action early (no session, so the owner cannot pay): fewer answers, never more.
+        assert 1 <= len(result["answers"]) <= len(expected["answers"]), result["answers"]
+        for answer, fault_free in zip(result["answers"], expected["answers"], strict=False):
             assert answer == fault_free or answer in CLEAN_FAILURES[path], answer
         figures["clean failures"] += 1
     figures["cases"] += 1
