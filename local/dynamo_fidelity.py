@@ -317,7 +317,7 @@ def _stored_size(handler: Handler, key: ItemKey) -> int:
     return int(item.size()) if item is not None else 0
 
 
-def _raw_size(attributes: Mapping[str, Any] | None) -> int:
+def item_size(attributes: Mapping[str, Any] | None) -> int:
     """An item's size as DynamoDB counts it: attribute names plus values."""
     return sum(len(name.encode()) + DynamoType(value).size() for name, value in (attributes or {}).items())
 
@@ -371,7 +371,7 @@ def _query(handler: Handler, original: Original, fidelity: Fidelity) -> Any:
         key = _key(table, items[0])
         if key is None:
             return result
-        units = _units(sum(_raw_size(item) for item in items), 4096) / (
+        units = _units(sum(item_size(item) for item in items), 4096) / (
             1 if body.get("ConsistentRead") else 2
         )
         if _state.afford({_partition(key, "R"): units}):
@@ -394,7 +394,7 @@ def _single_write(handler: Handler, original: Original, fidelity: Fidelity) -> A
     with _state.lock:
         if fidelity.conflicts and key in _state.held:
             raise TransactionConflictException()
-        size = max(_stored_size(handler, key), _raw_size(item or body.get("ExpressionAttributeValues")))
+        size = max(_stored_size(handler, key), item_size(item or body.get("ExpressionAttributeValues")))
         if _state.afford({_partition(key, "W"): _units(size, 1024)}):
             raise _throttled(table, "Write")
         return original(handler)
@@ -439,7 +439,7 @@ def _transact_write(handler: Handler, original: Original, fidelity: Fidelity) ->
             for key, entry in zip(item_keys, entries, strict=True):
                 action = next(iter(entry.values()))
                 written = action.get("Item") or action.get("ExpressionAttributeValues")
-                size = max(_stored_size(handler, key), _raw_size(written))
+                size = max(_stored_size(handler, key), item_size(written))
                 partition = _partition(key, "W")
                 demands[partition] = demands.get(partition, 0) + 2 * _units(size, 1024)
             short = _state.afford(demands)

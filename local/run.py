@@ -83,7 +83,7 @@ def template_environment(parameters: Mapping[str, str]) -> Environment:
     A Ref to a parameter takes `parameters[name]` or the parameter's default (the user's environment may
     override it). A Ref to a table names the local table. A Ref to anything local mode does not run (an
     event bus, a queue) stays unset: the service then takes its local path (events recorded in memory,
-    every due refresh inline). All functions share this process, so they all see the union."""
+    every due refresh inline). Every worker of every function gets this one environment: the union."""
     declared = load().get("Parameters", {})
     tables = set(table_definitions())
     environment = Environment()
