@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import coldstart, dynamo_cost, latency, refresh_scale, segments, size
+from bench import coldstart, contention, dynamo_cost, latency, refresh_scale, segments, size
 from bench.common import CORE_LAYER, ROOT, Row, Section, machine
 
 BENCHMARKS: dict[str, Callable[[bool], Section]] = {
@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "latency": latency.run,
     "refresh": refresh_scale.run,
     "segments": segments.run,
+    "contention": contention.run,
 }
 DOC = ROOT / "docs" / "performance.md"
 # Everything after this line of docs/performance.md is written by hand (the choices behind the figures) and kept.
@@ -28,12 +29,17 @@ HEADER = ("what", "measured", "baseline", "ratio / figure", "target", "met?")
 SCALE = """\
 ## Scale of one account (PRODUCT §12)
 
-Every debit of an account is a conditional transaction on its one balance item. DynamoDB serves about
-1,000 write units per second per partition and a transactional write of an item under 1 KB costs 2, so one
-balance item takes about **500 transactional debits per second**; the send path spends two transactions per
-message (hold, then post), so about 250 messages per second per account. That is far above Twilio's
-per-sender rate (1 message per second for a long code, up to about 100 for a short code or a toll-free
-number with high throughput): an account's sender, not its balance item, is the limit.
+All of an account's items share its partition key, and DynamoDB serves at most 1,000 write units per
+second per partition key value. Every item written in a transaction costs 2 write units per started KB,
+and the balance, hold and ledger items are each under 1 KB: a send today is two transactions of three
+items (reserve: balance, hold, ledger entry; post: balance, hold, ledger entry), **12 write units on one
+partition**, so one account can never exceed about **83 sends per second**, conflicts aside. Conflicts
+bring it far lower: a transaction holds its items from its prepare to its commit, which the DynamoDB
+stand-in takes as its whole latency (p50 about 25 ms); then one balance item takes at most about 40
+transactions a second, and two per send cap one account near 20 sends per second.
+docs/design/concurrency.md measures the designs that lift this (bench/contention.py). Twilio's per-sender
+rate (1 message per second for a long code, up to about 100 for a short code or a toll-free number with
+high throughput) is the other limit.
 """
 
 

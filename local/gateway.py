@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import logging
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -23,14 +19,16 @@ from werkzeug.wrappers import Request, Response
 
 from local import token
 from local.template import ROOT, Route, function_properties, functions, routes
+from local.workers import FunctionError, FunctionSpec, Workers
 
 log = logging.getLogger("local.gateway")
 
 MAX_BODY_BYTES = 1 << 20
 LOCAL_ACCOUNT = "123456789012"
-LOCAL_REGION = "us-east-1"
 
-Handler = Callable[[dict[str, Any], Any], Any]
+
+def function_specs() -> dict[str, FunctionSpec]:
+    return {name: FunctionSpec.from_properties(name, function_properties(name), ROOT) for name in functions()}
 
 
 def error_response(
@@ -113,83 +111,29 @@ def _match_path(template: list[str], segments: list[str]) -> dict[str, str] | No
     return parameters if len(template) == len(segments) else None
 
 
-# ---- functions --------------------------------------------------------------------------------------
-
-
-class Function:
-    """One function of the template; its module is loaded from functions/<dir>/ on first use."""
-
-    def __init__(self, logical_id: str) -> None:
-        properties = function_properties(logical_id)
-        self.name = logical_id
-        self.timeout = int(properties.get("Timeout", 3))
-        self.memory = int(properties.get("MemorySize", 128))
-        code_uri = Path(str(properties["CodeUri"]))
-        module, self.attribute = str(properties["Handler"]).rsplit(".", 1)
-        self.path = ROOT / code_uri / (module.replace(".", "/") + ".py")
-        # Every function's module is called `app`: a unique name keeps them apart in sys.modules.
-        self.module_name = f"fn_{code_uri.name}_{module.replace('.', '_')}"
-        self._handler: Handler | None = None
-        self._load_lock = threading.Lock()
-
-    def handler(self) -> Handler:
-        with self._load_lock:
-            if self._handler is None:
-                spec = importlib.util.spec_from_file_location(self.module_name, self.path)
-                if spec is None or spec.loader is None:
-                    raise RuntimeError(f"cannot load {self.path}")
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[self.module_name] = module
-                started = time.monotonic()
-                spec.loader.exec_module(module)
-                log.info("loaded %s from %s (%.0f ms)", self.name, self.path.relative_to(ROOT), _ms(started))
-                self._handler = getattr(module, self.attribute)
-            return self._handler
-
-
-class LambdaContext:
-    """What Lambda passes as `context`, with a clock that runs down from the function's Timeout."""
-
-    def __init__(self, function: Function) -> None:
-        self.function_name = function.name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = function.memory
-        self.invoked_function_arn = f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT}:function:{function.name}"
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function.name}"
-        self.log_stream_name = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
-        self._deadline = time.monotonic() + function.timeout
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
 # ---- the gateway ------------------------------------------------------------------------------------
 
 
 class Gateway:
-    """A WSGI app: route, authorize, build the event, invoke, turn the answer into an HTTP response."""
+    """A WSGI app: route, authorize, build the event, invoke, turn the answer into an HTTP response.
 
-    def __init__(self) -> None:
+    Each invocation runs in a worker process of its function's pool (local.workers), one at a time per
+    worker as in a Lambda execution environment, so requests run concurrently as they do on AWS."""
+
+    def __init__(self, workers: Workers | None = None) -> None:
         self.routes = RouteTable(routes())
-        self.functions = {name: Function(name) for name in functions()}
-        # One invocation at a time in this process, like one Lambda execution environment: Powertools keeps
-        # the current event in a class attribute (BaseRouter.current_event), so two concurrent requests
-        # would read each other's claims. Hence a stand-in that a function calls must deliver its callbacks
-        # from another thread after answering, as the Twilio one does, or the two would wait on each other.
-        self._invoke_lock = threading.Lock()
+        self.workers = workers or Workers(function_specs())
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
-        target = self.functions[function]
-        handler = target.handler()
-        with self._invoke_lock:
-            context = LambdaContext(target)
-            result = handler(event, context)
-        if context.get_remaining_time_in_millis() == 0:
-            log.warning(
-                "%s ran past its %d s Timeout: Lambda would have stopped it", function, target.timeout
-            )
-        return result
+        """Run one invocation; raises FunctionError if the function raised, timed out, was throttled or died."""
+        return self.workers.invoke(function, event, event.get("routeKey") or event.get("detail-type") or "")
+
+    def workers_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """GET /__local/workers: each worker's function, pid and what it serves (tests kill one by pid)."""
+        if environ.get("REQUEST_METHOD") != "GET":
+            return Response("GET only", 405, {"Allow": "GET"})(environ, start_response)
+        body = json.dumps({"limit": self.workers.limit, "workers": self.workers.describe()})
+        return Response(body, 200, content_type="application/json")(environ, start_response)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.monotonic()
@@ -234,8 +178,8 @@ class Gateway:
         event = build_event(request, raw_path, match, body, claims)
         try:
             result = self.invoke(route.function, event)
-        except Exception:
-            log.exception("%s raised", route.function)
+        except FunctionError as failure:
+            log.error("%s", failure)
             message = "The function failed; see the local mode's log."
             return error_response(500, "internal_error", message), route.function
         return to_response(result), route.function

@@ -10,6 +10,9 @@ on beyond that: conditions still decide every outcome.
 A third gap is speed: moto's Query sorts the whole table before filtering it (and sorts the matches
 again afterwards), so every partition read costs O(table log table). Inside a Query the patch hands
 moto the partition's items only (base table) or the table unsorted (index); the answers do not change.
+
+What DynamoDB adds under concurrency beyond per-request atomicity (latency, TransactionConflict,
+partition throughput) is local.dynamo_fidelity, installed here and switched on with its `configure`.
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ def patch_moto() -> None:
     ):
         if hasattr(backend, name):
             setattr(backend, name, _locked(getattr(backend, name)))
+    from local import dynamo_fidelity
+
+    dynamo_fidelity.install(_LOCK)
     _PATCHED = True
 
 

@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,18 +17,18 @@ from types import FrameType
 from typing import Any
 
 import requests
-from jwt.warnings import InsecureKeyLengthWarning
 from moto.server import ThreadedMotoServer
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
-from local import run_file, stripe_standin, token
+from local import dynamo_fidelity, run_file, stripe_standin, token
 from local.gateway import Gateway
 from local.moto_dynamo import create_tables, moto_client, patch_moto
 from local.schedules import Timers
 from local.template import function_properties, functions, load, schedules, table_definitions
 from local.twilio_standin import TwilioStandIn, describe
+from local.workers import quiet_known_warnings
 
 log = logging.getLogger("local.run")
 
@@ -83,7 +82,7 @@ def template_environment(parameters: Mapping[str, str]) -> Environment:
     A Ref to a parameter takes `parameters[name]` or the parameter's default (the user's environment may
     override it). A Ref to a table names the local table. A Ref to anything local mode does not run (an
     event bus, a queue) stays unset: the service then takes its local path (events recorded in memory,
-    every due refresh inline). All functions share this process, so they all see the union."""
+    every due refresh inline). Every worker of every function gets this one environment: the union."""
     declared = load().get("Parameters", {})
     tables = set(table_definitions())
     environment = Environment()
@@ -208,6 +207,7 @@ class Started:
     environment: Environment
     mounts: dict[str, Any]
     timers: Timers | None
+    concurrency: int
 
 
 def banner(run: Started) -> str:
@@ -232,6 +232,14 @@ def banner(run: Started) -> str:
     else:
         timed = ", ".join(f"{s.function} {s.expression} every {i:g} s" for s, i in run.timers.plan) or "none"
     absent = ", ".join(f"{ref} ({name} unset)" for name, ref in run.environment.unset.items()) or "nothing"
+    fidelity = dynamo_fidelity.current()
+    if fidelity.active:
+        dynamo = (
+            f"request latency, TransactionConflict, {fidelity.partition_wcu:g} WCU/s and "
+            f"{fidelity.partition_rcu:g} RCU/s per partition (LOCAL_DYNAMO_FIDELITY=off removes them)"
+        )
+    else:
+        dynamo = "off (LOCAL_DYNAMO_FIDELITY=off): moto answers at once, never a conflict or a throttle"
     tokens = [f"  {d.account_id:<16} {d.note}\n    {token.mint(d.account_id)}" for d in DEMO_ACCOUNTS]
     tokens.append(
         f"  {ADMIN_ACCOUNT + ' (admin)':<16} support routes\n    {token.mint(ADMIN_ACCOUNT, 'admin')}"
@@ -244,6 +252,9 @@ SMS credits service: local mode
   gateway      {gateway_url}  (routes and JWT authorizer from template.yaml)
   docs         {gateway_url}/v1/docs   OpenAPI {gateway_url}/v1/openapi.json   dashboard {gateway_url}/dashboard
   DynamoDB     {run.moto_url}  (moto server; tables from template.yaml)
+  as on AWS    {dynamo}
+  functions    worker processes, one request at a time each, up to {run.concurrency} per function
+               (LOCAL_FUNCTION_CONCURRENCY); pids: GET {gateway_url}/__local/workers
   Twilio       {twilio}
   Stripe       {stripe}
   schedules    {timed}
@@ -282,10 +293,7 @@ def _configure_logging() -> None:
     ours.propagate = False
     for noisy in ("werkzeug", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # The product fixes the local default JWT secret at 16 bytes; PyJWT warns on every verify.
-    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
-    # With metrics disabled Powertools still warns, once per invocation, that it has none to publish.
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    quiet_known_warnings()
 
 
 def start(running: contextlib.ExitStack) -> Started:
@@ -300,10 +308,17 @@ def start(running: contextlib.ExitStack) -> Started:
     running.callback(moto.stop)
     moto_url = "http://{}:{}".format(*moto.get_host_and_port())
     environment = configure_environment(gateway_url, moto_url)
-    create_tables(moto_client(moto_url))
-
     gateway = Gateway()
-    mounts: dict[str, Any] = {"/__local/demo-tokens": demo_tokens}
+    running.callback(gateway.workers.stop)
+    # The seed's function pays its cold start while the tables are made, not after.
+    seeding = gateway.routes.match("POST", "/v1/admin/accounts")
+    warming = threading.Thread(target=gateway.workers.pools[seeding.route.function].warm) if seeding else None
+    if warming is not None:
+        warming.start()
+    create_tables(moto_client(moto_url))
+    dynamo_fidelity.configure(dynamo_fidelity.Fidelity.from_environment(default_on=True))
+
+    mounts: dict[str, Any] = {"/__local/demo-tokens": demo_tokens, "/__local/workers": gateway.workers_app}
     if "TWILIO_API_BASE" in os.environ:
         delay = float(os.environ.get("LOCAL_TWILIO_CALLBACK_DELAY") or 0.3)
         mounts[TWILIO_MOUNT] = TwilioStandIn(os.environ["TWILIO_AUTH_TOKEN"], delay)
@@ -313,6 +328,8 @@ def start(running: contextlib.ExitStack) -> Started:
     threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
     running.callback(server.shutdown)
 
+    if warming is not None:
+        warming.join()
     seed(gateway_url)
     timers = None
     if os.environ.get("LOCAL_SCHEDULES", "").lower() != "off":
@@ -323,7 +340,7 @@ def start(running: contextlib.ExitStack) -> Started:
     path = run_file()
     path.write_text(json.dumps({"pid": os.getpid(), "gateway": gateway_url, "moto": moto_url}) + "\n")
     running.callback(path.unlink, missing_ok=True)
-    return Started(gateway_url, moto_url, environment, mounts, timers)
+    return Started(gateway_url, moto_url, environment, mounts, timers, gateway.workers.limit)
 
 
 def main() -> int:

@@ -10,6 +10,11 @@ What happens depends on the recipient (ACMA's fictional Australian mobile number
 
 Served under /__local/twilio: POST /2010-04-01/Accounts/{AccountSid}/Messages.json (what the SDK calls when
 TWILIO_API_BASE points here) and GET /messages (every message received, for tests).
+
+For crash tests: POST /hold {"to": number} makes every later message to that number wait, once accepted
+(recorded, callbacks on their way), before its answer goes back: the sender is then between Twilio's
+acceptance and knowing of it. GET /held lists the waiting messages; POST /release {"to": number} lets them
+answer and stops holding that number. A test can kill the worker that is waiting (GET /__local/workers).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ log = logging.getLogger("local.twilio")
 
 API_VERSION = "2010-04-01"
 UNSUBSCRIBED = "+61491570156"
+HOLD_LIMIT_SECONDS = 300.0  # a held answer goes out after this even if nobody releases it
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,8 @@ class TwilioStandIn:
         self.callback_delay = callback_delay
         self.messages: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._holding: dict[str, threading.Event] = {}  # number → released
+        self._held: dict[str, str] = {}  # sid → number, while its answer waits
         self._urls = Map(
             [
                 Rule(
@@ -86,6 +94,9 @@ class TwilioStandIn:
                     methods=["POST"],
                 ),
                 Rule("/messages", endpoint="list", methods=["GET"]),
+                Rule("/hold", endpoint="hold", methods=["POST"]),
+                Rule("/held", endpoint="held", methods=["GET"]),
+                Rule("/release", endpoint="release", methods=["POST"]),
             ]
         )
 
@@ -98,8 +109,29 @@ class TwilioStandIn:
                 refused.code or 404, 20404, "The requested resource was not found"
             )
         else:
-            response = self.create(request, **arguments) if endpoint == "create" else self.listing()
+            if endpoint == "create":
+                response = self.create(request, **arguments)
+            elif endpoint in ("hold", "release"):
+                response = self.hold_or_release(request, hold=endpoint == "hold")
+            else:
+                response = self.listing() if endpoint == "list" else self.held()
         return response(environ, start_response)
+
+    def hold_or_release(self, request: Request, hold: bool) -> Response:
+        number = str((request.get_json(silent=True) or {}).get("to") or "")
+        if not number:
+            return _twilio_error(400, 21604, "A 'To' phone number is required.")
+        with self._lock:
+            if hold:
+                self._holding.setdefault(number, threading.Event())
+            elif number in self._holding:
+                self._holding.pop(number).set()
+        return Response(json.dumps({"to": number, "holding": hold}), 200, content_type="application/json")
+
+    def held(self) -> Response:
+        with self._lock:
+            waiting = [{"sid": sid, "to": to} for sid, to in self._held.items()]
+        return Response(json.dumps({"held": waiting}), 200, content_type="application/json")
 
     def listing(self) -> Response:
         with self._lock:
@@ -161,6 +193,15 @@ class TwilioStandIn:
             threading.Thread(
                 target=self._deliver, args=(record, callback, scenario), name=f"callback-{sid}", daemon=True
             ).start()
+        with self._lock:
+            released = self._holding.get(to)
+            if released is not None:
+                self._held[sid] = to
+        if released is not None:
+            log.info(mask_numbers(f"{sid} to {to} accepted; its answer is held until released"))
+            released.wait(HOLD_LIMIT_SECONDS)
+            with self._lock:
+                self._held.pop(sid, None)
         return Response(json.dumps(resource), 201, content_type="application/json")
 
     def _deliver(self, record: dict[str, Any], url: str, scenario: Scenario) -> None:

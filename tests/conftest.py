@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from local import dynamo_fidelity as fidelity
 from local.moto_dynamo import create_tables, patch_moto
 from smscredits.adapters.ledger_store import LedgerStore
 from smscredits.domain.account import Account
@@ -42,6 +43,19 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock(datetime(2026, 11, 10, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def dynamo_fidelity() -> Iterator[Callable[[fidelity.Fidelity], None]]:
+    """DynamoDB's concurrency behaviour for this test (off otherwise, so in-process tests stay fast): on as
+    the LOCAL_DYNAMO_* variables say; the test may call the yielded function to set other parameters."""
+
+    def switch(setting: fidelity.Fidelity) -> None:
+        fidelity.configure(setting)
+
+    previous = fidelity.configure(fidelity.Fidelity.from_environment(default_on=True))
+    yield switch
+    fidelity.configure(previous)
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ local.moto_dynamo.patch_moto() applied: that patch gives moto what real DynamoDB
 per request (moto's server has none) and an item-level rollback of a cancelled transaction (moto's own
 restores a copy of the whole table, silently undoing writes other requests committed meanwhile). The lock
 only makes each request atomic, as DynamoDB's are; it does not serialise our read-modify-write cycles.
+The `dynamo_fidelity` fixture adds what DynamoDB does besides (local.dynamo_fidelity): request latency,
+TransactionConflict cancellations while another transaction holds the balance, partition throughput.
 What keeps the ledger exact is the store's own condition: every balance write is pinned to
 `version = :v`, so of N writers that planned from the same balance exactly one lands and the others get
 the current balance back (ALL_OLD) and plan again.
@@ -121,7 +123,7 @@ def draft(hold_id: str, segments: int) -> HoldDraft:
 
 
 @pytest.mark.slow
-def test_concurrent_reserves_never_overspend_then_post_and_void(endpoint):
+def test_concurrent_reserves_never_overspend_then_post_and_void(endpoint, dynamo_fidelity):
     calls = Calls()
     setup = LedgerStore(TABLE, client=client_for(endpoint))
     setup.create_account(new_account("acct-race"), op_id="create:acct-race", reference={})
@@ -197,7 +199,7 @@ def test_concurrent_reserves_never_overspend_then_post_and_void(endpoint):
     assert all(e.amount == 0 for e in entries if e.kind == "post")
 
 
-def test_concurrent_grants_with_one_op_id_grant_once(endpoint):
+def test_concurrent_grants_with_one_op_id_grant_once(endpoint, dynamo_fidelity):
     calls = Calls()
     setup = LedgerStore(TABLE, client=client_for(endpoint))
     setup.create_account(new_account("acct-grant"), op_id="create:acct-grant", reference={})
