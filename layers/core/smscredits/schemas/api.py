@@ -111,6 +111,28 @@ class QuoteResponse(Model):
 
 
 class MessageResponse(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "message_id": "msg_e938039a1f51504b02f4f18641",
+                    "status": "sent",
+                    "billing": "charged",
+                    "to": "+61412345678",
+                    "region": "AU",
+                    "encoding": "GSM-7",
+                    "segments": 1,
+                    "credits": 1,
+                    "funding": [{"pool": "included", "credits": 1}],
+                    "created_at": "2026-11-28T06:15:16.700000Z",
+                    "ended_at": "2026-11-28T06:15:17.200000Z",
+                    "provider_status": "delivered",
+                    "error": None,
+                }
+            ]
+        }
+    )
+
     message_id: str
     status: str  # pending | sent | failed | refunded
     billing: str  # held | charged | returned | refunded
@@ -134,6 +156,32 @@ class IncludedOut(Model):
 
 
 class BalanceResponse(Model):
+    """Included credits pay for any region and lapse at the reset; a region's purchased credits pay only for
+    that region and never expire."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": "acme-dental",
+                    "credit_model": "segment",
+                    "plan": "essentials",
+                    "pending_plan": None,
+                    "included": {
+                        "available": 74,
+                        "allowance": 75,
+                        "period_start": "2026-11-28",
+                        "resets_at": "2026-12-28T00:00:00Z",
+                    },
+                    "purchased": {"AU": 100, "US": 0, "GB": 0, "NZ": 0},
+                    "legacy": None,
+                    "held": 0,
+                    "auto_recharge": {"enabled": False, "disabled_reason": None},
+                }
+            ]
+        }
+    )
+
     account_id: str
     credit_model: Literal["segment", "legacy"]
     plan: str
@@ -157,6 +205,49 @@ class LedgerEntryOut(Model):
 
 
 class LedgerPage(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "entries": [
+                        {
+                            "entry_id": "acme-dental:3:0",
+                            "kind": "hold",
+                            "pool": "included",
+                            "amount": -1,
+                            "balance_after": 74,
+                            "created_at": "2026-11-28T06:15:16.700000Z",
+                            "reference": {
+                                "message_id": "msg_e938039a1f51504b02f4f18641",
+                                "to": "+61******678",
+                            },
+                            "description": "Message to +61******678 — 1 credit held from included",
+                        },
+                        {
+                            "entry_id": "acme-dental:2:0",
+                            "kind": "purchase",
+                            "pool": "purchased:AU",
+                            "amount": 100,
+                            "balance_after": 100,
+                            "created_at": "2026-11-28T06:10:02.115000Z",
+                            "reference": {
+                                "source": "checkout",
+                                "region": "AU",
+                                "packs": 1,
+                                "amount_cents": 620,
+                                "order_id": "ord_5f0c2a",
+                                "payment_intent": "pi_3Q9x",
+                                "session_id": "cs_test_a1b2c3",
+                            },
+                            "description": "Pack purchased — 100 AU credits, $6.20",
+                        },
+                    ],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
+
     entries: list[LedgerEntryOut]
     next_cursor: str | None
 
