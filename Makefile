@@ -141,6 +141,16 @@ swagger-ui:
 	cp $$tmp/package/LICENSE $$tmp/package/NOTICE $$tmp/package/swagger-ui-bundle.js.LICENSE.txt $(SWAGGER_UI_DIR)/ && \
 	rm -rf $$tmp
 
+# The pictures docs/dashboard.md shows: the browser suite (local mode in a subprocess, headless Chromium) writes
+# each state to docs/screenshots/, then pngquant (apt-get install pngquant) shrinks them to 256 colours.
+screenshots: $(STAMP)
+	rm -f docs/screenshots/*.png
+	DASHBOARD_SCREENSHOTS=docs/screenshots $(PY) -m pytest -m browser tests/browser -q -p no:cacheprovider
+	@if command -v pngquant >/dev/null; then \
+	    pngquant --force --skip-if-larger --strip --ext .png 256 docs/screenshots/*.png || true; \
+	else echo "pngquant not installed (apt-get install pngquant): the PNGs are left as Chromium wrote them"; fi
+	@du -ch docs/screenshots/*.png | tail -1
+
 check-ledger: $(STAMP)
 	$(PY) -m local.check_ledger $(ACCOUNT)
 

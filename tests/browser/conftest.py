@@ -181,6 +181,14 @@ def screenshot(driver: Any, name: str, size: tuple[int, int] = DESKTOP) -> Path:
     return path
 
 
+def viewport_shot(driver: Any, name: str) -> Path:
+    """What the window shows now, at its current size."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
 def section_shot(driver: Any, name: str, element_id: str) -> Path:
     """One element at the window's current width: a small picture of one state for docs/dashboard.md."""
     from selenium.webdriver.common.by import By

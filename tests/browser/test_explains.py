@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.browser.conftest import DESKTOP, PHONE, LocalService, section_shot
+from tests.browser.conftest import DESKTOP, PHONE, LocalService, section_shot, viewport_shot
 from tests.browser.test_dashboard import AU_NUMBER, purchased, sign_in, text, text_is, type_into, wait_for
 
 pytestmark = pytest.mark.browser
@@ -245,8 +245,6 @@ def test_every_control_fits_and_the_region_menu_shows_the_whole_price(browser, l
     region = Select(browser.find_element(By.ID, "pack-region"))
     assert region.first_selected_option.text == "Australia — $6.20 / 100"
     assert browser.execute_script(CONTROLS_FIT) == []
-    if size == PHONE:
-        section_shot(browser, "16-packs-390", "packs")
 
 
 @WIDTHS
@@ -272,11 +270,13 @@ def test_the_api_reference_is_swagger_ui_from_this_origin_with_shapes_and_exampl
     )
     tags = [t.text.split("\n")[0] for t in browser.find_elements(By.CSS_SELECTOR, ".opblock-tag")]
     assert tags[:2] == ["Messages", "Balance and statement"], tags
+    viewport_shot(browser, f"17-api-reference-{width(size)}")
     quote = browser.find_element(By.ID, "operations-Messages-post_quote")
     quote.find_element(By.CSS_SELECTOR, ".opblock-summary-control").click()
     wait_for(browser, lambda d: "last_segment_units_left" in quote.text, "the quote's example is not shown")
     assert "+61412345678" in quote.text  # the request example
-    section_shot(browser, f"17-api-reference-{width(size)}", "operations-Messages-post_quote")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", quote)
+    viewport_shot(browser, f"18-api-reference-quote-{width(size)}")
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert all(url.startswith(local_service.base_url) for url in resources), resources
     assert browser.execute_script("return window.__csp") == []

@@ -3,7 +3,6 @@ served from the files vendored in the layer (static/swagger-ui/SOURCE.md), never
 
 from __future__ import annotations
 
-import gzip
 import json
 from functools import cache
 from importlib import resources
@@ -57,7 +56,7 @@ DOCS_SCRIPT = """window.ui = SwaggerUIBundle({
   docExpansion: 'list',
   defaultModelsExpandDepth: 0,
   defaultModelExpandDepth: 3,
-  defaultModelRendering: 'model',
+  defaultModelRendering: 'example',
   displayRequestDuration: true,
   validatorUrl: null,
 });
@@ -143,6 +142,8 @@ def docs_asset(request: Request, params: DocsAssetParams) -> Response:
         return Response(
             200, stored, content_type=media_type, headers={**ASSET_HEADERS, "Content-Encoding": "gzip"}
         )
+    import gzip  # only for a client that cannot take the stored bytes: not on the function's cold start
+
     return Response(
         200, gzip.decompress(stored).decode("utf-8"), content_type=media_type, headers=ASSET_HEADERS
     )
