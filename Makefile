@@ -18,7 +18,7 @@ LOCKS := dev sam checkov bootstrap
 AUDIT_DEPLOYED := layers/core/requirements.txt $(wildcard functions/*/requirements.txt)
 
 .PHONY: local test pr lint complexity types cfn-lint sam-build security unit fast-tests other-tests lock \
-	check-ledger token bench clean
+	check-ledger token bench clean swagger-ui screenshots
 
 # uv installs every venv from a hashed lock in seconds (pip took 105 s); pip installs uv itself, hash-checked.
 $(UV): requirements/bootstrap.lock
@@ -129,6 +129,27 @@ test: lint types cfn-lint sam-build security unit
 # Measurements, not tests: prints one table and writes docs/performance.md (ARGS=--quick for a short run).
 bench: $(STAMP) sam-build
 	$(PY) -m bench $(ARGS)
+
+# Re-vendor Swagger UI from the npm registry (only when moving to another version): the two files /v1/docs
+# serves, gzipped reproducibly, with the package's licence. The sha256 to record are printed.
+SWAGGER_UI := 5.35.0
+SWAGGER_UI_DIR := layers/core/smscredits/api/static/swagger-ui
+swagger-ui:
+	tmp=$$(mktemp -d) && (cd $$tmp && npm pack -q swagger-ui-dist@$(SWAGGER_UI) >/dev/null && tar xzf swagger-ui-dist-$(SWAGGER_UI).tgz) && \
+	for f in swagger-ui-bundle.js swagger-ui.css; do gzip -9n < $$tmp/package/$$f > $(SWAGGER_UI_DIR)/$$f.gz; \
+	    sha256sum $$tmp/package/$$f; done && \
+	cp $$tmp/package/LICENSE $$tmp/package/NOTICE $$tmp/package/swagger-ui-bundle.js.LICENSE.txt $(SWAGGER_UI_DIR)/ && \
+	rm -rf $$tmp
+
+# The pictures docs/dashboard.md shows: the browser suite (local mode in a subprocess, headless Chromium) writes
+# each state to docs/screenshots/, then pngquant (apt-get install pngquant) shrinks them to 256 colours.
+screenshots: $(STAMP)
+	rm -f docs/screenshots/*.png
+	DASHBOARD_SCREENSHOTS=docs/screenshots $(PY) -m pytest -m browser tests/browser -q -p no:cacheprovider
+	@if command -v pngquant >/dev/null; then \
+	    pngquant --force --skip-if-larger --strip --ext .png 256 docs/screenshots/*.png || true; \
+	else echo "pngquant not installed (apt-get install pngquant): the PNGs are left as Chromium wrote them"; fi
+	@du -ch docs/screenshots/*.png | tail -1
 
 check-ledger: $(STAMP)
 	$(PY) -m local.check_ledger $(ACCOUNT)

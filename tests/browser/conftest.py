@@ -19,7 +19,8 @@ import requests
 from tests.local_mode import start, stop
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+# `make screenshots` points this at docs/screenshots, the pictures docs/dashboard.md shows.
+SCREENSHOTS = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or ROOT / "artifacts" / "screenshots")
 # Debian's packages; the environment may point elsewhere (another distribution's paths).
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
@@ -123,6 +124,9 @@ def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSer
         LOCAL_SCHEDULE_SCALE="1",
         SWEEP_GRACE_SECONDS="120",
         LOCAL_TWILIO_CALLBACK_DELAY="0.3",
+        # The dashboard is back from Checkout well before Stripe's webhook lands, as on AWS: what the page shows
+        # after a purchase must come from reloading, not from a webhook that happened to be faster.
+        LOCAL_STRIPE_WEBHOOK_DELAY="1.5",
     )
     try:
         yield LocalService(mode.base_url)
@@ -174,4 +178,29 @@ def screenshot(driver: Any, name: str, size: tuple[int, int] = DESKTOP) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     driver.save_screenshot(str(path))
     driver.set_window_size(*DESKTOP)
+    return path
+
+
+def viewport_shot(driver: Any, name: str) -> Path:
+    """What the window shows now, at its current size."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def section_shot(driver: Any, name: str, element_id: str) -> Path:
+    """One element at the window's current width: a small picture of one state for docs/dashboard.md."""
+    from selenium.webdriver.common.by import By
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    element = driver.find_element(By.ID, element_id)
+    size = driver.get_window_size()
+    # Chromium captures only what the viewport shows: the window grows to the element's height first.
+    height = int(driver.execute_script("return arguments[0].getBoundingClientRect().height", element))
+    driver.set_window_size(size["width"], max(size["height"], min(height + 200, 6000)))
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", element)
+    path = SCREENSHOTS / f"{name}.png"
+    element.screenshot(str(path))
+    driver.set_window_size(size["width"], size["height"])
     return path

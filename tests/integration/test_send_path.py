@@ -541,8 +541,50 @@ def test_quote_reports_smart_encoding_and_non_gsm_characters(service, twilio):
     )
     assert status == 200
     assert quote["encoding"] == "UCS-2" and quote["non_gsm_characters"] == ["’", "“", "”"]
-    assert quote["smart_encoding"] == {"encoding": "GSM-7", "segments": 1}
+    assert quote["smart_encoding"] == {"encoding": "GSM-7", "segments": 1, "applied": False}
     assert quote["affordable"] is True and balance()["included"]["available"] == 50
+
+
+def test_quote_explains_the_segment_fill_and_what_replacing_the_ucs2_characters_saves(service, twilio):
+    create()
+    body = "It’s “great” " + "a" * 60 + " 😀"  # 76 UTF-16 units: two UCS-2 parts (67 + 9)
+
+    status, quote = call("account_api", "account_post_quote", body={"to": AU, "body": body}, claims=user())
+
+    assert status == 200
+    assert (quote["encoding"], quote["segments"], quote["credits"], quote["units"]) == ("UCS-2", 2, 2, 76)
+    assert (quote["segment_capacity"], quote["last_segment_units"], quote["last_segment_units_left"]) == (
+        67,
+        9,
+        58,
+    )
+    assert [(r["character"], r["replacement"]) for r in quote["replacements"]] == [
+        ("’", "'"),
+        ("“", '"'),
+        ("”", '"'),
+        ("😀", ""),
+    ]
+    assert quote["replacements"][0]["code_point"] == "U+2019"
+    assert quote["replacements"][3]["name"] == "GRINNING FACE"
+    # It's "great" + 60 a: 73 septets once the emoji is gone and the space before it trimmed.
+    assert quote["if_replaced"] == {"encoding": "GSM-7", "segments": 1, "credits": 1}
+    assert quote["smart_encoding"]["applied"] is False
+    assert balance()["included"]["available"] == 50
+
+
+def test_quote_of_gsm_text_or_of_nothing_but_emoji_offers_no_replacement(service, twilio):
+    create()
+    for body, fill in (("a" * 161, (153, 8, 145)), ("😀😀", (70, 4, 66))):
+        status, quote = call(
+            "account_api", "account_post_quote", body={"to": AU, "body": body}, claims=user()
+        )
+        assert status == 200
+        assert (
+            quote["segment_capacity"],
+            quote["last_segment_units"],
+            quote["last_segment_units_left"],
+        ) == fill
+        assert quote["if_replaced"] is None
 
 
 def test_a_failed_callback_that_overtakes_the_send_returns_the_credits_once(service, twilio):

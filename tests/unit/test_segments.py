@@ -5,7 +5,7 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smscredits.domain.segments import SegmentCount, count_segments
+from smscredits.domain.segments import SegmentCount, count_segments, gsm_replacement, replace_non_gsm
 from smscredits.domain.smart_encoding import SMART_ENCODING_MAP, apply_smart_encoding
 
 GSM = "GSM-7"
@@ -198,7 +198,7 @@ def test_case_ids_are_unique_and_numerous() -> None:
 def test_gsm_text_reports_no_non_gsm_characters_and_code_point_count() -> None:
     result = count_segments("Hi € [x]\r\n")
 
-    assert result == SegmentCount("GSM-7", 1, 10, 13, (), "Hi € [x]\r\n")
+    assert result == SegmentCount("GSM-7", 1, 10, 13, (), "Hi € [x]\r\n", 160, 13)
 
 
 def test_non_gsm_characters_are_distinct_code_points_in_order_of_first_appearance() -> None:
@@ -287,8 +287,10 @@ def test_smart_encoding_is_idempotent(text: str) -> None:
     assert count_segments(text, smart_encoding=True) == count_segments(once)
 
 
-def _reference_segments(text: str) -> tuple[str, int, int]:
-    """The rules read literally, atom by atom with a full grapheme split: slow but obviously right."""
+def _reference_segments(text: str) -> tuple[str, int, int, int, int]:
+    """The rules read literally, atom by atom with a full grapheme split: slow but obviously right.
+
+    (encoding, segments, units, units per segment, units in the last segment)"""
     if all(char in GSM_BASIC or char in GSM_EXT for char in text):
         atoms = [2 if char in GSM_EXT else 1 for char in text]
         encoding, single, multi = GSM, 160, 153
@@ -303,13 +305,13 @@ def _reference_segments(text: str) -> tuple[str, int, int]:
         encoding, single, multi = UCS, 70, 67
     total = sum(atoms)
     if total <= single:
-        return encoding, 1, total
+        return encoding, 1, total, single, total
     segments, used = 1, 0
     for atom in atoms:
         if used + atom > multi:
             segments, used = segments + 1, 0
         used += atom
-    return encoding, segments, total
+    return encoding, segments, total, multi, used
 
 
 # Ingredients that exercise every path: GSM basic and extension, BMP non-GSM, surrogate pairs, CR/LF,
@@ -342,11 +344,66 @@ def test_count_matches_a_literal_reading_of_the_rules(parts: list[str]) -> None:
 
     result = count_segments(text)
 
-    assert (result.encoding, result.segments, result.units) == _reference_segments(text)
+    assert (
+        result.encoding,
+        result.segments,
+        result.units,
+        result.segment_capacity,
+        result.last_segment_units,
+    ) == _reference_segments(text)
 
 
 @given(text=gsm_text)
 def test_gsm_count_matches_a_literal_reading_of_the_rules(text: str) -> None:
     result = count_segments(text)
 
-    assert (result.encoding, result.segments, result.units) == _reference_segments(text)
+    assert (
+        result.encoding,
+        result.segments,
+        result.units,
+        result.segment_capacity,
+        result.last_segment_units,
+    ) == _reference_segments(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "capacity", "last"),
+    [
+        pytest.param("", 160, 0, id="empty"),
+        pytest.param("a" * 160, 160, 160, id="gsm-160-full-single"),
+        pytest.param("a" * 161, 153, 8, id="gsm-161-second-part-8"),
+        pytest.param("a" * 306, 153, 153, id="gsm-306-two-full-parts"),
+        pytest.param("a" * 307, 153, 1, id="gsm-307-third-part-1"),
+        pytest.param("a" * 159 + "€", 153, 8, id="gsm-escape-pair-fits-the-second-part"),
+        pytest.param("a" * 152 + "€" + "a" * 10, 153, 12, id="gsm-escape-pair-not-split-starts-part-2"),
+        pytest.param("ж" * 70, 70, 70, id="ucs2-70-full-single"),
+        pytest.param(GRIN * 40, 67, 14, id="ucs2-surrogate-pair-not-split-33+7"),
+        pytest.param("a" * 66 + FAMILY, 67, 8, id="ucs2-grapheme-not-split"),
+    ],
+)
+def test_the_last_segment_fill_is_what_the_billing_count_packed(text: str, capacity: int, last: int) -> None:
+    result = count_segments(text)
+
+    assert (result.segment_capacity, result.last_segment_units) == (capacity, last)
+    assert result.last_segment_units_left == capacity - last
+
+
+def test_a_character_with_a_look_alike_is_replaced_and_one_without_is_removed() -> None:
+    assert gsm_replacement("’") == "'"
+    assert gsm_replacement("…") == "..."
+    assert gsm_replacement(GRIN) == ""
+    assert gsm_replacement("ж") == ""
+
+
+def test_replacing_every_non_gsm_character_leaves_gsm_text_of_the_counted_text() -> None:
+    count = count_segments("It’s “great” " + GRIN + " жa")
+
+    replaced = replace_non_gsm(count)
+
+    assert replaced == 'It\'s "great"  a'
+    assert count_segments(replaced).encoding == GSM
+
+
+@given(text=st.text(max_size=300))
+def test_replacing_the_non_gsm_characters_always_gives_gsm_7(text: str) -> None:
+    assert count_segments(replace_non_gsm(count_segments(text))).encoding == GSM

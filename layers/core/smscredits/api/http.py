@@ -6,6 +6,7 @@ its answer, or any exception, into the Lambda proxy response. Routes hold no try
 `DomainError`s and map to their status and code here; anything else is our bug: 500, logged and counted
 (`UnhandledError`, which an alarm watches)."""
 
+import base64
 import json
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -138,7 +139,7 @@ class Response:
     def __init__(
         self,
         status: int,
-        body: BaseModel | Mapping[str, Any] | str | None = None,
+        body: BaseModel | Mapping[str, Any] | str | bytes | None = None,
         *,
         content_type: str = "application/json",
         headers: Mapping[str, str] | None = None,
@@ -149,7 +150,11 @@ class Response:
         self.headers = dict(headers or {})
 
     def to_lambda(self) -> dict[str, Any]:
-        """The payload 2.0 proxy response API Gateway turns into HTTP."""
+        """The payload 2.0 proxy response API Gateway turns into HTTP (bytes travel base64-encoded)."""
+        headers = {"Content-Type": self.content_type, **self.headers}
+        if isinstance(self.body, bytes):
+            encoded = base64.b64encode(self.body).decode("ascii")
+            return {"statusCode": self.status, "headers": headers, "body": encoded, "isBase64Encoded": True}
         if isinstance(self.body, BaseModel):
             text = self.body.model_dump_json()
         elif isinstance(self.body, str):
@@ -158,7 +163,6 @@ class Response:
             text = ""
         else:
             text = json.dumps(self.body, separators=(",", ":"), default=str)
-        headers = {"Content-Type": self.content_type, **self.headers}
         return {"statusCode": self.status, "headers": headers, "body": text, "isBase64Encoded": False}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from smscredits.api.http import Auth, Route
@@ -17,6 +17,27 @@ TITLE = "SMS credits API"
 VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
 NO_TOKEN = (Auth.PUBLIC, Auth.SIGNED)
+
+# (path prefix, tag): the first prefix that matches groups an operation; the reference shows tags in this order.
+TAGS = (
+    ("/v1/messages", "Messages"),
+    ("/v1/balance", "Balance and statement"),
+    ("/v1/ledger", "Balance and statement"),
+    ("/v1/packs", "Packs and auto-recharge"),
+    ("/v1/auto-recharge", "Packs and auto-recharge"),
+    ("/v1/admin/", "Support"),
+    ("/webhooks/", "Webhooks"),
+)
+TAG_DESCRIPTIONS = {
+    "Messages": "Quote and send SMS. One credit per segment: 160 GSM-7 characters (70 when any character is "
+    "outside GSM-7, such as an emoji) for a one-segment message, 153 / 67 per part of a longer one.",
+    "Balance and statement": "Included credits (any region, reset monthly; unused ones lapse) and each "
+    "region's purchased credits (that region only, never expire); the ledger of every movement.",
+    "Packs and auto-recharge": "The price table, Stripe Checkout for packs of 100 credits of one region, and "
+    "automatic top-ups from the saved card.",
+    "Support": "Support staff only: a token with the admin scope.",
+    "Webhooks": "Called by Stripe and Twilio, verified by their signatures; not for API clients.",
+}
 
 
 class ErrorBody(BaseModel):
@@ -27,6 +48,20 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     """Every refusal and error: the one shape api/http.py's error map writes."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "insufficient_credits",
+                        "message": "This message needs 2 credits; the pools that can pay for it hold 1.",
+                        "details": {"needed": 2, "region": "NZ", "pools": {"included": 1, "purchased:NZ": 0}},
+                    }
+                }
+            ]
+        }
+    )
 
     error: ErrorBody
 
@@ -53,6 +88,10 @@ def build(routes: Iterable[Route]) -> dict[str, Any]:
             'answers `{"error": {"code", "message", "details"}}`.',
         },
         "servers": [{"url": "/"}],
+        "tags": [
+            {"name": name, "description": TAG_DESCRIPTIONS[name]}
+            for name in dict.fromkeys(t for _, t in TAGS)
+        ],
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),
@@ -64,6 +103,9 @@ def build(routes: Iterable[Route]) -> dict[str, Any]:
 
 def _operation(route: Route, refs: Mapping[Any, Any]) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": route.summary, "operationId": route.handler.__name__}
+    tag = next((tag for prefix, tag in TAGS if route.path.startswith(prefix)), None)
+    if tag is not None:
+        operation["tags"] = [tag]
     parameters = [
         *_parameters(route.params, "path"),
         *_parameters(route.query, "query"),
@@ -73,23 +115,36 @@ def _operation(route: Route, refs: Mapping[Any, Any]) -> dict[str, Any]:
         operation["parameters"] = parameters
     if route.body is not None:
         schema = refs[(route.body, "validation")]
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": _media(schema, route.body)},
+        }
     elif route.payload is not None:
         schema = refs[(route.payload, "validation")]
         operation["requestBody"] = {"required": True, "content": {route.payload_type: {"schema": schema}}}
     success: dict[str, Any] = {"description": route.description}
     if route.response is not None:
-        success["content"] = {"application/json": {"schema": refs[(route.response, "serialization")]}}
+        schema = refs[(route.response, "serialization")]
+        success["content"] = {"application/json": _media(schema, route.response)}
     elif route.response_type != "application/json":
         success["content"] = {route.response_type: {"schema": {"type": "string"}}}
     error = {
         "description": "A refusal or an error",
-        "content": {"application/json": {"schema": refs[(ErrorResponse, "serialization")]}},
+        "content": {"application/json": _media(refs[(ErrorResponse, "serialization")], ErrorResponse)},
     }
     operation["responses"] = {str(route.status): success, "default": error}
     if route.auth in NO_TOKEN:
         operation["security"] = []
     return operation
+
+
+def _media(schema: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """The schema, with the model's first example as the media type's example (what reference pages show)."""
+    extra = model.model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if isinstance(examples, list) and examples:
+        return {"schema": schema, "example": examples[0]}
+    return {"schema": schema}
 
 
 def _parameters(model: type[BaseModel] | None, where: str) -> list[dict[str, Any]]:

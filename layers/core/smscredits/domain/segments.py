@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any, Literal
 
 from smscredits.domain.gsm import GSM7_CHARS, GSM7_EXTENSION
-from smscredits.domain.smart_encoding import apply_smart_encoding
+from smscredits.domain.smart_encoding import SMART_ENCODING_MAP, apply_smart_encoding
 
 Encoding = Literal["GSM-7", "UCS-2"]
 
@@ -54,6 +54,15 @@ class SegmentCount:
     non_gsm_characters: tuple[str, ...]
     # The text that was counted: the input, or its Smart Encoding replacement.
     text: str
+    # Units one segment of this message holds: 160 / 70 when it fits in one, else 153 / 67 per part.
+    segment_capacity: int
+    # Units in the last segment, where the next character goes (whole atoms: an escape pair, a surrogate
+    # pair or a grapheme that did not fit started that segment).
+    last_segment_units: int
+
+    @property
+    def last_segment_units_left(self) -> int:
+        return self.segment_capacity - self.last_segment_units
 
 
 def count_segments(text: str, *, smart_encoding: bool = False) -> SegmentCount:
@@ -69,8 +78,10 @@ def _count_gsm7(text: str) -> SegmentCount:
     # Split around extension characters: runs of 1-septet characters separated by 2-septet escape pairs.
     runs = _GSM7_EXTENSION_SPLIT.split(text)
     septets = len(text) + len(runs) - 1
-    segments = 1 if septets <= GSM7_SINGLE_SEGMENT_SEPTETS else _pack_runs(runs, GSM7_MULTI_SEGMENT_SEPTETS)
-    return SegmentCount("GSM-7", segments, len(text), septets, (), text)
+    if septets <= GSM7_SINGLE_SEGMENT_SEPTETS:
+        return SegmentCount("GSM-7", 1, len(text), septets, (), text, GSM7_SINGLE_SEGMENT_SEPTETS, septets)
+    segments, last = _pack_runs(runs, GSM7_MULTI_SEGMENT_SEPTETS)
+    return SegmentCount("GSM-7", segments, len(text), septets, (), text, GSM7_MULTI_SEGMENT_SEPTETS, last)
 
 
 def _count_ucs2(text: str) -> SegmentCount:
@@ -78,15 +89,28 @@ def _count_ucs2(text: str) -> SegmentCount:
     runs = _ASTRAL_SPLIT.split(text)
     units = len(text) + len(runs) - 1
     if units <= UCS2_SINGLE_SEGMENT_UNITS:
-        segments = 1
+        segments, capacity, last = 1, UCS2_SINGLE_SEGMENT_UNITS, units
     elif _grapheme_patterns()[1].search(text) is None:
         # Every code point is a grapheme of its own (CR LF aside, which Twilio counts as two atoms
         # anyway), so the slow grapheme split would find exactly these atoms.
-        segments = _pack_runs(runs, UCS2_MULTI_SEGMENT_UNITS)
+        capacity = UCS2_MULTI_SEGMENT_UNITS
+        segments, last = _pack_runs(runs, capacity)
     else:
-        segments = _pack(_grapheme_costs(text), UCS2_MULTI_SEGMENT_UNITS)
+        capacity = UCS2_MULTI_SEGMENT_UNITS
+        segments, last = _pack(_grapheme_costs(text), capacity)
     non_gsm = tuple(char for char in dict.fromkeys(text) if char not in GSM7_CHARS)
-    return SegmentCount("UCS-2", segments, len(text), units, non_gsm, text)
+    return SegmentCount("UCS-2", segments, len(text), units, non_gsm, text, capacity, last)
+
+
+def gsm_replacement(char: str) -> str:
+    """What to write instead of a character that forces UCS-2: its Smart Encoding replacement (always GSM-7),
+    else nothing (an emoji or a letter with no look-alike is removed)."""
+    return SMART_ENCODING_MAP.get(char, "")
+
+
+def replace_non_gsm(count: SegmentCount) -> str:
+    """The counted text with every character outside GSM-7 replaced by its ``gsm_replacement``."""
+    return count.text.translate({ord(char): gsm_replacement(char) for char in count.non_gsm_characters})
 
 
 def _utf16_units(text: str) -> int:
@@ -110,8 +134,10 @@ def _grapheme_costs(text: str) -> Iterator[int]:
             yield from (2 if char > _LAST_BMP else 1 for char in cluster)
 
 
-def _pack(costs: Iterable[int], capacity: int) -> int:
-    """Fill segments of ``capacity`` in order; an atom that doesn't fit starts the next segment."""
+def _pack(costs: Iterable[int], capacity: int) -> tuple[int, int]:
+    """Fill segments of ``capacity`` in order; an atom that doesn't fit starts the next segment.
+
+    Returns (segments, units in the last segment)."""
     segments = 1
     used = 0
     for cost in costs:
@@ -119,10 +145,10 @@ def _pack(costs: Iterable[int], capacity: int) -> int:
             segments += 1
             used = 0
         used += cost
-    return segments
+    return segments, used
 
 
-def _pack_runs(runs: list[str], capacity: int) -> int:
+def _pack_runs(runs: list[str], capacity: int) -> tuple[int, int]:
     """``_pack`` for runs of 1-cost atoms separated by single 2-cost atoms, one step per run."""
     segments = 1
     used = 0
@@ -138,4 +164,4 @@ def _pack_runs(runs: list[str], capacity: int) -> int:
             full = (used - 1) // capacity
             segments += full
             used -= full * capacity
-    return segments
+    return segments, used

@@ -4,6 +4,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic.config import JsonDict
 
 from smscredits.schemas.base import Model, Query, Request
 from smscredits.schemas.messages import FundingOut
@@ -35,21 +36,103 @@ class LedgerQuery(LedgerCsvQuery):
 class SmartEncodingOut(Model):
     encoding: str
     segments: int
+    applied: bool = Field(
+        description="Whether this account has smart encoding on (a support setting): when it is, the quote's "
+        "own encoding and segments already count the replaced text."
+    )
+
+
+class ReplacementOut(Model):
+    character: str
+    code_point: str = Field(description='"U+2019"')
+    name: str = Field(description="The Unicode name; empty for a code point that has none.")
+    replacement: str = Field(
+        description="GSM-7 text to write instead (Smart Encoding's look-alike); empty: remove the character."
+    )
+
+
+class IfReplacedOut(Model):
+    encoding: str
+    segments: int
+    credits: int
+
+
+QUOTE_EXAMPLE: JsonDict = {
+    "region": "AU",
+    "encoding": "UCS-2",
+    "segments": 1,
+    "credits": 1,
+    "characters": 24,
+    "non_gsm_characters": ["’"],
+    "smart_encoding": {"encoding": "GSM-7", "segments": 1, "applied": False},
+    "funding": [{"pool": "included", "credits": 1}],
+    "affordable": True,
+    "units": 24,
+    "segment_capacity": 70,
+    "last_segment_units": 24,
+    "last_segment_units_left": 46,
+    "replacements": [
+        {"character": "’", "code_point": "U+2019", "name": "RIGHT SINGLE QUOTATION MARK", "replacement": "'"}
+    ],
+    "if_replaced": {"encoding": "GSM-7", "segments": 1, "credits": 1},
+}
 
 
 class QuoteResponse(Model):
+    """What a send would cost now; nothing is held. The segment fields come from the same count that bills."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [QUOTE_EXAMPLE]})
+
     region: str
     encoding: str
     segments: int
     credits: int
-    characters: int
-    non_gsm_characters: list[str]
-    smart_encoding: SmartEncodingOut
-    funding: list[FundingOut]
+    characters: int = Field(description="Code points of the trimmed body.")
+    non_gsm_characters: list[str] = Field(description="Distinct characters that force UCS-2, in order.")
+    smart_encoding: SmartEncodingOut = Field(description="What Twilio's smart encoding would give.")
+    funding: list[FundingOut] = Field(description="Which pools would pay; empty when not affordable.")
     affordable: bool
+    units: int = Field(
+        description="Septets (GSM-7: ^ { } \\ [ ~ ] | € count 2) or UTF-16 units (UCS-2: an emoji counts 2)."
+    )
+    segment_capacity: int = Field(
+        description="Units one segment holds: 160 (GSM-7) or 70 (UCS-2) for a single segment, 153 or 67 per "
+        "part of a longer message."
+    )
+    last_segment_units: int = Field(description="Units used in the last segment.")
+    last_segment_units_left: int = Field(description="Units the last segment still holds before one more.")
+    replacements: list[ReplacementOut] = Field(
+        description="For each of non_gsm_characters, in the same order: what to write instead."
+    )
+    if_replaced: IfReplacedOut | None = Field(
+        description="The cost with every replacement applied (always GSM-7); null when the body is GSM-7 "
+        "already or nothing visible would be left."
+    )
 
 
 class MessageResponse(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "message_id": "msg_e938039a1f51504b02f4f18641",
+                    "status": "sent",
+                    "billing": "charged",
+                    "to": "+61412345678",
+                    "region": "AU",
+                    "encoding": "GSM-7",
+                    "segments": 1,
+                    "credits": 1,
+                    "funding": [{"pool": "included", "credits": 1}],
+                    "created_at": "2026-11-28T06:15:16.700000Z",
+                    "ended_at": "2026-11-28T06:15:17.200000Z",
+                    "provider_status": "delivered",
+                    "error": None,
+                }
+            ]
+        }
+    )
+
     message_id: str
     status: str  # pending | sent | failed | refunded
     billing: str  # held | charged | returned | refunded
@@ -73,6 +156,32 @@ class IncludedOut(Model):
 
 
 class BalanceResponse(Model):
+    """Included credits pay for any region and lapse at the reset; a region's purchased credits pay only for
+    that region and never expire."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": "acme-dental",
+                    "credit_model": "segment",
+                    "plan": "essentials",
+                    "pending_plan": None,
+                    "included": {
+                        "available": 74,
+                        "allowance": 75,
+                        "period_start": "2026-11-28",
+                        "resets_at": "2026-12-28T00:00:00Z",
+                    },
+                    "purchased": {"AU": 100, "US": 0, "GB": 0, "NZ": 0},
+                    "legacy": None,
+                    "held": 0,
+                    "auto_recharge": {"enabled": False, "disabled_reason": None},
+                }
+            ]
+        }
+    )
+
     account_id: str
     credit_model: Literal["segment", "legacy"]
     plan: str
@@ -96,6 +205,49 @@ class LedgerEntryOut(Model):
 
 
 class LedgerPage(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "entries": [
+                        {
+                            "entry_id": "acme-dental:3:0",
+                            "kind": "hold",
+                            "pool": "included",
+                            "amount": -1,
+                            "balance_after": 74,
+                            "created_at": "2026-11-28T06:15:16.700000Z",
+                            "reference": {
+                                "message_id": "msg_e938039a1f51504b02f4f18641",
+                                "to": "+61******678",
+                            },
+                            "description": "Message to +61******678 — 1 credit held from included",
+                        },
+                        {
+                            "entry_id": "acme-dental:2:0",
+                            "kind": "purchase",
+                            "pool": "purchased:AU",
+                            "amount": 100,
+                            "balance_after": 100,
+                            "created_at": "2026-11-28T06:10:02.115000Z",
+                            "reference": {
+                                "source": "checkout",
+                                "region": "AU",
+                                "packs": 1,
+                                "amount_cents": 620,
+                                "order_id": "ord_5f0c2a",
+                                "payment_intent": "pi_3Q9x",
+                                "session_id": "cs_test_a1b2c3",
+                            },
+                            "description": "Pack purchased — 100 AU credits, $6.20",
+                        },
+                    ],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
+
     entries: list[LedgerEntryOut]
     next_cursor: str | None
 

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from pydantic import Field, StrictBool, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from smscredits.schemas.base import Model, Request
 
@@ -19,6 +19,42 @@ class PackOut(Model):
 
 
 class PacksResponse(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "currency": "usd",
+                    "credits_per_pack": 100,
+                    "max_quantity": 100,
+                    "packs": [
+                        {
+                            "region": "AU",
+                            "label": "AU",
+                            "name": "Australia",
+                            "credits": 100,
+                            "price_cents": 620,
+                        },
+                        {"region": "US", "label": "US", "name": "USA", "credits": 100, "price_cents": 100},
+                        {
+                            "region": "GB",
+                            "label": "UK",
+                            "name": "United Kingdom",
+                            "credits": 100,
+                            "price_cents": 630,
+                        },
+                        {
+                            "region": "NZ",
+                            "label": "NZ",
+                            "name": "New Zealand",
+                            "credits": 100,
+                            "price_cents": 1260,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     currency: str
     credits_per_pack: int
     max_quantity: int
@@ -26,11 +62,24 @@ class PacksResponse(Model):
 
 
 class CheckoutRequest(Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"region": "AU", "quantity": 2}]})
+
     region: RegionCode
     quantity: PackCount
 
 
 class CheckoutResponse(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "checkout_url": "https://checkout.stripe.com/c/pay/cs_test_a1b2c3",
+                    "session_id": "cs_test_a1b2c3",
+                }
+            ]
+        }
+    )
+
     checkout_url: str
     session_id: str
 
@@ -41,6 +90,14 @@ class RechargeRule(Request):
 
 
 class AutoRechargeRequest(Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"enabled": True, "regions": {"AU": {"packs": 2, "threshold": 20}}, "monthly_cap_cents": 5000}
+            ]
+        }
+    )
+
     enabled: StrictBool
     regions: dict[RegionCode, RechargeRule] = Field(default_factory=dict)
     monthly_cap_cents: Annotated[StrictInt, Field(ge=1, le=100_000_000)] | None = None
@@ -52,6 +109,23 @@ class RechargeRuleOut(Model):
 
 
 class AutoRechargeResponse(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "enabled": True,
+                    "regions": {"AU": {"packs": 2, "threshold": 20}},
+                    "monthly_cap_cents": 5000,
+                    "card_on_file": True,
+                    "spent_this_period_cents": 1240,
+                    "consecutive_failures": 0,
+                    "disabled_reason": None,
+                    "last_recharge_at": "2026-11-20T09:14:03Z",
+                }
+            ]
+        }
+    )
+
     enabled: bool
     regions: dict[str, RechargeRuleOut]
     monthly_cap_cents: int | None

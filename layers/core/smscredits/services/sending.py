@@ -24,7 +24,7 @@ from smscredits.domain.errors import (
     SidMismatch,
 )
 from smscredits.domain.regions import parse_recipient
-from smscredits.domain.segments import SegmentCount, count_segments
+from smscredits.domain.segments import SegmentCount, count_segments, gsm_replacement, replace_non_gsm
 from smscredits.domain.text import has_visible, refuse_control_characters
 from smscredits.observability import count, logger
 from smscredits.services.ports import Sender
@@ -81,17 +81,54 @@ def quote(account: Account, to: str, body: str, legacy_rates: Mapping[str, int])
         affordable = True
     except InsufficientCredits:
         funding, affordable = (), False
+    count = prepared.count
     return {
         "region": prepared.region,
-        "encoding": prepared.count.encoding,
-        "segments": prepared.count.segments,
+        "encoding": count.encoding,
+        "segments": count.segments,
         "credits": credits,
-        "characters": prepared.count.characters,
-        "non_gsm_characters": list(prepared.count.non_gsm_characters),
-        "smart_encoding": {"encoding": smart.encoding, "segments": smart.segments},
+        "characters": count.characters,
+        "non_gsm_characters": list(count.non_gsm_characters),
+        "smart_encoding": {
+            "encoding": smart.encoding,
+            "segments": smart.segments,
+            "applied": account.smart_encoding,
+        },
         "funding": _funding_out(funding),
         "affordable": affordable,
+        "units": count.units,
+        "segment_capacity": count.segment_capacity,
+        "last_segment_units": count.last_segment_units,
+        "last_segment_units_left": count.last_segment_units_left,
+        "replacements": [_replacement(char) for char in count.non_gsm_characters],
+        "if_replaced": _if_replaced(account, prepared, legacy_rates),
     }
+
+
+def _replacement(char: str) -> dict[str, str]:
+    import unicodedata  # the quote alone names characters
+
+    return {
+        "character": char,
+        "code_point": f"U+{ord(char):04X}",
+        "name": unicodedata.name(char, ""),
+        "replacement": gsm_replacement(char),
+    }
+
+
+def _if_replaced(
+    account: Account, prepared: PreparedMessage, legacy_rates: Mapping[str, int]
+) -> dict[str, Any] | None:
+    """What the message would cost with every UCS-2 character replaced as the quote suggests; None when it
+    is GSM-7 already or nothing visible would be left to send."""
+    if not prepared.count.non_gsm_characters:
+        return None
+    text = replace_non_gsm(prepared.count).rstrip()  # trimmed as a send would trim it
+    if not has_visible(text):
+        return None
+    count = count_segments(text)
+    credits = L.message_credits(account.credit_model, count.segments, prepared.region, legacy_rates)
+    return {"encoding": count.encoding, "segments": count.segments, "credits": credits}
 
 
 def message_id_for(account_id: str, idempotency_key: str) -> str:
