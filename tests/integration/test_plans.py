@@ -29,16 +29,18 @@ def change(plan: str, account_id: str = "acct-1") -> dict[str, Any]:
 
 
 def grants() -> list[int]:
-    return [e.amount for e in runtime.reader().partition("acct-1")[1] if e.kind == "grant"]
+    return [e.amount for e in runtime.container().statements.partition("acct-1")[1] if e.kind == "grant"]
 
 
 def audit() -> list[str]:
-    return check_account(*runtime.reader().partition("acct-1"))
+    return check_account(*runtime.container().statements.partition("acct-1"))
 
 
 def refresh(service: Any) -> None:
     service.now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
-    assert refresh_account(runtime.store(), "acct-1", service.now, events=RecordingPublisher()).refreshed
+    assert refresh_account(
+        runtime.container().ledger, "acct-1", service.now, events=RecordingPublisher()
+    ).refreshed
 
 
 def test_upgrade_grants_the_difference_once(service, twilio):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Region:
+class Region(NamedTuple):
     code: str  # ISO 3166 alpha-2, as phonenumbers reports it
     label: str  # what people see ("UK" for GB)
     name: str
