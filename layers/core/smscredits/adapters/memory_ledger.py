@@ -31,6 +31,7 @@ from smscredits.domain.changes import (
 from smscredits.domain.errors import AccountExists, InvalidRequest, NotFound
 from smscredits.domain.orders import Order, Payment, UnmatchedPayment
 from smscredits.services.ports import Clock
+from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
 
 
 def utc_now() -> datetime:
@@ -43,7 +44,7 @@ class InMemoryLedger(LedgerOperations):
         *,
         clock: Clock = utc_now,
         legacy_rates: Mapping[str, int] = DEFAULT_LEGACY_CREDITS_PER_MESSAGE,
-        sweep_grace_seconds: int = 3600,
+        sweep_grace_seconds: int = DEFAULT_SWEEP_GRACE_SECONDS,
     ) -> None:
         super().__init__(clock=clock, legacy_rates=legacy_rates, sweep_grace_seconds=sweep_grace_seconds)
         self._lock = threading.Lock()

@@ -32,6 +32,12 @@ REGIONS: MappingProxyType[str, Region] = MappingProxyType(
 
 # Input aliases: people say "UK", the numbering plan says "GB".
 REGION_ALIASES: MappingProxyType[str, str] = MappingProxyType({"UK": "GB"})
+# What a request may name a region by: each code, followed by its aliases (the schemas' patterns).
+REGION_INPUTS: tuple[str, ...] = tuple(
+    name
+    for code in REGIONS
+    for name in (code, *(alias for alias, to in REGION_ALIASES.items() if to == code))
+)
 
 PLANS: MappingProxyType[str, int] = MappingProxyType({"starter": 50, "essentials": 75, "growth": 100})
 

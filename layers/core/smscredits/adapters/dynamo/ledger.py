@@ -15,6 +15,7 @@ from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE
 from smscredits.domain.changes import Change, Committed, Guard, Record, Refused
 from smscredits.domain.orders import Order, Payment
 from smscredits.services.ports import Clock
+from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
 
 
 def utc_now() -> datetime:
@@ -31,7 +32,7 @@ class DynamoLedger(LedgerOperations):
         client: Any = None,
         clock: Clock = utc_now,
         legacy_rates: Mapping[str, int] = DEFAULT_LEGACY_CREDITS_PER_MESSAGE,
-        sweep_grace_seconds: int = 3600,
+        sweep_grace_seconds: int = DEFAULT_SWEEP_GRACE_SECONDS,
         max_attempts: int = 8,
         cache_size: int = 10_000,
         sleep: Callable[[float], None] = time.sleep,
