@@ -17,6 +17,7 @@ from twilio.http.response import Response
 from smscredits import runtime
 from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements
+from smscredits.adapters.memory_ledger import InMemoryLedger
 from smscredits.adapters.twilio_sender import TwilioSender
 from smscredits.runtime import Container
 from smscredits.settings import TwilioCredentials, get_settings
@@ -104,21 +105,31 @@ def service_ledger(client: Any, clock: Clock, **options: Any) -> DynamoLedger:
 
 @pytest.fixture
 def service(
-    dynamodb: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, twilio: FakeTwilioHttp
+    request: pytest.FixtureRequest, clock: Clock, monkeypatch: pytest.MonkeyPatch, twilio: FakeTwilioHttp
 ) -> Iterator[Clock]:
-    """Handlers wired to moto, the fake Twilio and the test clock; yields the clock."""
+    """Handlers wired to the fake Twilio, the test clock and a ledger: moto's DynamoDB, or the in-memory ledger
+    for tests marked `memory_ledger` that read no DynamoDB item themselves (a test that asks for `dynamodb`
+    always gets moto). Yields the clock."""
     monkeypatch.setenv("TABLE_NAME", TABLE)
     monkeypatch.setenv("PUBLIC_BASE_URL", PUBLIC_URL)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     runtime.reset()
     credentials = TwilioCredentials("AC" + "1" * 32, TWILIO_TOKEN, "+15005550006", None)
-    runtime.use(
-        Container(
-            ledger=service_ledger(dynamodb, clock),
-            statements=DynamoStatements(TABLE, client=dynamodb),
-            sender=TwilioSender(credentials, http_client=twilio),
+    sender = TwilioSender(credentials, http_client=twilio)
+    if request.node.get_closest_marker("memory_ledger") and "dynamodb" not in request.fixturenames:
+        settings = get_settings()
+        memory = InMemoryLedger(
+            clock=clock,
+            legacy_rates=settings.legacy_credits_per_message,
+            sweep_grace_seconds=settings.sweep_grace_seconds,
         )
-    )
+        runtime.use(Container(ledger=memory, statements=memory, sender=sender))
+    else:
+        dynamodb = request.getfixturevalue("dynamodb")
+        ledger = service_ledger(dynamodb, clock)
+        runtime.use(
+            Container(ledger=ledger, statements=DynamoStatements(TABLE, client=dynamodb), sender=sender)
+        )
     yield clock
     monkeypatch.undo()
     runtime.reset()

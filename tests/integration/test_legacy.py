@@ -17,6 +17,9 @@ from tests.functions import admin, call, user
 from tests.integration.conftest import create
 from tests.integration.test_send_path import balance, send
 
+# Use cases: they run on the in-memory ledger (tests/contract holds it to DynamoDB's rules).
+pytestmark = pytest.mark.memory_ledger
+
 LONG = "a" * 400  # three GSM-7 segments
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from smscredits import runtime
 from smscredits.adapters.events import RecordingPublisher
 from smscredits.domain.audit import check_account
@@ -12,6 +14,9 @@ from smscredits.services.refresh import refresh_account
 from tests.functions import admin, call
 from tests.integration.conftest import create
 from tests.integration.test_send_path import balance
+
+# Use cases: they run on the in-memory ledger (tests/contract holds it to DynamoDB's rules).
+pytestmark = pytest.mark.memory_ledger
 
 
 def change(plan: str, account_id: str = "acct-1") -> dict[str, Any]:

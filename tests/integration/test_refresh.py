@@ -35,6 +35,9 @@ from smscredits.settings import get_settings
 from tests.conftest import TABLE, Clock, new_account
 from tests.functions import Context, event, load_function
 
+# Use cases: they run on the in-memory ledger (tests/contract holds it to DynamoDB's rules).
+pytestmark = pytest.mark.memory_ledger
+
 
 def make(store: Ledger, account_id: str, anchor: date, plan: str = "starter", **fields: Any) -> None:
     accounts.create_account(

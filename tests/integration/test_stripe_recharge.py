@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from smscredits import runtime
 from smscredits.adapters.dynamo.values import from_item
 from smscredits.domain.audit import check_account
@@ -25,6 +27,9 @@ from tests.integration.stripe_support import (
     recharge_event,
     stripe_api,
 )
+
+# Use cases: they run on the in-memory ledger (tests/contract holds it to DynamoDB's rules).
+pytestmark = pytest.mark.memory_ledger
 
 __all__ = ["stripe_api"]
 AU = "+61491570110"

@@ -3,7 +3,10 @@
 One table holds everything. An account's partition (`ACCT#<id>`) has its balance item (`ACCOUNT`), its ledger
 entries (`LEDGER#<version>#<index>`), its holds (`HOLD#<message id>`) and its operation guards (`OP#<op id>`);
 orders, granted payments and unmatched payments have partitions of their own. Two sparse indexes: accounts by
-next refresh time (`DueRefresh`) and pending holds by sweep time (`OpenHolds`), each sharded."""
+next refresh time (`DueRefresh`) and pending holds by sweep time (`OpenHolds`), each sharded.
+
+One module on purpose, though over 350 lines: every key and attribute name of the table is here and nowhere
+else, so a change to the layout is read and reviewed in one place."""
 
 from __future__ import annotations
 
@@ -87,10 +90,6 @@ def order_key(order_id: str) -> Key:
 
 def payment_key(payment_intent: str) -> Key:
     return key(f"PAYMENT#{payment_intent}", PAYMENT_SK)
-
-
-def unmatched_key(object_id: str) -> Key:
-    return key(f"UNMATCHED#{object_id}", UNMATCHED_SK)
 
 
 # ---- accounts ---------------------------------------------------------------------------------------
