@@ -94,7 +94,7 @@ class AutoRecharge(NamedTuple):
     customer_id: str | None = None  # Stripe's customer, remembered from the first checkout
     payment_method_id: str | None = None  # the card a checkout saved for off-session charges
     spent_period: date | None = None  # the billing period `spent_this_period_cents` counts
-    spent_this_period_cents: int = 0  # charged or reserved by a claim in flight
+    spent_this_period_cents: int = 0  # charged, or counted for a claim in flight
     consecutive_failures: int = 0
     disabled_reason: str | None = None
     last_failure: LastFailure | None = None
@@ -250,7 +250,7 @@ class OwnClaim(Exception):
 def claim(
     account: Account, region: str, needed: int, *, now: datetime, token: str
 ) -> tuple[AutoRecharge, Claim, bool]:
-    """Claim one recharge in flight for `region`, reserving its price under the monthly cap.
+    """Claim one recharge in flight for `region`, its price counted against the monthly cap.
 
     Returns (the state with the claim, the claim, whether it is a new recharge whose order must be recorded).
     A claim whose lease ran out (its request died) is claimed again under the same recharge id, already
@@ -308,7 +308,7 @@ def after_success(auto: AutoRecharge, region: str, recharge_id: str, now: dateti
 def after_failure(
     account: Account, region: str, recharge_id: str, code: str, message: str | None, now: datetime
 ) -> tuple[AutoRecharge, int, str | None]:
-    """A recharge certainly not paid: its claim and its reserved spending are released, the failure is
+    """A recharge certainly not paid: its claim and the spending counted for it are released, the failure is
     counted, and auto-recharge switches off after three in a row or when the bank wants the owner present.
     Returns (the state after, the failures in a row, the reason it was switched off now or None)."""
     auto = account.auto_recharge
