@@ -5,21 +5,23 @@ container in place with `use(Container(settings, ledger=..., sender=...))`."""
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters import aws
 from smscredits.adapters.dynamo.client import dynamodb_client
 from smscredits.adapters.dynamo.ledger import DynamoLedger
-from smscredits.services.ports import (
-    EventPublisher,
-    Ledger,
-    Payments,
-    Recharger,
-    RefreshQueue,
-    Sender,
-    Statements,
-)
 from smscredits.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import (
+        EventPublisher,
+        Ledger,
+        Payments,
+        Recharger,
+        RefreshQueue,
+        Sender,
+        Statements,
+    )
 
 PORTS = ("settings", "ledger", "statements", "sender", "payments", "events", "refresh_queue", "recharger")
 

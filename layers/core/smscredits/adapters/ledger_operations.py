@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters.payment_operations import PaymentOperations, new_attempt, ours
 from smscredits.domain import movements as M
@@ -34,7 +34,9 @@ from smscredits.domain.errors import (
 )
 from smscredits.domain.idempotency import request_hash as hashed
 from smscredits.observability import count
-from smscredits.services.ports import Clock
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Clock
 
 
 class LedgerOperations(PaymentOperations):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters.ledger_operations import LedgerOperations
 from smscredits.domain.account import Account, Hold, LedgerRecord
@@ -30,8 +30,10 @@ from smscredits.domain.changes import (
 )
 from smscredits.domain.errors import AccountExists, InvalidRequest, NotFound
 from smscredits.domain.orders import Order, Payment, UnmatchedPayment
-from smscredits.services.ports import Clock
 from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Clock
 
 
 def utc_now() -> datetime:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.domain import auto_recharge as AR
 from smscredits.domain import payment_movements as P
@@ -24,7 +24,9 @@ from smscredits.domain.changes import (
 )
 from smscredits.domain.orders import Clawback, Order, Paid, Payment, PaymentMoved, Unmatched, UnmatchedPayment
 from smscredits.observability import count, logger
-from smscredits.services.ports import Clock
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Clock
 
 
 def new_attempt(attempt_id: str | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account
@@ -13,7 +13,9 @@ from smscredits.domain.catalog import LEGACY_CUTOFF, PLANS, REGIONS, normalise_r
 from smscredits.domain.errors import InvalidRequest
 from smscredits.domain.periods import period_containing, period_start_at
 from smscredits.domain.text import has_visible, refuse_control_characters
-from smscredits.services.ports import Ledger
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Ledger
 
 
 def create_account(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from smscredits.domain.errors import Conflict, UpstreamUnavailable
 from smscredits.domain.orders import PaymentMoved, clawback_for
 from smscredits.observability import logger
-from smscredits.services.ports import Ledger
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Ledger
 
 MAX_ATTEMPTS = 8
 

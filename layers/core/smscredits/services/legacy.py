@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account
 from smscredits.domain.catalog import REGIONS
 from smscredits.domain.movements import migrated_pools, refuse_pending_holds
-from smscredits.services.ports import Ledger
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Ledger
 
 
 def migrate_account(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.domain.catalog import pack_price_cents
 from smscredits.domain.errors import IdempotencyKeyReused
@@ -31,7 +31,9 @@ from smscredits.domain.orders import (
     is_order_id,
 )
 from smscredits.observability import count, logger
-from smscredits.services.ports import Ledger
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Ledger
 
 
 def find_order(ledger: Ledger, pointer: Any) -> Order | None:

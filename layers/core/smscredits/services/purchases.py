@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.domain import auto_recharge as AR
 from smscredits.domain.catalog import MAX_PACKS_PER_PURCHASE, PACK_CREDITS, REGIONS
 from smscredits.domain.errors import LegacyAccount
 from smscredits.domain.orders import CURRENCY
 from smscredits.services import orders
-from smscredits.services.ports import Ledger, Payments
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Ledger, Payments
 
 MAX_IDEMPOTENCY_KEY = 255
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.domain import auto_recharge as AR
 from smscredits.domain.account import Account
@@ -15,7 +15,9 @@ from smscredits.domain.orders import Paid, Unmatched, payment_summary, stripe_id
 from smscredits.domain.periods import iso
 from smscredits.observability import count, logger
 from smscredits.services import orders
-from smscredits.services.ports import EventPublisher, Ledger, Payments
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import EventPublisher, Ledger, Payments
 
 WAIT_POLLS = 25
 CLAIM_TRIES = 3
@@ -172,7 +174,7 @@ def record_failure(
     return "recorded"
 
 
-def failed_intent(ledger: Ledger, events: EventPublisher, intent: Mapping[str, Any]) -> str:
+def settle_failed_intent(ledger: Ledger, events: EventPublisher, intent: Mapping[str, Any]) -> str:
     """payment_intent.payment_failed for one of our recharges (the synchronous answer may have come first).
     Only a recharge this service started, charged to its customer for its amount, counts as a failure."""
     metadata = intent.get("metadata")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from smscredits.domain.periods import period_containing, period_start_at
 from smscredits.observability import count, logger
-from smscredits.services.ports import EventPublisher, Ledger, RefreshQueue, Statements
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import EventPublisher, Ledger, RefreshQueue, Statements
 
 REFRESHED_EVENT = "allowance.refreshed"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode
 
 from smscredits.domain import ledger as L
@@ -23,7 +23,9 @@ from smscredits.domain.regions import parse_recipient
 from smscredits.domain.segments import SegmentCount, count_segments
 from smscredits.domain.text import has_visible, refuse_control_characters
 from smscredits.observability import count, logger
-from smscredits.services.ports import Ledger, Recharger, Sender
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Ledger, Recharger, Sender
 
 MAX_BODY_CHARACTERS = 1600
 

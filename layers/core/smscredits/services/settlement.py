@@ -4,13 +4,15 @@ hold nothing ended."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.domain.account import Hold
 from smscredits.domain.delivery import RETURNED_STATUSES, rank, recorded_status, settled_by
 from smscredits.domain.errors import HoldEnded, MalformedProviderEvent, NotFound, SidMismatch
 from smscredits.observability import count, logger
-from smscredits.services.ports import Ledger, Statements
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Ledger, Statements
 
 # A hold changes at most once to posted or voided, four times in progress, once to refunded: a callback
 # that found it moved this many times under it is a bug, not contention.

@@ -6,13 +6,15 @@ import csv
 import io
 import json
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.domain.account import LedgerRecord
 from smscredits.domain.catalog import REGIONS
 from smscredits.domain.errors import InvalidRequest
 from smscredits.domain.ledger import ENTRY_KINDS, INCLUDED, LEGACY, PURCHASED_PREFIX
-from smscredits.services.ports import Statements
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Statements
 
 CSV_PAGE = 500
 CSV_MAX_ROWS = 100_000

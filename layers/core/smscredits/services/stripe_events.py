@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smscredits.domain.orders import Order, Paid, Unmatched, claims_to_be_ours, payment_summary, stripe_id
 from smscredits.observability import logger
 from smscredits.services import orders, recharge
 from smscredits.services.clawbacks import claw_back
-from smscredits.services.ports import EventPublisher, Ledger, Payments
 from smscredits.services.purchases import remember_customer
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import EventPublisher, Ledger, Payments
 
 
 class StripePorts(NamedTuple):
@@ -137,7 +139,7 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _intent_failed(ports: StripePorts, intent: Mapping[str, Any]) -> str:
-    return recharge.failed_intent(ports.ledger, ports.events, intent)
+    return recharge.settle_failed_intent(ports.ledger, ports.events, intent)
 
 
 def _charge_refunded(ports: StripePorts, charge: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
     ClientError,
@@ -33,7 +33,9 @@ from smscredits.domain.account import Account
 from smscredits.domain.changes import Change, Committed, Record, Refused
 from smscredits.domain.errors import AccountExists, DomainError, NotFound, UpstreamUnavailable
 from smscredits.domain.periods import iso
-from smscredits.services.ports import Clock
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Clock
 
 # Errors after which the write may or may not have landed, or that DynamoDB asks us to retry.
 # A retry is safe because every operation carries a guard: if the first try landed, the guard trips.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters.dynamo import codec as C
 from smscredits.adapters.dynamo.commit import CommitEngine
@@ -14,8 +14,10 @@ from smscredits.domain.account import Account, Hold
 from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE
 from smscredits.domain.changes import Change, Committed, Guard, Record, Refused
 from smscredits.domain.orders import Order, Payment
-from smscredits.services.ports import Clock
 from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Clock
 
 
 def utc_now() -> datetime:
