@@ -192,16 +192,14 @@ class LedgerOperations(PaymentOperations):
             outcome = self._commit(account_id, build)
         except InsufficientCredits:
             # A replay of a message whose own hold took the last credits is a duplicate, not a 402.
-            found = self.find_hold(account_id, request.message_id)
-            if found is None:
+            held = self.find_hold(account_id, request.message_id)
+            if held is None:
                 raise
-            return found, found.attempt_id == attempt
+            return held, held.attempt_id == attempt
         if isinstance(outcome, Refused):
-            assert isinstance(outcome.found, Hold)
-            return (
-                outcome.found,
-                outcome.found.attempt_id == attempt,
-            )  # our own earlier attempt counts as created
+            found = outcome.found
+            assert isinstance(found, Hold)
+            return found, found.attempt_id == attempt  # our own earlier attempt counts as created
         return outcome.change.result, True
 
     def post(self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None) -> Hold:

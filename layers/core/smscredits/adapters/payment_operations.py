@@ -75,9 +75,8 @@ class PaymentOperations(ABC):
             return order._replace(session_id=session_id, checkout_url=url, status="open")
         recorded = refused.found
         if not isinstance(recorded, Order) or recorded.session_id is None:
-            raise RuntimeError(
-                f"order {order.order_id} is gone"
-            )  # we just wrote it: a bug, never the caller's
+            # The order was written before Stripe was asked: its absence now is a bug, never the caller's.
+            raise RuntimeError(f"order {order.order_id} is gone")
         return recorded
 
     def grant_purchase(
