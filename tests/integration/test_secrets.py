@@ -46,7 +46,7 @@ def test_credentials_are_read_once_from_their_json_secrets(secrets):
     )
 
     assert (twilio.account_sid, twilio.auth_token, twilio.from_number) == ("AC1", "tok", "+15005550006")
-    assert twilio_credentials() is twilio  # cached for the life of the environment
+    assert twilio_credentials() is twilio  # kept for SECRET_TTL_SECONDS (300 s by default)
     assert (stripe_credentials().secret_key, stripe_credentials().webhook_secret) == ("sk", "wh")
 
 
