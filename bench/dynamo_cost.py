@@ -52,6 +52,7 @@ class Meter:
     included), a read 1 RCU per started 4 KB (half when eventually consistent; a Query sums its items)."""
 
     def __init__(self, client: Any, backend: Any) -> None:
+        self.client = client
         self.backend = backend
         self.stripe: Any = None  # the fake Stripe HTTP client, to build the events of a checkout
         self.cost = Cost()
@@ -132,8 +133,11 @@ def _service() -> Iterator[Meter]:
 
     from local.moto_dynamo import create_tables, patch_moto
     from smscredits import runtime
+    from smscredits.adapters.dynamo.ledger import DynamoLedger
+    from smscredits.adapters.dynamo.reader import DynamoStatements
     from smscredits.adapters.stripe_payments import StripePayments, make_client
     from smscredits.adapters.twilio_sender import TwilioSender
+    from smscredits.runtime import Container
     from smscredits.settings import TwilioCredentials
     from tests.integration.conftest import TWILIO_TOKEN, FakeTwilioHttp
     from tests.integration.stripe_support import WEBHOOK_SECRET, FakeStripeHttp
@@ -152,10 +156,14 @@ def _service() -> Iterator[Meter]:
         stripe_http = FakeStripeHttp()
         stripe = make_client("sk_test_fake", api_base=None, timeout=5, http_client=stripe_http)
         payments = StripePayments(stripe, WEBHOOK_SECRET)
-        patch.setattr(runtime, "sender", lambda: TwilioSender(credentials, http_client=twilio))
-        patch.setattr(runtime, "payments", lambda: payments)
-        runtime.store()._client = client
-        runtime.reader()._client = client
+        runtime.use(
+            Container(
+                ledger=DynamoLedger(TABLE, client=client),
+                statements=DynamoStatements(TABLE, client=client),
+                sender=TwilioSender(credentials, http_client=twilio),
+                payments=payments,
+            )
+        )
         try:
             meter = Meter(client, dynamodb_backends["123456789012"]["us-east-1"])
             meter.stripe = stripe_http
@@ -221,14 +229,16 @@ def _ready_to_recharge(meter: Meter, account: str) -> None:
 
 def _due_account(account: str) -> None:
     """An account whose period ended before today and was never refreshed (as the scale test seeds them)."""
-    from smscredits import runtime
-    from smscredits.adapters.dynamo import to_item
-    from smscredits.adapters.ledger_store import account_item
+    import boto3
+
+    from smscredits.adapters.dynamo.codec import account_item
+    from smscredits.adapters.dynamo.values import to_item
     from tests.conftest import new_account
 
     then = datetime.now(UTC) - timedelta(days=45)
     seed = new_account(account, anchor=then.date(), now=then)
-    runtime.store().client.put_item(TableName=TABLE, Item=to_item(account_item(seed)))
+    client = boto3.client("dynamodb", region_name="us-east-1")  # moto's mock_aws is on: its tables
+    client.put_item(TableName=TABLE, Item=to_item(account_item(seed)))
 
 
 def _refresh(account: str) -> None:
@@ -236,8 +246,8 @@ def _refresh(account: str) -> None:
     from smscredits.adapters.events import RecordingPublisher
     from smscredits.services.refresh import refresh_account
 
-    store = runtime.store()
-    assert refresh_account(store, account, store.clock(), events=RecordingPublisher()).refreshed
+    ledger = runtime.container().ledger
+    assert refresh_account(ledger, account, ledger.clock(), events=RecordingPublisher()).refreshed
 
 
 def _measure(meter: Meter, action: Callable[[], Any]) -> Cost:
@@ -248,7 +258,6 @@ def _measure(meter: Meter, action: Callable[[], Any]) -> Cost:
 
 def run(quick: bool) -> Section:
     announce("DynamoDB cost per operation")
-    from smscredits import runtime
     from tests.integration.conftest import create
     from tests.integration.stripe_support import adjust
 
@@ -271,7 +280,7 @@ def run(quick: bool) -> Section:
             _send("bench-send")
         sends = 10
         steady = _measure(meter, lambda: [_send("bench-send") for _ in range(sends)])
-        ddb = runtime.store().client
+        ddb = meter.client
         ddb.put_item(TableName=TABLE, Item={"pk": {"S": "BENCH"}, "sk": {"S": "COUNTER"}, "n": {"N": "0"}})
         bare = _measure(
             meter,

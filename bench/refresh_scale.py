@@ -17,8 +17,8 @@ GROWTH_LIMIT = 1.1  # items read may exceed the due accounts by this factor (a p
 
 def _seed(client: Any, total: int) -> tuple[int, float]:
     """`total` accounts, every 30th due since midnight, written with BatchWriteItem (as the scale test does)."""
-    from smscredits.adapters.dynamo import to_item
-    from smscredits.adapters.ledger_store import account_item
+    from smscredits.adapters.dynamo.codec import account_item
+    from smscredits.adapters.dynamo.values import to_item
     from tests.conftest import new_account
 
     due = 0
@@ -48,10 +48,10 @@ def _measure(total: int) -> tuple[int, int, int, float, float | None, float]:
     from moto import mock_aws
 
     from local.moto_dynamo import create_tables
+    from smscredits.adapters.dynamo.ledger import DynamoLedger
+    from smscredits.adapters.dynamo.reader import DynamoStatements
     from smscredits.adapters.events import RecordingPublisher
-    from smscredits.adapters.ledger_reader import LedgerReader
-    from smscredits.adapters.ledger_store import LedgerStore
-    from smscredits.services.refresh import find_due, run_scheduled
+    from smscredits.services.refresh import run_scheduled
 
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
@@ -61,17 +61,17 @@ def _measure(total: int) -> tuple[int, int, int, float, float | None, float]:
         client.meta.events.register(
             "after-call.dynamodb.Query", lambda parsed, **_: returned.append(len(parsed.get("Items", [])))
         )
-        reader = LedgerReader(TABLE, client=client)
+        reader = DynamoStatements(TABLE, client=client)
         started = time.perf_counter()
-        found = len(list(find_due(reader, NOW)))
+        found = len(list(reader.due_accounts(NOW)))
         finding = time.perf_counter() - started
         items, queries = sum(returned), len(returned)
         assert found == due, (found, due)
         if total > INLINE_MAX_TOTAL:
             return due, items, queries, finding, None, seeding
-        store = LedgerStore(TABLE, client=client, clock=lambda: NOW)
+        ledger = DynamoLedger(TABLE, client=client, clock=lambda: NOW)
         started = time.perf_counter()
-        counts = run_scheduled(store, reader, events=RecordingPublisher(), queue=None, inline_max=25)
+        counts = run_scheduled(ledger, reader, events=RecordingPublisher(), queue=None, inline_max=25)
         whole = time.perf_counter() - started
         assert counts["refreshed"] == due, counts
     return due, items, queries, finding, whole, seeding

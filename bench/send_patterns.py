@@ -1,5 +1,5 @@
 """One send (a reserve, then a post) on one account as raw DynamoDB requests, in each of the designs that
-docs/design/concurrency.md compares; the items copy layers/core/smscredits/adapters/ledger_store.py's."""
+docs/design/concurrency.md compares; the items copy layers/core/smscredits/adapters/dynamo/codec.py's."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ PATTERNS = {
 }
 
 
-# ---- items, modelled on layers/core/smscredits/adapters/ledger_store.py ------------------------------
+# ---- items, modelled on layers/core/smscredits/adapters/dynamo/codec.py ------------------------------
 
 
 def _value(value: Any) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def balance_item(account_id: str) -> dict[str, Any]:
     """The account item exactly as the store writes it (its real attributes, so its real size)."""
     if str(CORE_LAYER) not in sys.path:
         sys.path.append(str(CORE_LAYER))
-    from smscredits.adapters.ledger_store import account_item
+    from smscredits.adapters.dynamo.codec import account_item
     from smscredits.domain.account import Account
     from smscredits.domain.catalog import PLANS
 
@@ -244,7 +244,7 @@ class Client:
 
 
 def today_backoff(attempt: int) -> None:
-    """LedgerStore._backoff as it is today."""
+    """The commit engine's backoff before issue 14 (CommitEngine._backoff)."""
     time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
 
 

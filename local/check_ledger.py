@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from local import run_file
 from local.moto_dynamo import moto_client
-from smscredits.adapters.ledger_reader import LedgerReader
+from smscredits.adapters.dynamo.reader import DynamoStatements
 from smscredits.domain.audit import check_account
 from smscredits.domain.errors import NotFound
 
@@ -25,7 +25,7 @@ def endpoint(flag: str | None) -> str | None:
     return str(json.loads(path.read_text())["moto"]) if path.exists() else None
 
 
-def check(reader: LedgerReader, account_ids: list[str]) -> list[str]:
+def check(reader: DynamoStatements, account_ids: list[str]) -> list[str]:
     problems: list[str] = []
     for account_id in account_ids:
         try:
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
         return 2
     # A stopped local mode: say so fast.
     client = moto_client(url, Config(connect_timeout=2, retries={"max_attempts": 2}))
-    reader = LedgerReader(args.table, client=client)
+    reader = DynamoStatements(args.table, client=client)
     try:
         problems = check(reader, [args.account_id] if args.account_id else sorted(reader.account_ids()))
     except (BotoCoreError, ClientError) as failure:

@@ -1,4 +1,4 @@
-"""Shared fixtures: moto DynamoDB with the tables of template.yaml, a clock, and a ledger store."""
+"""Shared fixtures: moto DynamoDB with the tables of template.yaml, a clock, and a new account."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from moto import mock_aws
 
 from local import dynamo_fidelity as fidelity
 from local.moto_dynamo import create_tables, patch_moto
-from smscredits.adapters.ledger_store import LedgerStore
 from smscredits.domain.account import Account
 from smscredits.domain.catalog import PLANS
 from smscredits.domain.periods import period_containing, period_start_at
@@ -87,11 +86,6 @@ class RequestCounter:
 @pytest.fixture
 def counter(dynamodb: Any) -> RequestCounter:
     return RequestCounter(dynamodb)
-
-
-@pytest.fixture
-def store(dynamodb: Any, clock: Clock) -> LedgerStore:
-    return LedgerStore(TABLE, client=dynamodb, clock=clock)
 
 
 def new_account(

@@ -17,8 +17,10 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
-    store = runtime.store()
-    refresh_account(store, json.loads(record.body)["account_id"], store.clock(), events=runtime.events())
+    ports = runtime.container()
+    refresh_account(
+        ports.ledger, json.loads(record.body)["account_id"], ports.ledger.clock(), events=ports.events
+    )
 
 
 @instrument

@@ -6,9 +6,10 @@ from typing import Any
 
 from smscredits import runtime
 from smscredits.observability import instrument
-from smscredits.services.sending import sweep_stale_holds
+from smscredits.services.settlement import sweep_stale_holds
 
 
 @instrument
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
-    return sweep_stale_holds(runtime.store(), runtime.reader())
+    ports = runtime.container()
+    return sweep_stale_holds(ports.ledger, ports.statements)

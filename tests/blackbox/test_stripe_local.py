@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from local.stripe_standin import signature_header
+from local.stripe_webhooks import signature_header
 from tests.blackbox.conftest import AU_NUMBER, Api, LocalMode, error_of, wait_for
 
 pytestmark = pytest.mark.blackbox

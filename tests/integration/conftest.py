@@ -15,8 +15,12 @@ from twilio.http import HttpClient
 from twilio.http.response import Response
 
 from smscredits import runtime
+from smscredits.adapters.dynamo.ledger import DynamoLedger
+from smscredits.adapters.dynamo.reader import DynamoStatements
+from smscredits.adapters.memory_ledger import InMemoryLedger
 from smscredits.adapters.twilio_sender import TwilioSender
-from smscredits.settings import TwilioCredentials, get_settings, twilio_credentials
+from smscredits.runtime import Container
+from smscredits.settings import TwilioCredentials, get_settings
 from tests.conftest import TABLE, Clock
 from tests.functions import admin, call
 
@@ -82,34 +86,53 @@ class FakeTwilioHttp(HttpClient):
 
 @pytest.fixture
 def twilio(monkeypatch: pytest.MonkeyPatch) -> FakeTwilioHttp:
-    runtime.reset()
-    fake = FakeTwilioHttp()
-    credentials = TwilioCredentials("AC" + "1" * 32, TWILIO_TOKEN, "+15005550006", None)
-    monkeypatch.setattr(runtime, "sender", lambda: TwilioSender(credentials, http_client=fake))
-    twilio_credentials.cache_clear()
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
-    return fake
+    return FakeTwilioHttp()
+
+
+def service_ledger(client: Any, clock: Clock, **options: Any) -> DynamoLedger:
+    """The ledger the functions get from runtime, on moto and the test clock."""
+    settings = get_settings()
+    return DynamoLedger(
+        TABLE,
+        client=client,
+        clock=clock,
+        legacy_rates=settings.legacy_credits_per_message,
+        sweep_grace_seconds=settings.sweep_grace_seconds,
+        **options,
+    )
 
 
 @pytest.fixture
 def service(
-    dynamodb: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, twilio: FakeTwilioHttp
+    request: pytest.FixtureRequest, clock: Clock, monkeypatch: pytest.MonkeyPatch, twilio: FakeTwilioHttp
 ) -> Iterator[Clock]:
-    """Handlers wired to moto with the test clock; yields the clock."""
+    """Handlers wired to the fake Twilio, the test clock and a ledger: moto's DynamoDB, or the in-memory ledger
+    for tests marked `memory_ledger` that read no DynamoDB item themselves (a test that asks for `dynamodb`
+    always gets moto). Yields the clock."""
     monkeypatch.setenv("TABLE_NAME", TABLE)
     monkeypatch.setenv("PUBLIC_BASE_URL", PUBLIC_URL)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    get_settings.cache_clear()
-    runtime.store.cache_clear()
-    runtime.reader.cache_clear()
-    store = runtime.store()
-    store.clock = clock
-    store._client = dynamodb
-    runtime.reader()._client = dynamodb
+    runtime.reset()
+    credentials = TwilioCredentials("AC" + "1" * 32, TWILIO_TOKEN, "+15005550006", None)
+    sender = TwilioSender(credentials, http_client=twilio)
+    if request.node.get_closest_marker("memory_ledger") and "dynamodb" not in request.fixturenames:
+        settings = get_settings()
+        memory = InMemoryLedger(
+            clock=clock,
+            legacy_rates=settings.legacy_credits_per_message,
+            sweep_grace_seconds=settings.sweep_grace_seconds,
+        )
+        runtime.use(Container(ledger=memory, statements=memory, sender=sender))
+    else:
+        dynamodb = request.getfixturevalue("dynamodb")
+        ledger = service_ledger(dynamodb, clock)
+        runtime.use(
+            Container(ledger=ledger, statements=DynamoStatements(TABLE, client=dynamodb), sender=sender)
+        )
     yield clock
     monkeypatch.undo()
     runtime.reset()
-    twilio_credentials.cache_clear()
 
 
 def create(account_id: str = "acct-1", **fields: Any) -> dict[str, Any]:

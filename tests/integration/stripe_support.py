@@ -138,10 +138,9 @@ def _json(body: dict[str, Any], status: int = 200) -> tuple[str, int, dict[str, 
 def stripe_api(service: Clock, monkeypatch: pytest.MonkeyPatch) -> FakeStripeHttp:
     fake = FakeStripeHttp()
     client = make_client("sk_test_fake", api_base=None, timeout=5, http_client=fake)
-    payments = StripePayments(client, WEBHOOK_SECRET)
-    monkeypatch.setattr(runtime, "payments", lambda: payments)
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
     stripe_credentials.cache_clear()
+    runtime.use(runtime.container().replace(payments=StripePayments(client, WEBHOOK_SECRET)))
     return fake
 
 

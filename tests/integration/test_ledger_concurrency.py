@@ -1,6 +1,6 @@
-"""32 processes' worth of LedgerStores hammering one account through moto's HTTP server.
+"""32 processes' worth of ledgers hammering one account through moto's HTTP server.
 
-Each thread has its own LedgerStore (its own cached balance, so most of its writes start stale) and its
+Each thread has its own DynamoLedger (its own cached balance, so most of its writes start stale) and its
 own boto3 client, as separate Lambda instances would. The server is moto's, run in this process with
 local.moto_dynamo.patch_moto() applied: that patch gives moto what real DynamoDB gives for free, one lock
 per request (moto's server has none) and an item-level rollback of a cancelled transaction (moto's own
@@ -28,13 +28,16 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from local.moto_dynamo import create_tables, moto_client, patch_moto
-from smscredits.adapters.ledger_reader import LedgerReader
-from smscredits.adapters.ledger_store import HoldDraft, LedgerStore
+from smscredits.adapters.dynamo.ledger import DynamoLedger
+from smscredits.adapters.dynamo.reader import DynamoStatements
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.audit import check_account
 from smscredits.domain.errors import InsufficientCredits
+from smscredits.domain.movements import HoldRequest
+from smscredits.domain.orders import Paid
 from tests.conftest import TABLE, new_account
+from tests.ledgers import pack_order
 
 THREADS = 32
 AU = "purchased:AU"
@@ -102,7 +105,7 @@ def run_threads(work: Callable[[int], Any]) -> list[Any]:
     return results
 
 
-def sound(reader: LedgerReader, account_id: str) -> tuple[Account, list[Any], list[Hold]]:
+def sound(reader: DynamoStatements, account_id: str) -> tuple[Account, list[Any], list[Hold]]:
     account, entries, holds = reader.partition(account_id)
     assert check_account(account, entries, holds) == []
     assert all(value >= 0 for value in account.pools.values())
@@ -118,19 +121,21 @@ def report(phase: str, before: Counter[str], after: Counter[str], successes: int
     )
 
 
-def draft(hold_id: str, segments: int) -> HoldDraft:
-    return HoldDraft(hold_id, segments, "AU", f"hash-{hold_id}", {"region": "AU", "segments": segments})
+def draft(message_id: str, segments: int) -> HoldRequest:
+    return HoldRequest(
+        message_id, segments, "AU", f"hash-{message_id}", {"region": "AU", "segments": segments}
+    )
 
 
 @pytest.mark.slow
 def test_concurrent_reserves_never_overspend_then_post_and_void(endpoint, dynamo_fidelity):
     calls = Calls()
-    setup = LedgerStore(TABLE, client=client_for(endpoint))
-    setup.create_account(new_account("acct-race"), op_id="create:acct-race", reference={})
-    setup.grant("acct-race", AU, 150, op_id="pack:race", kind="purchase")
-    reader = LedgerReader(TABLE, client=client_for(endpoint))
+    setup = DynamoLedger(TABLE, client=client_for(endpoint))
+    setup.create_account(new_account("acct-race"), reference={})
+    setup.adjust("acct-race", AU, 150, op_id="fund:race", actor="test", reason="credits to race for")
+    reader = DynamoStatements(TABLE, client=client_for(endpoint))
     stores = [
-        LedgerStore(TABLE, client=client_for(endpoint, calls), max_attempts=200) for _ in range(THREADS)
+        DynamoLedger(TABLE, client=client_for(endpoint, calls), max_attempts=200) for _ in range(THREADS)
     ]
 
     # ---- phase 1: everyone reserves until the account is empty --------------------------------------
@@ -140,7 +145,7 @@ def test_concurrent_reserves_never_overspend_then_post_and_void(endpoint, dynamo
         segments = rng.randint(1, 3)
         while True:
             try:
-                hold, created = stores[index].reserve("acct-race", draft(f"t{index}-{len(holds)}", segments))
+                hold, created = stores[index].hold("acct-race", draft(f"t{index}-{len(holds)}", segments))
             except InsufficientCredits:
                 if segments == 1:
                     return holds  # even one credit is refused, on a balance read just now: empty
@@ -156,7 +161,7 @@ def test_concurrent_reserves_never_overspend_then_post_and_void(endpoint, dynamo
     report("reserve", before, calls.snapshot(), len(holds))
 
     assert sum(hold.credits for hold in holds) == 200  # every credit held, none twice
-    assert len({hold.hold_id for hold in holds}) == len(holds)
+    assert len({hold.message_id for hold in holds}) == len(holds)
     funded: Counter[str] = Counter()
     for hold in holds:
         assert sum(f.credits for f in hold.funding) == hold.credits
@@ -166,22 +171,22 @@ def test_concurrent_reserves_never_overspend_then_post_and_void(endpoint, dynamo
     account, _, stored_holds = sound(reader, "acct-race")
     assert {pool: value for pool, value in account.pools.items() if value} == {}
     assert account.held == 200
-    assert sorted(h.hold_id for h in stored_holds) == sorted(h.hold_id for h in holds)
+    assert sorted(h.message_id for h in stored_holds) == sorted(h.message_id for h in holds)
     assert all(h.status == "pending" for h in stored_holds)
 
     # ---- phase 2: half posted, half voided, all at once ---------------------------------------------
-    to_void = {hold.hold_id for n, hold in enumerate(holds) if n % 2}
+    to_void = {hold.message_id for n, hold in enumerate(holds) if n % 2}
     returned: defaultdict[str, int] = defaultdict(int)
     for hold in holds:
-        if hold.hold_id in to_void:
+        if hold.message_id in to_void:
             for f in hold.funding:
                 returned[f.pool] += f.credits
 
     def settle(index: int) -> int:
         done = 0
         for hold in holds[index::THREADS]:
-            ended = (stores[index].void if hold.hold_id in to_void else stores[index].post)(hold)
-            assert ended.status == ("voided" if hold.hold_id in to_void else "posted")
+            ended = (stores[index].void if hold.message_id in to_void else stores[index].post)(hold)
+            assert ended.status == ("voided" if hold.message_id in to_void else "posted")
             done += 1
         return done
 
@@ -192,8 +197,8 @@ def test_concurrent_reserves_never_overspend_then_post_and_void(endpoint, dynamo
     account, entries, stored_holds = sound(reader, "acct-race")
     assert account.held == 0
     assert {pool: value for pool, value in account.pools.items() if value} == dict(returned)
-    assert {h.hold_id: h.status for h in stored_holds} == {
-        h.hold_id: "voided" if h.hold_id in to_void else "posted" for h in holds
+    assert {h.message_id: h.status for h in stored_holds} == {
+        h.message_id: "voided" if h.message_id in to_void else "posted" for h in holds
     }
     assert sum(e.amount for e in entries if e.kind == "void") == sum(returned.values())
     assert all(e.amount == 0 for e in entries if e.kind == "post")
@@ -201,16 +206,16 @@ def test_concurrent_reserves_never_overspend_then_post_and_void(endpoint, dynamo
 
 def test_concurrent_grants_with_one_op_id_grant_once(endpoint, dynamo_fidelity):
     calls = Calls()
-    setup = LedgerStore(TABLE, client=client_for(endpoint))
-    setup.create_account(new_account("acct-grant"), op_id="create:acct-grant", reference={})
-    reader = LedgerReader(TABLE, client=client_for(endpoint))
+    setup = DynamoLedger(TABLE, client=client_for(endpoint))
+    setup.create_account(new_account("acct-grant"), reference={})
+    order = setup.open_order(pack_order("acct-grant", order_id="cs_once"))
+    reader = DynamoStatements(TABLE, client=client_for(endpoint))
     stores = [
-        LedgerStore(TABLE, client=client_for(endpoint, calls), max_attempts=200) for _ in range(THREADS)
+        DynamoLedger(TABLE, client=client_for(endpoint, calls), max_attempts=200) for _ in range(THREADS)
     ]
 
     def grant(index: int) -> bool:
-        _, applied = stores[index].grant("acct-grant", AU, 100, op_id="pack:cs_once", kind="purchase")
-        return applied
+        return stores[index].grant_purchase(Paid(order, "pi_once"), source="race")
 
     before = calls.snapshot()
     applied = run_threads(grant)
@@ -219,4 +224,4 @@ def test_concurrent_grants_with_one_op_id_grant_once(endpoint, dynamo_fidelity):
     assert applied.count(True) == 1
     account, entries, _ = sound(reader, "acct-grant")
     assert {pool: value for pool, value in account.pools.items() if value} == {L.INCLUDED: 50, AU: 100}
-    assert [e.amount for e in entries if e.op_id == "pack:cs_once"] == [100]
+    assert [e.amount for e in entries if e.op_id == "purchase:cs_once"] == [100]

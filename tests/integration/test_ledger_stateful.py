@@ -1,6 +1,6 @@
 """Random sequences of credit movements against the DynamoDB ledger (moto) and a plain in-memory model.
 
-Two LedgerStore instances share the table and are picked at random per step, so one of them often acts on
+Two DynamoLedger instances share the table and are picked at random per step, so one of them often acts on
 a stale cached balance. After every step the stored pools, held credits and hold states must equal the
 model's, no pool may be negative, and the ledger check must find nothing.
 
@@ -14,6 +14,7 @@ partition read per step cost more than the rest of the test together.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -25,16 +26,19 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from moto import mock_aws
 
 from local.moto_dynamo import create_tables
-from smscredits.adapters.dynamo import account_pk, from_item, to_value
-from smscredits.adapters.ledger_reader import record_from_item
-from smscredits.adapters.ledger_store import HoldDraft, LedgerStore, account_from_item, hold_from_item
+from smscredits.adapters.dynamo.codec import account_from_item, account_pk, hold_from_item, record_from_item
+from smscredits.adapters.dynamo.ledger import DynamoLedger
+from smscredits.adapters.dynamo.values import from_item, to_value
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold, LedgerRecord
 from smscredits.domain.audit import check_account
 from smscredits.domain.catalog import PLANS
 from smscredits.domain.errors import HoldEnded, InsufficientCredits, InvalidRequest
+from smscredits.domain.movements import HoldRequest
+from smscredits.domain.orders import Paid
 from smscredits.domain.periods import period_containing, period_start_at
 from tests.conftest import TABLE, Clock, new_account
+from tests.ledgers import pack_order
 
 pytestmark = pytest.mark.slow  # about a minute: make test runs it, make pr does not
 
@@ -79,19 +83,19 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         client = self.client = fresh_table()
         self.clock = Clock(START)
-        self.stores = [LedgerStore(TABLE, client=client, clock=self.clock) for _ in range(2)]
+        self.stores = [DynamoLedger(TABLE, client=client, clock=self.clock) for _ in range(2)]
         account = new_account(ACCT, anchor=ANCHOR, now=START)
-        self.stores[0].create_account(account, op_id=f"create:{ACCT}", reference={})
+        self.stores[0].create_account(account, reference={})
         self.ids = itertools.count()
         # The model.
         self.pools: dict[str, int] = {L.INCLUDED: PLANS["starter"]}
         self.held = 0
         self.period = account.period_start
         self.refreshed = False
-        self.holds: dict[str, Hold] = {}  # as the store returned them at reserve time
+        self.holds: dict[str, Hold] = {}  # as the ledger returned them when it held them
         self.model_holds: dict[str, ModelHold] = {}
         self.grants: set[str] = set()
-        self.adjustments: dict[str, tuple[str, int, dict[str, Any]]] = {}
+        self.adjustments: dict[str, tuple[str, int, Mapping[str, Any]]] = {}
 
         self.entries: list[LedgerRecord] = []  # read so far, oldest first
         self.version_seen = 0  # the balance version up to which entries have been read
@@ -127,9 +131,9 @@ class LedgerMachine(RuleBasedStateMachine):
             for i in items
             if i["sk"][:5] == "HOLD#"
         }
-        assert holds == {h.hold_id: (h.status, h.credits) for h in self.stored_holds.values()}
+        assert holds == {h.message_id: (h.status, h.credits) for h in self.stored_holds.values()}
 
-    def store(self, which: int) -> LedgerStore:
+    def store(self, which: int) -> DynamoLedger:
         self.clock.advance(minutes=1)
         return self.stores[which]
 
@@ -137,17 +141,20 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(
         which=st.integers(0, 1),
-        pool=st.sampled_from(POOLS),
-        credits=st.integers(1, 40),
-        op=st.integers(0, 12),
+        region=st.sampled_from(REGIONS),
+        packs=st.integers(1, 2),
+        order=st.integers(0, 12),
     )
-    def grant(self, which: int, pool: str, credits: int, op: int) -> None:
-        op_id = f"grant-{op}"  # a small id space: repeats are duplicates, whatever their body
-        _, applied = self.store(which).grant(ACCT, pool, credits, op_id=op_id)
-        assert applied == (op_id not in self.grants)
+    def purchase(self, which: int, region: str, packs: int, order: int) -> None:
+        order_id = f"order-{order}"  # a small id space: a repeat pays the recorded order again, a duplicate
+        ledger = self.store(which)
+        recorded = ledger.open_order(pack_order(ACCT, region=region, packs=packs, order_id=order_id))
+        applied = ledger.grant_purchase(Paid(recorded, f"pi-{order}"), source="test")
+        assert applied == (order_id not in self.grants)
         if applied:
-            self.grants.add(op_id)
-            self.pools[pool] = self.pools.get(pool, 0) + credits
+            self.grants.add(order_id)
+            pool = L.purchased_pool(recorded.region)
+            self.pools[pool] = self.pools.get(pool, 0) + recorded.credits
 
     @rule(
         which=st.integers(0, 1),
@@ -156,28 +163,32 @@ class LedgerMachine(RuleBasedStateMachine):
         replay=st.integers(0, 5),
         data=st.data(),
     )
-    def reserve(self, which: int, segments: int, region: str, replay: int, data: st.DataObject) -> None:
+    def hold(self, which: int, segments: int, region: str, replay: int, data: st.DataObject) -> None:
         if replay == 0 and self.holds:
             hold_id = data.draw(st.sampled_from(sorted(self.holds)), label="replayed hold")
             original = self.holds[hold_id]
-            draft = HoldDraft(hold_id, segments, region, original.request_hash, dict(original.message))
+            draft = HoldRequest(hold_id, segments, region, original.request_hash, dict(original.message))
             self.touched.add(hold_id)
-            hold, created = self.store(which).reserve(ACCT, draft)
+            hold, created = self.store(which).hold(ACCT, draft)
             assert not created
-            assert (hold.hold_id, hold.credits, hold.funding) == (hold_id, original.credits, original.funding)
+            assert (hold.message_id, hold.credits, hold.funding) == (
+                hold_id,
+                original.credits,
+                original.funding,
+            )
             assert hold.status == self.model_holds[hold_id].status
             return
         hold_id = f"m{next(self.ids)}"
-        draft = HoldDraft(
+        draft = HoldRequest(
             hold_id, segments, region, f"hash-{hold_id}", {"region": region, "segments": segments}
         )
         funding = self.model_funding(region, segments)
         self.touched.add(hold_id)
         if funding is None:
             with pytest.raises(InsufficientCredits):
-                self.store(which).reserve(ACCT, draft)
+                self.store(which).hold(ACCT, draft)
             return
-        hold, created = self.store(which).reserve(ACCT, draft)
+        hold, created = self.store(which).hold(ACCT, draft)
         assert created
         assert [(f.pool, f.credits) for f in hold.funding] == funding
         self.holds[hold_id] = hold
@@ -236,10 +247,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.adjustments[op_id] = (pool, credits, outcome)
 
     @rule(which=st.integers(0, 1), repeat=st.integers(0, 3))
-    def reset(self, which: int, repeat: int) -> None:
+    def refresh(self, which: int, repeat: int) -> None:
         if repeat == 0:
             _, next_start = period_containing(ANCHOR, self.period)
-            _, applied = self.store(which).reset_allowance(
+            _, applied = self.store(which).refresh_allowance(
                 ACCT, period_start=self.period, next_refresh_at=period_start_at(next_start)
             )
             assert not applied
@@ -247,7 +258,7 @@ class LedgerMachine(RuleBasedStateMachine):
         _, new_period = period_containing(ANCHOR, self.period)
         _, next_start = period_containing(ANCHOR, new_period)
         self.clock.now = period_start_at(new_period) + timedelta(hours=1)
-        after, applied = self.store(which).reset_allowance(
+        after, applied = self.store(which).refresh_allowance(
             ACCT, period_start=new_period, next_refresh_at=period_start_at(next_start)
         )
         assert applied
@@ -266,7 +277,7 @@ class LedgerMachine(RuleBasedStateMachine):
         return funding + ([(f"purchased:{region}", regional)] if regional else [])
 
     def read(self) -> tuple[Account, list[LedgerRecord], list[Hold]]:
-        """The partition as LedgerReader.partition reads it, but only the ledger entries not yet seen.
+        """The partition as DynamoStatements.partition reads it, but only the ledger entries not yet seen.
 
         Entries are written only with a new balance version (their key carries it), so an unchanged
         version means no new entries; the full read at teardown would catch one written otherwise."""
@@ -306,7 +317,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert {p: v for p, v in account.pools.items() if v} == {p: v for p, v in self.pools.items() if v}
         assert account.held == self.held
         assert account.period_start == self.period
-        assert {h.hold_id: h.status for h in holds} == {i: m.status for i, m in self.model_holds.items()}
+        assert {h.message_id: h.status for h in holds} == {i: m.status for i, m in self.model_holds.items()}
 
 
 TestLedgerStateful = LedgerMachine.TestCase

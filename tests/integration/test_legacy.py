@@ -9,13 +9,16 @@ import pytest
 
 from smscredits import runtime
 from smscredits.adapters.events import RecordingPublisher
-from smscredits.adapters.ledger_store import HoldDraft
 from smscredits.domain.audit import check_account
+from smscredits.domain.movements import HoldRequest
 from smscredits.services.refresh import refresh_account
 from tests.conftest import TABLE
 from tests.functions import admin, call, user
 from tests.integration.conftest import create
 from tests.integration.test_send_path import balance, send
+
+# Use cases: they run on the in-memory ledger (tests/contract holds it to DynamoDB's rules).
+pytestmark = pytest.mark.memory_ledger
 
 LONG = "a" * 400  # three GSM-7 segments
 
@@ -45,7 +48,7 @@ def table_items(dynamodb: Any) -> list[dict[str, Any]]:
 
 
 def audit(account_id: str = "acct-1") -> list[str]:
-    return check_account(*runtime.reader().partition(account_id))
+    return check_account(*runtime.container().statements.partition(account_id))
 
 
 def test_created_before_the_cutoff_is_legacy(service, twilio):
@@ -66,7 +69,7 @@ def test_a_legacy_message_costs_the_flat_rate_whatever_its_length(service, twili
 
 def test_the_legacy_rate_is_configuration(service, twilio, monkeypatch):
     create_legacy()
-    monkeypatch.setattr(runtime.store(), "legacy_rates", {"AU": 2, "US": 1, "GB": 1, "NZ": 3})
+    monkeypatch.setattr(runtime.container().ledger, "legacy_rates", {"AU": 2, "US": 1, "GB": 1, "NZ": 3})
     _, answer = send(LONG)
     assert answer["credits"] == 2 and balance()["legacy"] == 48
 
@@ -75,7 +78,9 @@ def test_legacy_refresh_tops_up_the_pool_without_lapse(service, twilio):
     create_legacy()
     send(LONG)
     service.now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
-    assert refresh_account(runtime.store(), "acct-1", service.now, events=RecordingPublisher()).refreshed
+    assert refresh_account(
+        runtime.container().ledger, "acct-1", service.now, events=RecordingPublisher()
+    ).refreshed
     assert balance()["legacy"] == 49 + 50
     assert audit() == []
 
@@ -109,7 +114,7 @@ def test_migration_converts_switches_and_is_audited(service, twilio):
     view = balance()
     assert view["credit_model"] == "segment" and view["legacy"] is None
     assert view["purchased"]["AU"] == 49 and view["included"]["available"] == 0
-    entries = [e for e in runtime.reader().partition("acct-1")[1] if e.kind == "migration"]
+    entries = [e for e in runtime.container().statements.partition("acct-1")[1] if e.kind == "migration"]
     assert [(e.pool, e.amount, e.balance_after) for e in entries] == [
         ("legacy", -49, 0),
         ("purchased:AU", 49, 49),
@@ -125,6 +130,7 @@ def test_the_ratio_is_configuration_and_rounds_down(service, twilio, monkeypatch
     send(LONG)  # 49 left
     monkeypatch.setenv("MIGRATION_RATIO", "3:2")
     get_settings.cache_clear()
+    runtime.use(runtime.container().replace(settings=get_settings()))
     _, answer = migrate(dry_run=False)
     assert (answer["converted"], answer["ratio"]) == (73, "3:2")
     assert audit() == []
@@ -146,14 +152,14 @@ def test_migration_waits_for_pending_holds(service, twilio, dynamodb):
     """Our rule: a hold drew legacy credits; voided after the switch it would return them to a pool the
     account no longer has, so the migration is refused (409) until holds settle. Nothing is written."""
     create_legacy()
-    runtime.store().reserve("acct-1", HoldDraft("in-flight", 1, "AU", "h", {}))
+    runtime.container().ledger.hold("acct-1", HoldRequest("in-flight", 1, "AU", "h", {}))
     before = table_items(dynamodb)
     for dry_run in (True, False):
         status, answer = migrate(dry_run=dry_run)
         assert status == 409 and answer["error"]["code"] == "holds_pending"
         assert answer["error"]["details"] == {"held": 1}
     assert table_items(dynamodb) == before
-    store = runtime.store()
+    store = runtime.container().ledger
     store.void(store.get_hold("acct-1", "in-flight"))
     assert migrate(dry_run=False)[1]["converted"] == 50
     assert audit() == []
@@ -166,7 +172,7 @@ def test_a_send_after_migration_is_a_segment_send(service, twilio):
     assert (answer["segments"], answer["credits"]) == (3, 3)
     assert answer["funding"] == [{"pool": "purchased:AU", "credits": 3}]
     service.now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
-    refresh_account(runtime.store(), "acct-1", service.now, events=RecordingPublisher())
+    refresh_account(runtime.container().ledger, "acct-1", service.now, events=RecordingPublisher())
     _, answer = send("short", key="after-refresh")
     assert answer["funding"] == [{"pool": "included", "credits": 1}]
     view = balance()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from smscredits import runtime
 from smscredits.adapters.events import RecordingPublisher
 from smscredits.domain.audit import check_account
@@ -12,6 +14,9 @@ from smscredits.services.refresh import refresh_account
 from tests.functions import admin, call
 from tests.integration.conftest import create
 from tests.integration.test_send_path import balance
+
+# Use cases: they run on the in-memory ledger (tests/contract holds it to DynamoDB's rules).
+pytestmark = pytest.mark.memory_ledger
 
 
 def change(plan: str, account_id: str = "acct-1") -> dict[str, Any]:
@@ -29,16 +34,18 @@ def change(plan: str, account_id: str = "acct-1") -> dict[str, Any]:
 
 
 def grants() -> list[int]:
-    return [e.amount for e in runtime.reader().partition("acct-1")[1] if e.kind == "grant"]
+    return [e.amount for e in runtime.container().statements.partition("acct-1")[1] if e.kind == "grant"]
 
 
 def audit() -> list[str]:
-    return check_account(*runtime.reader().partition("acct-1"))
+    return check_account(*runtime.container().statements.partition("acct-1"))
 
 
 def refresh(service: Any) -> None:
     service.now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
-    assert refresh_account(runtime.store(), "acct-1", service.now, events=RecordingPublisher()).refreshed
+    assert refresh_account(
+        runtime.container().ledger, "acct-1", service.now, events=RecordingPublisher()
+    ).refreshed
 
 
 def test_upgrade_grants_the_difference_once(service, twilio):

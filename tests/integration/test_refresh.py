@@ -17,23 +17,29 @@ from moto.server import ThreadedMotoServer
 
 from local.moto_dynamo import create_tables
 from smscredits import runtime
-from smscredits.adapters.dynamo import to_item
+from smscredits.adapters.dynamo.codec import account_item
+from smscredits.adapters.dynamo.ledger import DynamoLedger
+from smscredits.adapters.dynamo.reader import DynamoStatements
+from smscredits.adapters.dynamo.values import to_item
 from smscredits.adapters.events import RecordingPublisher
-from smscredits.adapters.ledger_reader import LedgerReader
-from smscredits.adapters.ledger_store import HoldDraft, LedgerStore, account_item, iso
 from smscredits.adapters.refresh_queue import SqsRefreshQueue
 from smscredits.domain import ledger as L
 from smscredits.domain.audit import check_account
 from smscredits.domain.catalog import PLANS
-from smscredits.domain.periods import anniversary
+from smscredits.domain.movements import HoldRequest
+from smscredits.domain.periods import anniversary, iso
 from smscredits.services import accounts
+from smscredits.services.ports import Ledger, Statements
 from smscredits.services.refresh import REFRESHED_EVENT, refresh_account, run_scheduled
 from smscredits.settings import get_settings
 from tests.conftest import TABLE, Clock, new_account
 from tests.functions import Context, event, load_function
 
+# Use cases: they run on the in-memory ledger (tests/contract holds it to DynamoDB's rules).
+pytestmark = pytest.mark.memory_ledger
 
-def make(store: LedgerStore, account_id: str, anchor: date, plan: str = "starter", **fields: Any) -> None:
+
+def make(store: Ledger, account_id: str, anchor: date, plan: str = "starter", **fields: Any) -> None:
     accounts.create_account(
         store,
         account_id=account_id,
@@ -46,26 +52,24 @@ def make(store: LedgerStore, account_id: str, anchor: date, plan: str = "starter
     )
 
 
-def audit(reader: LedgerReader, account_id: str) -> list[str]:
+def audit(reader: Statements, account_id: str) -> list[str]:
     return check_account(*reader.partition(account_id))
 
 
-def kinds(reader: LedgerReader, account_id: str) -> Counter[str]:
+def kinds(reader: Statements, account_id: str) -> Counter[str]:
     return Counter(entry.kind for entry in reader.partition(account_id)[1])
 
 
 @pytest.fixture
-def reader(dynamodb: Any) -> LedgerReader:
-    return LedgerReader(TABLE, client=dynamodb)
+def reader(dynamodb: Any) -> DynamoStatements:
+    return DynamoStatements(TABLE, client=dynamodb)
 
 
 @pytest.fixture
 def scheduled(service: Clock, monkeypatch: pytest.MonkeyPatch) -> RecordingPublisher:
     """The refresh handlers wired to moto and the test clock, with no queue and a recording bus."""
-    monkeypatch.delenv("EVENT_BUS_NAME", raising=False)
-    monkeypatch.delenv("REFRESH_QUEUE_URL", raising=False)
     publisher = RecordingPublisher()
-    monkeypatch.setattr(runtime, "events", lambda: publisher)
+    runtime.use(runtime.container().replace(events=publisher, refresh_queue=None))
     return publisher
 
 
@@ -82,7 +86,7 @@ def test_fourteen_months_one_refresh_per_period_on_the_clamped_day(scheduled, se
     """Daily runs at 00:30 UTC from 2027-01-01 to 2028-03-31 (leap February 2028) for six anchors."""
     clock = service
     clock.now = datetime(2027, 1, 1, 0, 30, tzinfo=UTC)
-    store, reader = runtime.store(), runtime.reader()
+    store, reader = runtime.container().ledger, runtime.container().statements
     for day in ANCHOR_DAYS:
         make(store, f"a{day}", date(2026, 1, day))
     refreshed_on: dict[str, list[date]] = {f"a{day}": [] for day in ANCHOR_DAYS}
@@ -111,9 +115,9 @@ def test_fourteen_months_one_refresh_per_period_on_the_clamped_day(scheduled, se
 
 def test_late_run_refreshes_once_for_the_current_period(scheduled, service):
     clock = service
-    store, reader = runtime.store(), runtime.reader()
+    store, reader = runtime.container().ledger, runtime.container().statements
     make(store, "late", date(2026, 1, 5))  # period 2026-11-05, due 2026-12-05
-    store.reserve("late", HoldDraft("m1", 10, "AU", "h", {}))
+    store.hold("late", HoldRequest("m1", 10, "AU", "h", {}))
     store.post(store.get_hold("late", "m1"))
     clock.now = datetime(2027, 2, 20, 9, 0, tzinfo=UTC)  # the runs of December and January were missed
     assert run_hourly_handler()["refreshed"] == 1
@@ -132,7 +136,7 @@ def test_late_run_refreshes_once_for_the_current_period(scheduled, service):
 
 def test_firing_twice_grants_once_and_publishes_once(scheduled, service):
     clock = service
-    store, reader = runtime.store(), runtime.reader()
+    store, reader = runtime.container().ledger, runtime.container().statements
     make(store, "twice", date(2026, 1, 5))
     clock.now = datetime(2026, 12, 5, 0, 1, tzinfo=UTC)
     assert run_hourly_handler()["refreshed"] == 1
@@ -147,7 +151,7 @@ def test_firing_twice_grants_once_and_publishes_once(scheduled, service):
 
 def test_a_pending_downgrade_applies_at_the_refresh(scheduled, service):
     clock = service
-    store, reader = runtime.store(), runtime.reader()
+    store, reader = runtime.container().ledger, runtime.container().statements
     make(store, "down", date(2026, 1, 5), plan="growth")
     answer = accounts.change_plan(store, account_id="down", plan="starter", actor="support")
     assert (answer["plan"], answer["pending_plan"], answer["effective"]) == (
@@ -169,11 +173,11 @@ def test_open_holds_across_a_refresh(scheduled, service):
     """Our rule: included credits held before a refresh and voided after it lapse; purchased ones return;
     a posted hold stays posted."""
     clock = service
-    store, reader = runtime.store(), runtime.reader()
+    store, reader = runtime.container().ledger, runtime.container().statements
     make(store, "held", date(2026, 1, 5))
-    store.grant("held", L.purchased_pool("AU"), 20, op_id="buy")
-    store.reserve("held", HoldDraft("split", 55, "AU", "h1", {}))  # 50 included + 5 purchased
-    store.reserve("held", HoldDraft("sent", 3, "AU", "h2", {}))  # 3 purchased
+    store.adjust("held", L.purchased_pool("AU"), 20, op_id="buy", actor="test", reason="buy")
+    store.hold("held", HoldRequest("split", 55, "AU", "h1", {}))  # 50 included + 5 purchased
+    store.hold("held", HoldRequest("sent", 3, "AU", "h2", {}))  # 3 purchased
     clock.now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
     run_hourly_handler()
     assert store.get_account("held").pools[L.INCLUDED] == 50  # nothing left to lapse, the allowance granted
@@ -194,9 +198,9 @@ def test_open_holds_across_a_refresh(scheduled, service):
 
 def test_legacy_refresh_tops_up_the_one_pool(scheduled, service):
     clock = service
-    store, reader = runtime.store(), runtime.reader()
+    store, reader = runtime.container().ledger, runtime.container().statements
     make(store, "old", date(2026, 1, 5), created_at=datetime(2025, 3, 1, tzinfo=UTC))
-    store.reserve("old", HoldDraft("m1", 1, "AU", "h", {}))
+    store.hold("old", HoldRequest("m1", 1, "AU", "h", {}))
     store.post(store.get_hold("old", "m1"))
     clock.now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
     run_hourly_handler()
@@ -208,7 +212,7 @@ def test_legacy_refresh_tops_up_the_one_pool(scheduled, service):
 
 def test_fan_out_through_sqs_and_the_worker(scheduled, service, dynamodb, monkeypatch):
     clock = service
-    store, reader = runtime.store(), runtime.reader()
+    store, reader = runtime.container().ledger, runtime.container().statements
     for index in range(23):
         make(store, f"q{index}", date(2026, 1, 5))
     sqs = boto3.client("sqs", region_name="us-east-1")
@@ -217,9 +221,10 @@ def test_fan_out_through_sqs_and_the_worker(scheduled, service, dynamodb, monkey
     sqs.meta.events.register(
         "provide-client-params.sqs.SendMessageBatch", lambda params, **_: sends.append(len(params["Entries"]))
     )
-    monkeypatch.setattr(runtime, "refresh_queue", lambda: SqsRefreshQueue(url, client=sqs))
     monkeypatch.setenv("REFRESH_INLINE_MAX", "5")
     get_settings.cache_clear()
+    ports = runtime.container()
+    runtime.use(ports.replace(settings=get_settings(), refresh_queue=SqsRefreshQueue(url, client=sqs)))
     clock.now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
     assert run_hourly_handler() == {"due": 23, "queued": 23, "refreshed": 0, "failed": 0}
     assert sends == [10, 10, 3]
@@ -254,7 +259,7 @@ def sqs_record(message_id: str, body: str) -> dict[str, Any]:
 
 def test_worker_reports_only_the_failing_record(scheduled, service):
     clock = service
-    store = runtime.store()
+    store = runtime.container().ledger
     make(store, "w1", date(2026, 1, 5))
     make(store, "w2", date(2026, 1, 5))
     clock.now = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
@@ -270,17 +275,17 @@ def test_worker_reports_only_the_failing_record(scheduled, service):
 
 def test_inline_run_goes_on_past_a_failing_account(scheduled, service, monkeypatch):
     clock = service
-    store = runtime.store()
+    store = runtime.container().ledger
     make(store, "good", date(2026, 1, 5))
     make(store, "bad", date(2026, 1, 5))
-    real = store.reset_allowance
+    real = store.refresh_allowance
 
     def broken(account_id: str, **kwargs: Any) -> Any:
         if account_id == "bad":
             raise RuntimeError("boom")
         return real(account_id, **kwargs)
 
-    monkeypatch.setattr(store, "reset_allowance", broken)
+    monkeypatch.setattr(store, "refresh_allowance", broken)
     clock.now = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
     assert run_hourly_handler() == {"due": 2, "queued": 0, "refreshed": 1, "failed": 1}
     assert store.get_account("good").period_start == date(2026, 12, 5)
@@ -292,7 +297,7 @@ def test_a_failed_publish_does_not_undo_or_repeat_the_refresh(service, dynamodb,
         def publish(self, detail_type: str, detail: Any) -> None:
             raise RuntimeError("bus unavailable")
 
-    store = runtime.store()
+    store = runtime.container().ledger
     make(store, "pub", date(2026, 1, 5))
     service.now = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
     assert refresh_account(store, "pub", service.now, events=Refusing()).refreshed
@@ -320,7 +325,7 @@ def test_concurrent_runs_grant_once_per_account_and_period(moto_server):
     clients = [boto3.client("dynamodb", endpoint_url=moto_server, region_name="us-east-1") for _ in range(8)]
     create_tables(clients[0])
     now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
-    seeding = LedgerStore(TABLE, client=clients[0], clock=Clock(datetime(2026, 11, 10, tzinfo=UTC)))
+    seeding = DynamoLedger(TABLE, client=clients[0], clock=Clock(datetime(2026, 11, 10, tzinfo=UTC)))
     ids = [f"c{index}" for index in range(12)]
     for account_id in ids:
         make(seeding, account_id, date(2026, 1, 5))
@@ -330,8 +335,8 @@ def test_concurrent_runs_grant_once_per_account_and_period(moto_server):
     publisher = RecordingPublisher()
 
     def worker(client: Any) -> None:
-        store = LedgerStore(TABLE, client=client, clock=lambda: now)
-        reader = LedgerReader(TABLE, client=client)
+        store = DynamoLedger(TABLE, client=client, clock=lambda: now)
+        reader = DynamoStatements(TABLE, client=client)
         order = list(reader.due_accounts(now))
         random.shuffle(order)
         barrier.wait()
@@ -350,7 +355,7 @@ def test_concurrent_runs_grant_once_per_account_and_period(moto_server):
     assert len(outcomes) == len(ids) * len(clients)
     assert sum(outcomes) == len(ids)
     assert sorted(detail["account_id"] for _, detail in publisher.published) == sorted(ids)
-    reader = LedgerReader(TABLE, client=clients[0])
+    reader = DynamoStatements(TABLE, client=clients[0])
     for account_id in ids:
         account, entries, holds = reader.partition(account_id)
         assert account.period_start == date(2026, 12, 5)
@@ -388,7 +393,7 @@ def test_scale_reads_only_due_accounts(dynamodb, clock, reader):
     dynamodb.meta.events.register(
         "after-call.dynamodb.Query", lambda parsed, **_: returned.append(len(parsed.get("Items", [])))
     )
-    store = LedgerStore(TABLE, client=dynamodb, clock=clock)
+    store = DynamoLedger(TABLE, client=dynamodb, clock=clock)
     publisher = RecordingPublisher()
     started = time.perf_counter()
     counts = run_scheduled(store, reader, events=publisher, queue=None, inline_max=25)

@@ -46,7 +46,7 @@ def test_credentials_are_read_once_from_their_json_secrets(secrets):
     )
 
     assert (twilio.account_sid, twilio.auth_token, twilio.from_number) == ("AC1", "tok", "+15005550006")
-    assert twilio_credentials() is twilio  # cached for the life of the environment
+    assert twilio_credentials() is twilio  # kept for SECRET_TTL_SECONDS (300 s by default)
     assert (stripe_credentials().secret_key, stripe_credentials().webhook_secret) == ("sk", "wh")
 
 
@@ -55,3 +55,16 @@ def test_a_secret_that_is_not_a_json_object_is_refused_loudly(secrets):
 
     with pytest.raises(RuntimeError, match="not a JSON object"):
         twilio_credentials()
+
+
+def test_a_rotated_secret_is_read_again_once_the_kept_one_is_older_than_its_ttl(secrets, monkeypatch):
+    monkeypatch.setenv("SECRET_TTL_SECONDS", "0")
+    get_settings.cache_clear()
+    secrets.create_secret(
+        Name="sms/twilio", SecretString=json.dumps({"account_sid": "AC1", "auth_token": "old"})
+    )
+    assert twilio_credentials().auth_token == "old"
+    secrets.put_secret_value(
+        SecretId="sms/twilio", SecretString=json.dumps({"account_sid": "AC1", "auth_token": "new"})
+    )
+    assert twilio_credentials().auth_token == "new"

@@ -11,12 +11,11 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from smscredits import runtime
-from smscredits.adapters.ledger_store import LedgerStore
 from smscredits.domain.audit import check_account
-from smscredits.services import sending
-from tests.conftest import TABLE, RequestCounter
+from smscredits.services import settlement
+from tests.conftest import RequestCounter
 from tests.functions import Context, call, event, load_function, user
-from tests.integration.conftest import PUBLIC_URL, TWILIO_TOKEN, FakeTwilioHttp, create
+from tests.integration.conftest import PUBLIC_URL, TWILIO_TOKEN, FakeTwilioHttp, create, service_ledger
 
 AU = "+61491570110"
 
@@ -40,7 +39,7 @@ def balance(account: str = "acct-1") -> dict[str, Any]:
 
 
 def audit(account: str = "acct-1") -> list[str]:
-    return check_account(*runtime.reader().partition(account))
+    return check_account(*runtime.container().statements.partition(account))
 
 
 def callback(
@@ -413,10 +412,10 @@ def test_racing_final_statuses_settle_one_way_only(service, twilio, dynamodb):
             barrier: threading.Barrier = barrier,
             outcomes: dict[str, str] = outcomes,
         ) -> None:
-            store = LedgerStore(TABLE, client=dynamodb, clock=service)
+            store = service_ledger(dynamodb, service)
             sid = store.get_hold("acct-1", message_id).provider["sid"]
             barrier.wait()
-            outcomes[status] = sending.settle_status(
+            outcomes[status] = settlement.settle_status(
                 store, account_id="acct-1", message_id=message_id, status=status, sid=sid, error_code=None
             )
 
@@ -444,10 +443,10 @@ def test_racing_progress_statuses_keep_the_furthest(service, twilio, dynamodb):
         barrier = threading.Barrier(2)
 
         def settle(status: str, message_id: str = message_id, barrier: threading.Barrier = barrier) -> None:
-            store = LedgerStore(TABLE, client=dynamodb, clock=service)
+            store = service_ledger(dynamodb, service)
             sid = store.get_hold("acct-1", message_id).provider["sid"]
             barrier.wait()
-            sending.settle_status(
+            settlement.settle_status(
                 store, account_id="acct-1", message_id=message_id, status=status, sid=sid, error_code=None
             )
 
@@ -592,8 +591,8 @@ def test_a_failed_callback_that_overtakes_the_send_returns_the_credits_once(serv
 
     def fail_first(data: dict[str, Any]) -> None:
         query = dict(pair.split("=") for pair in data["StatusCallback"].split("?", 1)[1].split("&"))
-        sending.settle_status(
-            runtime.store(),
+        settlement.settle_status(
+            runtime.container().ledger,
             account_id=query["account_id"],
             message_id=query["message_id"],
             status="failed",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smscredits.adapters.dynamo import from_item
+from smscredits.adapters.dynamo.values import from_item
 from tests.conftest import TABLE
 from tests.functions import call, load_function, user
 from tests.integration.conftest import create

@@ -5,14 +5,17 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from smscredits import runtime
-from smscredits.adapters.dynamo import from_item
-from smscredits.adapters.ledger_store import LedgerStore
+from smscredits.adapters.dynamo.values import from_item
 from smscredits.domain.audit import check_account
+from smscredits.domain.idempotency import IdempotencyKey
 from smscredits.services import recharge, sending
+from smscredits.services.recharge import AutoRecharger
 from tests.conftest import TABLE
 from tests.functions import call, user
-from tests.integration.conftest import create
+from tests.integration.conftest import create, service_ledger
 from tests.integration.stripe_support import (
     FakeStripeHttp,
     adjust,
@@ -25,12 +28,15 @@ from tests.integration.stripe_support import (
     stripe_api,
 )
 
+# Use cases: they run on the in-memory ledger (tests/contract holds it to DynamoDB's rules).
+pytestmark = pytest.mark.memory_ledger
+
 __all__ = ["stripe_api"]
 AU = "+61491570110"
 
 
 def audit(account: str = "acct-1") -> list[str]:
-    return check_account(*runtime.reader().partition(account))
+    return check_account(*runtime.container().statements.partition(account))
 
 
 def send(key: str) -> tuple[int, Any]:
@@ -115,35 +121,26 @@ def test_a_short_send_recharges_once_and_then_sends(service, stripe_api: FakeStr
 def test_sixteen_parallel_sends_at_zero_make_one_charge_and_all_send(service, stripe_api, dynamodb):
     ready(stripe_api)
     barrier = threading.Barrier(16)
-    results: list[int] = []
+    results: list[str] = []
+    ports = runtime.container()
 
     def worker(n: int) -> None:
         # 16 writers on one balance item outlast the default 8 optimistic attempts (a 503 "too busy");
-        # more attempts keep this test about the recharge, not about the store's contention budget.
-        store = LedgerStore(TABLE, client=dynamodb, clock=service, max_attempts=64)
-
-        def recharge_hook(account_id: str, region: str, needed: int) -> bool:
-            return recharge.recharge_for_send(store, runtime.payments, account_id, region, needed)
-
-        barrier.wait()
-        status, _ = sending.send_message(
-            store,
-            runtime.sender(),
-            account_id="acct-1",
-            idempotency_key=f"p{n}",
-            to=AU,
-            body="Hello",
-            callback_base_url="https://api.example.com",
-            recharge=recharge_hook,
+        # more attempts keep this test about the recharge, not about the ledger's contention budget.
+        ledger = service_ledger(dynamodb, service, max_attempts=64)
+        recharger = AutoRecharger(ledger, lambda: ports.payments, ports.events)
+        command = sending.SendCommand(
+            "acct-1", IdempotencyKey(f"p{n}"), AU, "Hello", "https://api.example.com"
         )
-        results.append(status)
+        barrier.wait()
+        results.append(sending.send_message(ledger, ports.sender, recharger, command).status)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [202] * 16
+    assert results == ["sent"] * 16  # each answered 202, sent
     assert len(stripe_api.charges) == 1
     assert balance()["purchased"]["AU"] == 100 - 16 and audit() == []
 
@@ -280,10 +277,11 @@ def test_a_failed_threshold_recharge_never_changes_the_send_answer(service, stri
     assert status == 202 and answer["status"] == "sent", answer
     assert get_auto_recharge()["consecutive_failures"] == 1 and len(stripe_api.charges) == 1
 
-    def broken() -> None:
+    def broken() -> Any:
         raise RuntimeError("Stripe client could not be built")
 
-    monkeypatch.setattr(runtime, "payments", broken)
+    ports = runtime.container()
+    runtime.use(ports.replace(recharger=AutoRecharger(ports.ledger, broken, ports.events)))
     status, answer = send("k2")  # 9 left: the decline is retried, and this time the client breaks
     assert status == 202 and answer["status"] == "sent", answer
     assert balance()["purchased"]["AU"] == 9 and audit() == []

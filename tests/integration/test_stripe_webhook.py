@@ -8,13 +8,12 @@ import time
 from typing import Any
 
 from smscredits import runtime
-from smscredits.adapters.dynamo import from_item
-from smscredits.adapters.ledger_store import LedgerStore
+from smscredits.adapters.dynamo.values import from_item
 from smscredits.domain.audit import check_account
 from smscredits.services import stripe_events
 from tests.conftest import TABLE
 from tests.functions import call, user
-from tests.integration.conftest import create
+from tests.integration.conftest import create, service_ledger
 from tests.integration.stripe_support import (
     FakeStripeHttp,
     adjust,
@@ -31,7 +30,7 @@ __all__ = ["stripe_api"]
 
 
 def audit(account: str = "acct-1") -> list[str]:
-    return check_account(*runtime.reader().partition(account))
+    return check_account(*runtime.container().statements.partition(account))
 
 
 def unmatched(dynamodb: Any) -> dict[str, str]:
@@ -108,11 +107,12 @@ def test_eight_concurrent_deliveries_grant_once(service, stripe_api, dynamodb):
     body = checkout(stripe_api).session_event()
     barrier = threading.Barrier(8)
     outcomes: list[str] = []
+    payments, events = runtime.container().payments, runtime.container().events
 
     def worker() -> None:
-        store = LedgerStore(TABLE, client=dynamodb, clock=service)
+        ports = stripe_events.StripePorts(service_ledger(dynamodb, service), payments, events)
         barrier.wait()
-        outcomes.append(stripe_events.handle_event(store, runtime.payments, body))
+        outcomes.append(stripe_events.handle_event(ports, body))
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
@@ -314,12 +314,13 @@ def test_racing_payment_intents_for_one_order_grant_once_and_the_rest_are_unmatc
     bought = checkout(stripe_api)
     barrier = threading.Barrier(8)
     outcomes: list[str] = []
+    payments, events = runtime.container().payments, runtime.container().events
 
     def worker(n: int) -> None:
-        store = LedgerStore(TABLE, client=dynamodb, clock=service)
+        ports = stripe_events.StripePorts(service_ledger(dynamodb, service), payments, events)
         body = bought.intent_event(id=f"pi_race_{n}")
         barrier.wait()
-        outcomes.append(stripe_events.handle_event(store, runtime.payments, body))
+        outcomes.append(stripe_events.handle_event(ports, body))
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for thread in threads:

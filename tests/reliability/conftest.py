@@ -10,10 +10,9 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from smscredits import runtime
-from smscredits.adapters.ledger_store import LedgerStore
 from smscredits.domain.audit import check_account
 from smscredits.services import recharge
-from tests.integration.conftest import service, twilio
+from tests.integration.conftest import service, service_ledger, twilio
 from tests.integration.stripe_support import stripe_api
 
 __all__ = ["service", "stripe_api", "twilio"]
@@ -87,12 +86,12 @@ class FaultyClient:
 
 
 @pytest.fixture
-def faulty(service: Any, monkeypatch: pytest.MonkeyPatch) -> FaultyClient:
-    """The store's client wrapped in a FaultyClient; no backoff sleeps, short recharge waits."""
-    store = runtime.store()
-    proxy = FaultyClient(store.client)
-    store._client = proxy
-    monkeypatch.setattr(LedgerStore, "_backoff", staticmethod(lambda attempt: None))
+def faulty(service: Any, dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> FaultyClient:
+    """The functions' ledger on a FaultyClient over moto; no backoff sleeps, short recharge waits."""
+    proxy = FaultyClient(dynamodb)
+    runtime.use(
+        runtime.container().replace(ledger=service_ledger(proxy, service, sleep=lambda seconds: None))
+    )
     monkeypatch.setattr(recharge, "WAIT_SECONDS", 0.001)
     return proxy
 
@@ -116,7 +115,7 @@ def audit(account_ids: Iterable[str]) -> dict[str, Any]:
     """Each account's pools and held credits; fails on any ledger problem (check_account)."""
     state: dict[str, Any] = {}
     for account_id in account_ids:
-        account, entries, holds = runtime.reader().partition(account_id)
+        account, entries, holds = runtime.container().statements.partition(account_id)
         problems = check_account(account, entries, holds)
         assert not problems, problems
         assert all(value >= 0 for value in account.pools.values()) and account.held >= 0

@@ -264,11 +264,11 @@ def create_accounts(base_url: str, count: int) -> dict[str, str]:
 
 def ledger_state(moto_url: str, accounts: list[str]) -> dict[str, Any]:
     """Per account from the table: pools, held, pending holds, credits by entry kind, posted/voided holds."""
-    from smscredits.adapters.ledger_reader import LedgerReader
+    from smscredits.adapters.dynamo.reader import DynamoStatements
     from smscredits.domain.audit import check_account
 
     client = moto_client(moto_url)
-    reader = LedgerReader(os.environ.get("TABLE_NAME") or "CreditsTable", client=client)
+    reader = DynamoStatements(os.environ.get("TABLE_NAME") or "CreditsTable", client=client)
     state: dict[str, Any] = {}
     for account_id in accounts:
         account, entries, holds = reader.partition(account_id)

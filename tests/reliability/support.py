@@ -137,5 +137,5 @@ def webhook(body: dict[str, Any]) -> tuple[int, Any]:
 
 
 def published(kind: str) -> list[dict[str, Any]]:
-    recorder: Any = runtime.events()
+    recorder: Any = runtime.container().events
     return [detail for name, detail in recorder.published if name == kind]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from smscredits import runtime
-from smscredits.adapters.ledger_store import LedgerStore
+from smscredits.domain import movements
 from smscredits.services import legacy, orders, purchases, recharge, refresh, sending
 from tests.conftest import Clock
 from tests.integration.conftest import FakeTwilioHttp
@@ -32,10 +32,10 @@ def attempt(action: Callable[[], Any]) -> str:
 
 
 # step: (path, patch target, attribute, crash-free included/purchased credits, outcome when it differs)
-SEND_STEPS = {
-    "after reserve, before Twilio": (sending, "status_callback_url"),
-    "after Twilio, before post": (LedgerStore, "post"),
-    "after post, before the answer": (sending, "send_answer"),
+SEND_STEPS: dict[str, tuple[Any, str]] = {
+    "after the hold, before Twilio": (sending, "status_callback_url"),
+    "after Twilio, before post": (None, "post"),  # the functions' ledger
+    "after post, before the answer": (sending, "result_of"),
 }
 
 
@@ -46,7 +46,7 @@ def test_send_crashes(
 ) -> None:
     assert S.create()[0] == 201
     owner, name = SEND_STEPS[step]
-    crash_at(monkeypatch, owner, name)
+    crash_at(monkeypatch, owner or runtime.container().ledger, name)
     first = attempt(lambda: S.send("k1"))
     status, _ = S.send("k1")  # the client retries; never a second send
     assert status == 202
@@ -88,7 +88,7 @@ def test_checkout_crashes(
     the same key answers the one session Stripe made, and paying it grants once."""
     assert S.create()[0] == 201
     owner, name = CHECKOUT_STEPS[step]
-    crash_at(monkeypatch, owner or runtime.payments(), name)
+    crash_at(monkeypatch, owner or runtime.container().payments, name)
     first = attempt(lambda: S.checkout("c1"))
     status, answer = S.checkout("c1")
     assert status == 201, answer
@@ -129,7 +129,7 @@ def test_recharge_crashes(
     if name == "charge_off_session":
         from smscredits import runtime
 
-        payments = runtime.payments()
+        payments = runtime.container().payments
         crash_at(monkeypatch, payments, name)
     else:
         crash_at(monkeypatch, recharge, name)
@@ -151,7 +151,7 @@ def test_recharge_crashes(
 
 REFRESH_STEPS = {
     "between accounts": (refresh, "refresh_account", 1),
-    "after the reset, before the event": (refresh, "_announce", 0),
+    "after the refresh, before the event": (refresh, "announce", 0),
 }
 
 
@@ -190,8 +190,8 @@ def test_refresh_crashes(
 
 
 MIGRATION_STEPS = {
-    "before the write": (legacy, "migrated_pools"),
-    "after the write, before the answer": (legacy, "_answer"),
+    "before the write": (movements, "migrated_pools"),
+    "after the write, before the answer": (legacy, "answer"),
 }
 
 

@@ -15,6 +15,9 @@ from tests.integration.stripe_support import Checkout, FakeStripeHttp, checkout,
 from tests.reliability import support as S
 from tests.reliability.conftest import FIGURES, audit
 
+# Use cases: they run on the in-memory ledger (tests/contract holds it to DynamoDB's rules).
+pytestmark = pytest.mark.memory_ledger
+
 # mode: (what Twilio did, final included credits of 50 after 3 messages, each retried twice by the client)
 TWILIO_MODES = {
     "accept": ("sent", 47),

@@ -11,7 +11,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smscredits.adapters.dynamo import from_item, from_value, to_item, to_value
+from smscredits.adapters.dynamo.values import from_item, from_value, to_item, to_value
 
 LIMIT = 10**38 - 1  # DynamoDB keeps 38 significant digits
 integers = st.integers(-LIMIT, LIMIT)

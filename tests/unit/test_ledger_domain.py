@@ -124,52 +124,52 @@ def test_message_credits_legacy_is_a_flat_rate_per_region():
 # ---- planners --------------------------------------------------------------------------------------
 
 
-def test_plan_grant():
-    plan = L.plan_grant(pools(included=5), 2, AU, 100)
+def test_grant_movement():
+    plan = L.grant_movement(pools(included=5), 2, AU, 100)
     assert plan.pools == {L.INCLUDED: 5, AU: 100}
     assert plan.held == 2
     assert plan.entries == (Entry("grant", AU, 100, 100),)
 
 
-def test_plan_grant_with_kind_and_existing_balance():
-    plan = L.plan_grant(pools(AU=30), 0, AU, 100, kind="purchase")
+def test_grant_movement_with_kind_and_existing_balance():
+    plan = L.grant_movement(pools(AU=30), 0, AU, 100, kind="purchase")
     assert plan.entries == (Entry("purchase", AU, 100, 130),)
     assert plan.pools[AU] == 130
 
 
 @pytest.mark.parametrize("credits", [0, -1])
-def test_plan_grant_refuses_non_positive(credits):
+def test_grant_movement_refuses_non_positive(credits):
     with pytest.raises(InvalidRequest):
-        L.plan_grant(pools(AU=1), 0, AU, credits)
+        L.grant_movement(pools(AU=1), 0, AU, credits)
 
 
-def test_plan_grant_does_not_mutate_its_input():
+def test_grant_movement_does_not_mutate_its_input():
     before = pools(included=5)
-    L.plan_grant(before, 0, L.INCLUDED, 5)
+    L.grant_movement(before, 0, L.INCLUDED, 5)
     assert before == {L.INCLUDED: 5}
 
 
-def test_plan_reserve():
-    plan = L.plan_reserve(pools(included=2, AU=10), 1, (Funding(L.INCLUDED, 2), Funding(AU, 3)))
+def test_hold_movement():
+    plan = L.hold_movement(pools(included=2, AU=10), 1, (Funding(L.INCLUDED, 2), Funding(AU, 3)))
     assert plan.pools == {L.INCLUDED: 0, AU: 7}
     assert plan.held == 6
     assert plan.entries == (Entry("hold", L.INCLUDED, -2, 0), Entry("hold", AU, -3, 7))
 
 
-def test_plan_reserve_refuses_overdraw():
+def test_hold_movement_refuses_overdraw():
     with pytest.raises(InvalidRequest):
-        L.plan_reserve(pools(AU=1), 0, (Funding(AU, 2),))
+        L.hold_movement(pools(AU=1), 0, (Funding(AU, 2),))
 
 
-def test_plan_post_moves_no_credits():
-    plan = L.plan_post(pools(included=0, AU=7), 5, (Funding(L.INCLUDED, 2), Funding(AU, 3)))
+def test_post_movement_moves_no_credits():
+    plan = L.post_movement(pools(included=0, AU=7), 5, (Funding(L.INCLUDED, 2), Funding(AU, 3)))
     assert plan.pools == {L.INCLUDED: 0, AU: 7}
     assert plan.held == 0
     assert plan.entries == (Entry("post", L.INCLUDED, 0, 0), Entry("post", AU, 0, 7))
 
 
-def test_plan_void_returns_to_the_pools_it_came_from():
-    plan = L.plan_void(
+def test_void_movement_returns_to_the_pools_it_came_from():
+    plan = L.void_movement(
         pools(included=0, AU=7), 5, (Funding(L.INCLUDED, 2), Funding(AU, 3)), included_lapsed=False
     )
     assert plan.pools == {L.INCLUDED: 2, AU: 10}
@@ -177,8 +177,8 @@ def test_plan_void_returns_to_the_pools_it_came_from():
     assert plan.entries == (Entry("void", L.INCLUDED, 2, 2), Entry("void", AU, 3, 10))
 
 
-def test_plan_void_with_included_lapsed_returns_then_expires():
-    plan = L.plan_void(
+def test_void_movement_with_included_lapsed_returns_then_expires():
+    plan = L.void_movement(
         pools(included=50, AU=7), 5, (Funding(L.INCLUDED, 2), Funding(AU, 3)), included_lapsed=True
     )
     assert plan.pools == {L.INCLUDED: 50, AU: 10}
@@ -190,99 +190,99 @@ def test_plan_void_with_included_lapsed_returns_then_expires():
     )
 
 
-def test_plan_void_lapse_does_not_touch_purchased_or_legacy():
-    plan = L.plan_void(pools(legacy=1), 4, (Funding(L.LEGACY, 4),), included_lapsed=True)
+def test_void_movement_lapse_does_not_touch_purchased_or_legacy():
+    plan = L.void_movement(pools(legacy=1), 4, (Funding(L.LEGACY, 4),), included_lapsed=True)
     assert plan.pools == {L.LEGACY: 5}
     assert plan.entries == (Entry("void", L.LEGACY, 4, 5),)
 
 
-def test_plan_reset_segment_expires_then_grants():
-    plan = L.plan_reset(pools(included=13, AU=40), 3, "segment", 50)
+def test_refresh_movement_segment_expires_then_grants():
+    plan = L.refresh_movement(pools(included=13, AU=40), 3, "segment", 50)
     assert plan.pools == {L.INCLUDED: 50, AU: 40}
     assert plan.held == 3
     assert plan.entries == (Entry("expiry", L.INCLUDED, -13, 0), Entry("grant", L.INCLUDED, 50, 50))
 
 
-def test_plan_reset_segment_with_nothing_left_only_grants():
-    plan = L.plan_reset(pools(included=0, AU=40), 0, "segment", 75)
+def test_refresh_movement_segment_with_nothing_left_only_grants():
+    plan = L.refresh_movement(pools(included=0, AU=40), 0, "segment", 75)
     assert plan.entries == (Entry("grant", L.INCLUDED, 75, 75),)
     assert plan.pools == {L.INCLUDED: 75, AU: 40}
 
 
-def test_plan_reset_segment_with_zero_allowance_only_expires():
-    plan = L.plan_reset(pools(included=9), 0, "segment", 0)
+def test_refresh_movement_segment_with_zero_allowance_only_expires():
+    plan = L.refresh_movement(pools(included=9), 0, "segment", 0)
     assert plan.entries == (Entry("expiry", L.INCLUDED, -9, 0),)
     assert plan.pools == {L.INCLUDED: 0}
 
 
-def test_plan_reset_legacy_tops_up_and_nothing_lapses():
-    plan = L.plan_reset(pools(legacy=30), 2, "legacy", 50)
+def test_refresh_movement_legacy_tops_up_and_nothing_lapses():
+    plan = L.refresh_movement(pools(legacy=30), 2, "legacy", 50)
     assert plan.pools == {L.LEGACY: 80}
     assert plan.held == 2
     assert plan.entries == (Entry("grant", L.LEGACY, 50, 80),)
     assert all(e.kind != "expiry" for e in plan.entries)
 
 
-def test_plan_clawback_takes_what_is_asked_when_available():
-    plan, taken = L.plan_clawback(pools(AU=100), 0, AU, 60)
+def test_clawback_movement_takes_what_is_asked_when_available():
+    plan, taken = L.clawback_movement(pools(AU=100), 0, AU, 60)
     assert taken == 60
     assert plan.pools == {AU: 40}
     assert plan.entries == (Entry("clawback", AU, -60, 40),)
 
 
-def test_plan_clawback_clamps_at_zero():
-    plan, taken = L.plan_clawback(pools(AU=25), 4, AU, 60)
+def test_clawback_movement_clamps_at_zero():
+    plan, taken = L.clawback_movement(pools(AU=25), 4, AU, 60)
     assert taken == 25
     assert plan.pools == {AU: 0}
     assert plan.held == 4
     assert plan.entries == (Entry("clawback", AU, -25, 0),)
 
 
-def test_plan_clawback_of_an_empty_pool_writes_no_entry():
-    plan, taken = L.plan_clawback(pools(AU=0), 0, AU, 60)
+def test_clawback_movement_of_an_empty_pool_writes_no_entry():
+    plan, taken = L.clawback_movement(pools(AU=0), 0, AU, 60)
     assert taken == 0
     assert plan.entries == ()
     assert plan.pools == {AU: 0}
 
 
-def test_plan_migration_one_to_one():
-    plan, converted = L.plan_migration(pools(legacy=37, AU=5), 0, "AU", (1, 1))
+def test_migration_movement_one_to_one():
+    plan, converted = L.migration_movement(pools(legacy=37, AU=5), 0, "AU", (1, 1))
     assert converted == 37
     assert plan.pools == {L.LEGACY: 0, AU: 42}
     assert plan.entries == (Entry("migration", L.LEGACY, -37, 0), Entry("migration", AU, 37, 42))
 
 
-def test_plan_migration_three_to_two_rounds_down():
-    plan, converted = L.plan_migration(pools(legacy=7), 0, "GB", (3, 2))
+def test_migration_movement_three_to_two_rounds_down():
+    plan, converted = L.migration_movement(pools(legacy=7), 0, "GB", (3, 2))
     assert converted == 10  # 7 * 3 / 2 = 10.5 → 10
     assert plan.pools == {L.LEGACY: 0, "purchased:GB": 10}
     assert plan.entries == (Entry("migration", L.LEGACY, -7, 0), Entry("migration", "purchased:GB", 10, 10))
 
 
-def test_plan_migration_of_an_empty_legacy_pool():
-    plan, converted = L.plan_migration(pools(legacy=0), 0, "AU", (1, 1))
+def test_migration_movement_of_an_empty_legacy_pool():
+    plan, converted = L.migration_movement(pools(legacy=0), 0, "AU", (1, 1))
     assert converted == 0
     assert plan.entries == ()
 
 
-def test_plan_adjust_positive_and_negative():
-    up = L.plan_adjust(pools(AU=5), 0, AU, 10)
+def test_adjust_movement_positive_and_negative():
+    up = L.adjust_movement(pools(AU=5), 0, AU, 10)
     assert up.pools == {AU: 15}
     assert up.entries == (Entry("adjustment", AU, 10, 15),)
-    down = L.plan_adjust(pools(AU=5), 0, AU, -5)
+    down = L.adjust_movement(pools(AU=5), 0, AU, -5)
     assert down.pools == {AU: 0}
     assert down.entries == (Entry("adjustment", AU, -5, 0),)
 
 
-def test_plan_adjust_refuses_below_zero():
+def test_adjust_movement_refuses_below_zero():
     with pytest.raises(InvalidRequest) as caught:
-        L.plan_adjust(pools(AU=5), 0, AU, -6)
+        L.adjust_movement(pools(AU=5), 0, AU, -6)
     assert caught.value.details == {"pool": AU, "available": 5, "credits": -6}
 
 
-def test_plan_adjust_refuses_zero():
+def test_adjust_movement_refuses_zero():
     with pytest.raises(InvalidRequest):
-        L.plan_adjust(pools(AU=5), 0, AU, 0)
+        L.adjust_movement(pools(AU=5), 0, AU, 0)
 
 
 def test_balance_after_chains_per_pool():
@@ -291,12 +291,12 @@ def test_balance_after_chains_per_pool():
     held = 0
     running: dict[str, int] = {}
     steps = [
-        lambda b, h: L.plan_grant(b, h, L.INCLUDED, 5),
-        lambda b, h: L.plan_grant(b, h, AU, 100, kind="purchase"),
-        lambda b, h: L.plan_reserve(b, h, L.funding_for("segment", b, "AU", 7)),
-        lambda b, h: L.plan_void(b, h, (Funding(L.INCLUDED, 5), Funding(AU, 2)), included_lapsed=True),
-        lambda b, h: L.plan_reset(b, h, "segment", 50),
-        lambda b, h: L.plan_adjust(b, h, AU, -8),
+        lambda b, h: L.grant_movement(b, h, L.INCLUDED, 5),
+        lambda b, h: L.grant_movement(b, h, AU, 100, kind="purchase"),
+        lambda b, h: L.hold_movement(b, h, L.funding_for("segment", b, "AU", 7)),
+        lambda b, h: L.void_movement(b, h, (Funding(L.INCLUDED, 5), Funding(AU, 2)), included_lapsed=True),
+        lambda b, h: L.refresh_movement(b, h, "segment", 50),
+        lambda b, h: L.adjust_movement(b, h, AU, -8),
     ]
     for step in steps:
         plan = step(balance, held)
@@ -514,7 +514,7 @@ def record(version: int, index: int, kind: str, pool: str, amount: int, balance_
 def hold(status: str, credits: int, hold_id: str = "m1") -> Hold:
     return Hold(
         account_id="acct-a",
-        hold_id=hold_id,
+        message_id=hold_id,
         status=status,
         credits=credits,
         funding=(Funding(L.INCLUDED, credits),),

@@ -12,7 +12,7 @@ import pytest
 import stripe
 from werkzeug.test import Client
 
-from local import stripe_standin
+from local import stripe_standin, stripe_webhooks
 from local.stripe_standin import StripeStandIn
 from smscredits.adapters.stripe_payments import StripePayments, make_client
 from smscredits.domain.errors import IdempotencyKeyReused
@@ -58,7 +58,7 @@ def delivered(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
             received.append({"url": url, **event.to_dict()})
         return Answer()
 
-    monkeypatch.setattr(stripe_standin.requests, "post", post)
+    monkeypatch.setattr(stripe_webhooks.requests, "post", post)
     return received
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from local.template import ROOT, functions, load, resources, routes
+from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS, PLACEHOLDER_BASE_URL
 
 OWN_RESOURCE = re.compile(r"\$\{(\w+)(\.Arn)?\}")
 ALLOWED_MANAGED_POLICIES: set[str] = set()
@@ -82,6 +83,13 @@ def test_no_secret_values_in_the_template():
 
 def test_functions_skip_pydantics_plugin_scan_on_cold_start():
     assert load()["Globals"]["Function"]["Environment"]["Variables"]["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+
+
+def test_the_code_defaults_are_the_templates():
+    """One sweep grace default and one placeholder base URL: the template's."""
+    parameters = load()["Parameters"]
+    assert int(parameters["SweepGraceSeconds"]["Default"]) == DEFAULT_SWEEP_GRACE_SECONDS
+    assert parameters["PublicBaseUrl"]["Default"] == PLACEHOLDER_BASE_URL
 
 
 def test_tables_are_durable():

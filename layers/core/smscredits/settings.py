@@ -1,26 +1,46 @@
-"""Configuration from the environment, validated once; secrets fetched at run time and cached."""
+"""All configuration, from the environment, validated once; provider secrets fetched at run time and kept for a
+while (a rotated secret reaches a warm environment within `secret_ttl_seconds`)."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 
 from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE, DEFAULT_MIGRATION_RATIO
+
+# template.yaml's SweepGraceSeconds default (tests/unit/test_template.py holds them equal): the one default.
+DEFAULT_SWEEP_GRACE_SECONDS = 3600
+# template.yaml's PublicBaseUrl default: a placeholder, never a deployment's address.
+PLACEHOLDER_BASE_URL = "https://api.example.com"
+LOCAL_BASE_URL = "http://127.0.0.1:3000"
 
 
 class Settings(BaseModel):
     table_name: str = Field(default="CreditsTable", alias="TABLE_NAME")
+    aws_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    # Set by Lambda itself: what tells a deployed function from local mode and tests.
+    lambda_function_name: str | None = Field(default=None, alias="AWS_LAMBDA_FUNCTION_NAME")
     account_id_claim: str = Field(default="account_id", alias="ACCOUNT_ID_CLAIM")
-    public_base_url: str = Field(default="http://127.0.0.1:3000", alias="PUBLIC_BASE_URL")
-    sweep_grace_seconds: int = Field(default=3600, alias="SWEEP_GRACE_SECONDS", ge=60)
+    configured_base_url: str | None = Field(default=None, alias="PUBLIC_BASE_URL")
+    sweep_grace_seconds: int = Field(default=DEFAULT_SWEEP_GRACE_SECONDS, alias="SWEEP_GRACE_SECONDS", ge=60)
+    # Secrets Manager secrets of the providers (on AWS); in local mode the values below come from the environment.
     twilio_secret_name: str | None = Field(default=None, alias="TWILIO_SECRET_NAME")
     stripe_secret_name: str | None = Field(default=None, alias="STRIPE_SECRET_NAME")
+    secret_ttl_seconds: int = Field(default=300, alias="SECRET_TTL_SECONDS", ge=0)
+    twilio_auth_token: SecretStr | None = Field(default=None, alias="TWILIO_AUTH_TOKEN")
+    twilio_account_sid: str = Field(default="AC" + "0" * 32, alias="TWILIO_ACCOUNT_SID")
+    twilio_from_number: str = Field(default="+15005550006", alias="TWILIO_FROM_NUMBER")
+    twilio_messaging_service_sid: str | None = Field(default=None, alias="TWILIO_MESSAGING_SERVICE_SID")
+    stripe_webhook_secret: SecretStr | None = Field(default=None, alias="STRIPE_WEBHOOK_SECRET")
+    stripe_secret_key: SecretStr = Field(default=SecretStr("sk_test_local"), alias="STRIPE_SECRET_KEY")
     # Where the Twilio / Stripe SDKs send their requests; set only in local mode (the stand-ins).
     twilio_api_base: str | None = Field(default=None, alias="TWILIO_API_BASE")
     stripe_api_base: str | None = Field(default=None, alias="STRIPE_API_BASE")
@@ -50,10 +70,17 @@ class Settings(BaseModel):
             return int(numerator), int(denominator or 1)
         return value
 
-    @field_validator("public_base_url")
-    @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    @property
+    def public_base_url(self) -> str:
+        """The exact public base URL of this API (Twilio signs its callbacks over it; Checkout returns to it).
+        On Lambda it must be configured: a function that needs it fails loudly (a 500, alarmed) rather than
+        send callbacks and checkouts to a placeholder. Elsewhere it defaults to local mode's address."""
+        configured = (self.configured_base_url or "").rstrip("/")
+        if self.lambda_function_name and configured in ("", PLACEHOLDER_BASE_URL):
+            raise RuntimeError(
+                "PUBLIC_BASE_URL is not configured: deploy with the PublicBaseUrl parameter set to this API's address"
+            )
+        return configured or LOCAL_BASE_URL
 
 
 @cache
@@ -61,22 +88,39 @@ def get_settings() -> Settings:
     return Settings.model_validate({k: v for k, v in os.environ.items() if v != ""})
 
 
-@dataclass(frozen=True)
-class TwilioCredentials:
+class TwilioCredentials(NamedTuple):
     account_sid: str
     auth_token: str
     from_number: str | None
     messaging_service_sid: str | None
 
 
-@dataclass(frozen=True)
-class StripeCredentials:
+class StripeCredentials(NamedTuple):
     secret_key: str
     webhook_secret: str
 
 
+class _Kept[T]:
+    """A value fetched on first use and again once it is older than the secrets' TTL."""
+
+    def __init__(self, fetch: Callable[[], T]) -> None:
+        self._fetch = fetch
+        self._value: T | None = None
+        self._until = 0.0
+
+    def __call__(self) -> T:
+        now = time.monotonic()
+        if self._value is None or now >= self._until:
+            self._value = self._fetch()
+            self._until = now + get_settings().secret_ttl_seconds
+        return self._value
+
+    def cache_clear(self) -> None:
+        self._value = None
+
+
 def _secret(name: str) -> Mapping[str, Any]:
-    """A JSON secret from Secrets Manager, read once per process (the callers cache it).
+    """A JSON secret from Secrets Manager.
 
     One GetSecretValue through our botocore client: Powertools' parameters utility would import boto3 and
     s3transfer on the first request of every new environment (docs/performance.md)."""
@@ -88,40 +132,39 @@ def _secret(name: str) -> Mapping[str, Any]:
     return value
 
 
-@cache
-def twilio_credentials() -> TwilioCredentials:
+def _twilio_credentials() -> TwilioCredentials:
     """From the environment in local mode (TWILIO_AUTH_TOKEN set), else from Secrets Manager."""
-    if os.environ.get("TWILIO_AUTH_TOKEN"):
-        source: Mapping[str, Any] = {
-            "account_sid": os.environ.get("TWILIO_ACCOUNT_SID", "AC" + "0" * 32),
-            "auth_token": os.environ["TWILIO_AUTH_TOKEN"],
-            "from_number": os.environ.get("TWILIO_FROM_NUMBER", "+15005550006"),
-            "messaging_service_sid": os.environ.get("TWILIO_MESSAGING_SERVICE_SID"),
-        }
-    else:
-        name = get_settings().twilio_secret_name
-        if not name:
-            raise RuntimeError("TWILIO_SECRET_NAME is not configured")
-        source = _secret(name)
+    settings = get_settings()
+    if settings.twilio_auth_token:
+        return TwilioCredentials(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            settings.twilio_from_number,
+            settings.twilio_messaging_service_sid,
+        )
+    if not settings.twilio_secret_name:
+        raise RuntimeError("TWILIO_SECRET_NAME is not configured")
+    source = _secret(settings.twilio_secret_name)
     return TwilioCredentials(
-        account_sid=source["account_sid"],
-        auth_token=source["auth_token"],
-        from_number=source.get("from_number"),
-        messaging_service_sid=source.get("messaging_service_sid"),
+        source["account_sid"],
+        source["auth_token"],
+        source.get("from_number"),
+        source.get("messaging_service_sid"),
     )
 
 
-@cache
-def stripe_credentials() -> StripeCredentials:
+def _stripe_credentials() -> StripeCredentials:
     """From the environment in local mode (STRIPE_WEBHOOK_SECRET set), else from Secrets Manager."""
-    if os.environ.get("STRIPE_WEBHOOK_SECRET"):
-        source: Mapping[str, Any] = {
-            "secret_key": os.environ.get("STRIPE_SECRET_KEY", "sk_test_local"),
-            "webhook_secret": os.environ["STRIPE_WEBHOOK_SECRET"],
-        }
-    else:
-        name = get_settings().stripe_secret_name
-        if not name:
-            raise RuntimeError("STRIPE_SECRET_NAME is not configured")
-        source = _secret(name)
-    return StripeCredentials(secret_key=source["secret_key"], webhook_secret=source["webhook_secret"])
+    settings = get_settings()
+    if settings.stripe_webhook_secret:
+        return StripeCredentials(
+            settings.stripe_secret_key.get_secret_value(), settings.stripe_webhook_secret.get_secret_value()
+        )
+    if not settings.stripe_secret_name:
+        raise RuntimeError("STRIPE_SECRET_NAME is not configured")
+    source = _secret(settings.stripe_secret_name)
+    return StripeCredentials(source["secret_key"], source["webhook_secret"])
+
+
+twilio_credentials = _Kept(_twilio_credentials)
+stripe_credentials = _Kept(_stripe_credentials)

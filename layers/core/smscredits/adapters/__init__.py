@@ -1,1 +1,1 @@
-"""Adapters: DynamoDB, Twilio, Stripe and EventBridge behind the ports the services use."""
+"""Adapters: the ports of services/ports.py on DynamoDB (and in memory), Twilio, Stripe, EventBridge and SQS."""

@@ -6,12 +6,13 @@ every cold start (docs/performance.md)."""
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
 from botocore.config import Config
 from botocore.session import Session, get_session
+
+from smscredits.settings import get_settings
 
 
 @cache
@@ -21,5 +22,4 @@ def session() -> Session:
 
 def client(service: str, config: Config | None = None) -> Any:
     """A low-level client in the function's region (AWS_REGION, which Lambda sets)."""
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return session().create_client(service, region_name=region, config=config)
+    return session().create_client(service, region_name=get_settings().aws_region, config=config)

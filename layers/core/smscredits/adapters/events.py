@@ -1,18 +1,14 @@
-"""Domain events out: EventBridge PutEvents in AWS, an in-memory recorder in tests and local mode."""
+"""The EventPublisher port: EventBridge PutEvents in AWS, an in-memory recorder in tests and local mode."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from smscredits.adapters import aws
 
 SOURCE = "sms-credits"
-
-
-class EventPublisher(Protocol):
-    def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None: ...
 
 
 class EventBridgePublisher:

@@ -23,9 +23,15 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 class StripePayments:
     """The calls this service makes to Stripe; SDK errors become domain errors or charge outcomes."""
 
-    def __init__(self, client: stripe.StripeClient, webhook_secret: str) -> None:
+    def __init__(self, client: stripe.StripeClient, webhook_secret: str | Callable[[], str]) -> None:
         self.client = client
-        self.webhook_secret = webhook_secret
+        # A callable is asked on every event: a rotated signing secret reaches a warm environment.
+        self._webhook_secret = webhook_secret
+
+    @property
+    def webhook_secret(self) -> str:
+        secret = self._webhook_secret
+        return secret if isinstance(secret, str) else secret()
 
     def construct_event(self, payload: str, signature: str) -> dict[str, Any]:
         """The verified event as plain data. InvalidSignature when the Stripe-Signature does not verify the

@@ -7,6 +7,7 @@ from typing import Any
 from smscredits import runtime
 from smscredits.api.http import Auth, Request, Response, Router
 from smscredits.domain.account import Hold
+from smscredits.domain.delivery import public_status
 from smscredits.schemas.api import (
     BalanceResponse,
     LedgerCsvQuery,
@@ -30,7 +31,7 @@ router = Router()
     summary="The caller's pools, held credits and auto-recharge state",
 )
 def get_balance(request: Request) -> BalanceResponse:
-    account = runtime.store().get_account(request.account_id)
+    account = runtime.container().ledger.get_account(request.account_id)
     return BalanceResponse.model_validate(balance_view(account))
 
 
@@ -44,21 +45,19 @@ def get_balance(request: Request) -> BalanceResponse:
 def post_quote(request: Request, body: MessageRequest) -> QuoteResponse:
     from smscredits.services import sending  # loaded by the routes that need it: ~2% of a cold start
 
-    store = runtime.store()
-    account = store.get_account(request.account_id)
-    return QuoteResponse.model_validate(sending.quote(account, body.to, body.body, store.legacy_rates))
+    ledger = runtime.container().ledger
+    account = ledger.get_account(request.account_id)
+    return QuoteResponse.model_validate(sending.quote(account, body.to, body.body, ledger.legacy_rates))
 
 
 def message_view(hold: Hold) -> dict[str, Any]:
-    from smscredits.services import sending
-
     billing = {"pending": "held", "posted": "charged", "voided": "returned", "refunded": "refunded"}[
         hold.status
     ]
     error = {k: hold.provider[k] for k in ("error_code", "error_message") if hold.provider.get(k)}
     return {
-        "message_id": hold.hold_id,
-        "status": sending.public_status(hold),
+        "message_id": hold.message_id,
+        "status": public_status(hold.status, hold.provider),
         "billing": billing,
         "to": hold.message.get("to", ""),
         "region": hold.message.get("region", ""),
@@ -81,7 +80,7 @@ def message_view(hold: Hold) -> dict[str, Any]:
     summary="One message and its billing state",
 )
 def get_message(request: Request, params: MessageParams) -> MessageResponse:
-    hold = runtime.store().get_hold(request.account_id, params.message_id)
+    hold = runtime.container().ledger.get_hold(request.account_id, params.message_id)
     return MessageResponse.model_validate(message_view(hold))
 
 
@@ -94,7 +93,7 @@ def get_message(request: Request, params: MessageParams) -> MessageResponse:
 )
 def get_ledger(request: Request, query: LedgerQuery) -> LedgerPage:
     page = statements.statement_page(
-        runtime.reader(),
+        runtime.container().statements,
         request.account_id,
         limit=query.limit,
         cursor=query.cursor,
@@ -115,7 +114,7 @@ def get_ledger(request: Request, query: LedgerQuery) -> LedgerPage:
 def get_ledger_csv(request: Request, query: LedgerCsvQuery) -> Response:
     account_id = request.account_id
     body = statements.statement_csv(
-        runtime.reader(), account_id, kind=query.kind, start=query.from_, end=query.to
+        runtime.container().statements, account_id, kind=query.kind, start=query.from_, end=query.to
     )
     return Response(
         200,

@@ -19,7 +19,6 @@ from smscredits.schemas.api import (
     PlanChangeResponse,
 )
 from smscredits.services import accounts, legacy
-from smscredits.settings import get_settings
 
 router = Router()
 
@@ -35,7 +34,7 @@ router = Router()
 def create_account(request: Request, body: CreateAccountRequest) -> BalanceResponse:
     actor = request.actor
     account = accounts.create_account(
-        runtime.store(),
+        runtime.container().ledger,
         account_id=body.account_id,
         plan=body.plan,
         billing_anchor=body.billing_anchor,
@@ -57,7 +56,9 @@ def create_account(request: Request, body: CreateAccountRequest) -> BalanceRespo
 )
 def change_plan(request: Request, params: AccountParams, body: PlanChangeRequest) -> PlanChangeResponse:
     actor = request.actor
-    answer = accounts.change_plan(runtime.store(), account_id=params.account_id, plan=body.plan, actor=actor)
+    answer = accounts.change_plan(
+        runtime.container().ledger, account_id=params.account_id, plan=body.plan, actor=actor
+    )
     return PlanChangeResponse.model_validate(answer)
 
 
@@ -75,7 +76,7 @@ def adjust(
 ) -> AdjustmentResponse:
     actor = request.actor
     answer = accounts.adjust_pool(
-        runtime.store(),
+        runtime.container().ledger,
         account_id=params.account_id,
         pool=body.pool,
         credits=body.credits,
@@ -97,10 +98,10 @@ def adjust(
 def migrate(request: Request, params: AccountParams, body: MigrationRequest) -> MigrationResponse:
     actor = request.actor
     answer = legacy.migrate_account(
-        runtime.store(),
+        runtime.container().ledger,
         account_id=params.account_id,
         dry_run=body.dry_run,
-        ratio=get_settings().migration_ratio,
+        ratio=runtime.container().settings.migration_ratio,
         actor=actor,
     )
     return MigrationResponse.model_validate(answer)
@@ -115,5 +116,5 @@ def migrate(request: Request, params: AccountParams, body: MigrationRequest) -> 
 )
 def admin_balance(request: Request, params: AccountParams) -> BalanceResponse:
     return BalanceResponse.model_validate(
-        accounts.balance_view(runtime.store().get_account(params.account_id))
+        accounts.balance_view(runtime.container().ledger.get_account(params.account_id))
     )

@@ -13,7 +13,6 @@ from smscredits.schemas.billing import (
     CheckoutResponse,
     PacksResponse,
 )
-from smscredits.settings import get_settings
 
 router = Router()
 checkout_router = Router()
@@ -46,7 +45,7 @@ def get_packs(request: Request) -> PacksResponse:
 def get_auto_recharge(request: Request) -> AutoRechargeResponse:
     from smscredits.services import recharge
 
-    account = runtime.store().get_account(request.account_id)
+    account = runtime.container().ledger.get_account(request.account_id)
     return AutoRechargeResponse.model_validate(recharge.settings_view(account))
 
 
@@ -61,7 +60,7 @@ def put_auto_recharge(request: Request, body: AutoRechargeRequest) -> AutoRechar
     from smscredits.services import recharge
 
     view = recharge.put_settings(
-        runtime.store(),
+        runtime.container().ledger,
         request.account_id,
         enabled=body.enabled,
         regions={_region(code): rule.model_dump() for code, rule in body.regions.items()},
@@ -83,13 +82,14 @@ def put_auto_recharge(request: Request, body: AutoRechargeRequest) -> AutoRechar
 def post_checkout(request: Request, body: CheckoutRequest, key: IdempotencyKey) -> CheckoutResponse:
     from smscredits.services import purchases
 
+    ports = runtime.container()
     answer = purchases.create_checkout(
-        runtime.store(),
-        runtime.payments(),
+        ports.ledger,
+        ports.payments,
         account_id=request.account_id,
         idempotency_key=key,
         region=_region(body.region),
         quantity=body.quantity,
-        public_base_url=get_settings().public_base_url,
+        public_base_url=ports.settings.public_base_url,
     )
     return CheckoutResponse.model_validate(answer)

@@ -8,8 +8,8 @@ from smscredits.api.http import Auth, Request, Router
 from smscredits.domain.errors import InvalidCallbackSignature, MalformedProviderEvent
 from smscredits.observability import count, logger
 from smscredits.schemas.callbacks import CallbackResponse, StatusCallbackForm, StatusCallbackQuery
-from smscredits.services import sending
-from smscredits.settings import get_settings, twilio_credentials
+from smscredits.services import settlement
+from smscredits.settings import twilio_credentials
 
 router = Router()
 
@@ -17,7 +17,7 @@ router = Router()
 def _signed_url(request: Request) -> str:
     """The exact public URL Twilio signed: configuration + path + query, never the Host header."""
     query = request.event.get("rawQueryString") or ""
-    return get_settings().public_base_url + request.path + (f"?{query}" if query else "")
+    return runtime.container().settings.public_base_url + request.path + (f"?{query}" if query else "")
 
 
 def _verified_form(request: Request) -> dict[str, str]:
@@ -49,8 +49,8 @@ def twilio_status(request: Request, query: StatusCallbackQuery) -> CallbackRespo
     status = params.get("MessageStatus") or params.get("SmsStatus")
     if not query.account_id or not query.message_id or not status:
         raise MalformedProviderEvent("The callback lacks account_id, message_id or MessageStatus.")
-    outcome = sending.settle_status(
-        runtime.store(),
+    outcome = settlement.settle_status(
+        runtime.container().ledger,
         account_id=query.account_id,
         message_id=query.message_id,
         status=status,

@@ -1,17 +1,20 @@
-"""The account as the ledger sees it: plan, credit model, billing period and the pools' balances."""
+"""The account as the ledger sees it (plan, credit model, billing period, pools), a message's hold, an entry.
+
+NamedTuples, as every value of the domain: immutable and typed, and defined in a fifth of the time of a frozen
+dataclass, which every function pays on its cold start (docs/performance.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+from smscredits.domain.auto_recharge import NEVER_SET_UP, AutoRecharge
+from smscredits.domain.changes import NOTHING
 from smscredits.domain.ledger import CreditModel, Funding
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
+class Account(NamedTuple):
     account_id: str
     plan: str
     credit_model: CreditModel
@@ -26,29 +29,31 @@ class Account:
     version: int  # every credit movement moves it on by one; writes are pinned to it
     smart_encoding: bool = False
     pending_plan: str | None = None  # a downgrade waiting for the next refresh
-    auto_recharge: Mapping[str, Any] = field(default_factory=dict)
+    auto_recharge: AutoRecharge = NEVER_SET_UP
     migrated_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """A reservation for one message; it ends exactly once, posted or voided. Its id is the message id."""
+class Hold(NamedTuple):
+    """The credits held for one message; it ends exactly once, posted or voided (a posted one may later be
+    refunded). A hold is its message's billing state, so it has the message's id (`message_id`)."""
 
     account_id: str
-    hold_id: str
-    status: str  # pending | posted | voided
+    message_id: str
+    status: str  # pending | posted | voided | refunded
     credits: int
     funding: tuple[Funding, ...]
     period_start: date  # of the included pool it drew from (for the lapse rule at refresh)
     created_at: datetime
     request_hash: str
     message: Mapping[str, Any]  # to, body, region, encoding, segments
-    provider: Mapping[str, Any] = field(default_factory=dict)  # twilio sid, status, error
+    provider: Mapping[str, Any] = NOTHING  # twilio sid, status, error
     ended_at: datetime | None = None
+    attempt_id: str = (
+        ""  # which call of the ledger's `hold` wrote it: that call's own retry is not a duplicate
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerRecord:
+class LedgerRecord(NamedTuple):
     """One immutable ledger entry as stored and listed."""
 
     entry_id: str

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Region:
+class Region(NamedTuple):
     code: str  # ISO 3166 alpha-2, as phonenumbers reports it
     label: str  # what people see ("UK" for GB)
     name: str
@@ -33,6 +32,12 @@ REGIONS: MappingProxyType[str, Region] = MappingProxyType(
 
 # Input aliases: people say "UK", the numbering plan says "GB".
 REGION_ALIASES: MappingProxyType[str, str] = MappingProxyType({"UK": "GB"})
+# What a request may name a region by: each code, followed by its aliases (the schemas' patterns).
+REGION_INPUTS: tuple[str, ...] = tuple(
+    name
+    for code in REGIONS
+    for name in (code, *(alias for alias, to in REGION_ALIASES.items() if to == code))
+)
 
 PLANS: MappingProxyType[str, int] = MappingProxyType({"starter": 50, "essentials": 75, "growth": 100})
 

@@ -1,6 +1,10 @@
-"""The caller's Idempotency-Key: 1-255 printable characters, validated once where the request is read."""
+"""The caller's Idempotency-Key (1-255 printable characters, validated once where the request is read) and
+the deterministic ids and request hashes derived from it: the same key can only ever do one thing."""
 
 from __future__ import annotations
+
+import hashlib
+import json
 
 from smscredits.domain.errors import IdempotencyKeyRequired
 
@@ -37,3 +41,22 @@ class IdempotencyKey(str):
                 {"header": "Idempotency-Key"},
             )
         return key
+
+
+def message_id_for(account_id: str, key: str) -> str:
+    """A message's id (its hold's too) from the caller's key: the same key can only ever hold once."""
+    return f"msg_{_digest(account_id, key)}"
+
+
+def checkout_order_id(account_id: str, key: str) -> str:
+    """A Checkout order's id from the caller's key: the same key answers the same session."""
+    return f"chk_{_digest(account_id, key)}"
+
+
+def request_hash(request: object) -> str:
+    """What was asked, whatever the key: the same key with another request is refused (idempotency_key_reused)."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def _digest(account_id: str, key: str) -> str:
+    return hashlib.sha256(f"{account_id}\n{key}".encode()).hexdigest()[:26]

@@ -1,16 +1,15 @@
-"""Ledger math: pools, the cost of a message, and the pure planning of every credit movement.
+"""Ledger math: pools, the cost of a message, and the pure computation of every credit movement.
 
-Each planner takes the balance as last written (pools, held) and returns the new pools, the new
-held total and the immutable entries that explain the difference. The store applies a plan in one
-conditional write pinned to the balance version it was computed from, so a plan never lands on a
+Each function here takes the balance as last written (pools, held) and returns a Movement: the new pools,
+the new held total and the immutable entries that explain the difference. The ledger applies a movement in
+one conditional write pinned to the balance version it was computed from, so a movement never lands on a
 balance it was not computed for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from smscredits.domain.catalog import REGIONS
 from smscredits.domain.errors import InsufficientCredits, InvalidRequest
@@ -20,29 +19,18 @@ LEGACY = "legacy"
 PURCHASED_PREFIX = "purchased:"
 
 CreditModel = Literal["segment", "legacy"]
-EntryKind = Literal[
-    "grant",  # allowance or support grant into a pool
+# The kinds of ledger entry (public: statements filter and show them).
+ENTRY_KINDS: tuple[str, ...] = (
+    "grant",  # allowance granted into a pool
     "purchase",  # a paid pack (checkout or auto-recharge)
-    "hold",  # credits reserved for a message
+    "hold",  # credits held for a message
     "post",  # a hold charged (no pool change: the credits left the pool at hold time)
     "void",  # a hold returned to the pools it came from
     "expiry",  # included credits lapsing at a refresh
     "adjustment",  # support correction, with actor and reason
-    "clawback",  # refund or dispute taking back unspent purchased credits
+    "clawback",  # credits taken back after a Stripe refund or dispute
     "migration",  # legacy pool converted into purchased credits
     "refund",  # a charged message Twilio reported failed, returned to its pools
-]
-ENTRY_KINDS: tuple[str, ...] = (
-    "grant",
-    "purchase",
-    "hold",
-    "post",
-    "void",
-    "expiry",
-    "adjustment",
-    "clawback",
-    "migration",
-    "refund",
 )
 
 
@@ -51,30 +39,26 @@ def purchased_pool(region: str) -> str:
 
 
 SEGMENT_POOLS: tuple[str, ...] = (INCLUDED, *(purchased_pool(code) for code in REGIONS))
-ALL_POOLS: tuple[str, ...] = (*SEGMENT_POOLS, LEGACY)
 
 
 def pools_for_model(model: CreditModel) -> tuple[str, ...]:
     return (LEGACY,) if model == "legacy" else SEGMENT_POOLS
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     kind: str
     pool: str
     amount: int  # signed: what this entry added to the pool
     balance_after: int
 
 
-@dataclass(frozen=True, slots=True)
-class Funding:
+class Funding(NamedTuple):
     pool: str
     credits: int
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """The outcome of a planner: the new balance and the entries that explain it."""
+class Movement(NamedTuple):
+    """What one operation does to the balance: the new pools and held total, and the entries that explain it."""
 
     pools: Mapping[str, int]
     held: int
@@ -108,7 +92,7 @@ def funding_for(
 
 def _apply(
     pools: Mapping[str, int], held: int, moves: Sequence[tuple[str, str, int]], held_delta: int
-) -> Plan:
+) -> Movement:
     new_pools = dict(pools)
     entries = []
     for kind, pool, amount in moves:
@@ -116,29 +100,31 @@ def _apply(
         if new_pools[pool] < 0:
             raise InvalidRequest(f"Pool {pool} cannot go below zero.", {"pool": pool})
         entries.append(Entry(kind, pool, amount, new_pools[pool]))
-    return Plan(new_pools, held + held_delta, tuple(entries))
+    return Movement(new_pools, held + held_delta, tuple(entries))
 
 
-def plan_grant(pools: Mapping[str, int], held: int, pool: str, credits: int, kind: str = "grant") -> Plan:
+def grant_movement(
+    pools: Mapping[str, int], held: int, pool: str, credits: int, kind: str = "grant"
+) -> Movement:
     if credits <= 0:
         raise InvalidRequest("A grant must be a positive number of credits.", {"credits": credits})
     return _apply(pools, held, [(kind, pool, credits)], 0)
 
 
-def plan_reserve(pools: Mapping[str, int], held: int, funding: Sequence[Funding]) -> Plan:
+def hold_movement(pools: Mapping[str, int], held: int, funding: Sequence[Funding]) -> Movement:
     return _apply(
         pools, held, [("hold", f.pool, -f.credits) for f in funding], sum(f.credits for f in funding)
     )
 
 
-def plan_post(pools: Mapping[str, int], held: int, funding: Sequence[Funding]) -> Plan:
+def post_movement(pools: Mapping[str, int], held: int, funding: Sequence[Funding]) -> Movement:
     # The credits already left the pools at hold time; the post entry records that they are spent.
     return _apply(pools, held, [("post", f.pool, 0) for f in funding], -sum(f.credits for f in funding))
 
 
-def plan_void(
+def void_movement(
     pools: Mapping[str, int], held: int, funding: Sequence[Funding], *, included_lapsed: bool
-) -> Plan:
+) -> Movement:
     """Return a hold to its pools. Included credits held across a refresh lapse instead of joining the new
     period's allowance (returned, then expired, so the statement shows both)."""
     moves: list[tuple[str, str, int]] = []
@@ -149,7 +135,27 @@ def plan_void(
     return _apply(pools, held, moves, -sum(f.credits for f in funding))
 
 
-def plan_adjust(pools: Mapping[str, int], held: int, pool: str, credits: int) -> Plan:
+def refund_movement(
+    pools: Mapping[str, int], held: int, funding: Sequence[Funding], *, included_lapsed: bool
+) -> Movement:
+    """Return a posted message's credits to the pools it came from (Twilio reported it failed): as a void,
+    but nothing was held any more, and the entries say refund."""
+    void = void_movement(
+        pools, held + sum(f.credits for f in funding), funding, included_lapsed=included_lapsed
+    )
+    entries = tuple(
+        Entry("refund" if e.kind == "void" else e.kind, e.pool, e.amount, e.balance_after)
+        for e in void.entries
+    )
+    return Movement(void.pools, held, entries)
+
+
+def no_movement(pools: Mapping[str, int], held: int) -> Movement:
+    """The balance as it is: for changes that move no credits (settings, a claim, a recorded failure)."""
+    return Movement(pools, held, ())
+
+
+def adjust_movement(pools: Mapping[str, int], held: int, pool: str, credits: int) -> Movement:
     if credits == 0:
         raise InvalidRequest("An adjustment must move at least one credit.", {"credits": 0})
     if pools.get(pool, 0) + credits < 0:
@@ -160,7 +166,7 @@ def plan_adjust(pools: Mapping[str, int], held: int, pool: str, credits: int) ->
     return _apply(pools, held, [("adjustment", pool, credits)], 0)
 
 
-def plan_reset(pools: Mapping[str, int], held: int, model: CreditModel, allowance: int) -> Plan:
+def refresh_movement(pools: Mapping[str, int], held: int, model: CreditModel, allowance: int) -> Movement:
     """The monthly refresh. Segment model: what is left of the included pool lapses, then the allowance is
     granted. Legacy model (our rule): the allowance is added to the one legacy pool and nothing lapses,
     because that pool also holds credits bought under the old system."""
@@ -175,16 +181,16 @@ def plan_reset(pools: Mapping[str, int], held: int, model: CreditModel, allowanc
     return _apply(pools, held, moves, 0)
 
 
-def plan_clawback(pools: Mapping[str, int], held: int, pool: str, credits: int) -> tuple[Plan, int]:
-    """Take back up to `credits` from a pool, never below zero. Returns the plan and what was taken."""
+def clawback_movement(pools: Mapping[str, int], held: int, pool: str, credits: int) -> tuple[Movement, int]:
+    """Take back up to `credits` from a pool, never below zero. Returns the movement and what was taken."""
     taken = min(credits, max(pools.get(pool, 0), 0))
     return _apply(pools, held, [("clawback", pool, -taken)] if taken else [], 0), taken
 
 
-def plan_migration(
+def migration_movement(
     pools: Mapping[str, int], held: int, home_region: str, ratio: tuple[int, int]
-) -> tuple[Plan, int]:
-    """Legacy pool → purchased credits of the home region, rounded down. Returns the plan and the credits."""
+) -> tuple[Movement, int]:
+    """Legacy pool → purchased credits of the home region, rounded down. Returns the movement and the credits."""
     legacy = pools.get(LEGACY, 0)
     converted = legacy * ratio[0] // ratio[1]
     moves: list[tuple[str, str, int]] = []

@@ -1,4 +1,5 @@
-"""Billing periods: monthly anniversaries of an anchor date, clamped to short months as Stripe does."""
+"""Billing periods (monthly anniversaries of an anchor date, clamped to short months as Stripe does) and the
+one text form of a moment that the ledger stores and the API shows."""
 
 from __future__ import annotations
 
@@ -27,3 +28,13 @@ def period_containing(anchor: date, day: date) -> tuple[date, date]:
 def period_start_at(day: date) -> datetime:
     """Periods turn over at midnight UTC."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    """A moment as stored and shown: UTC, milliseconds, `Z` (2026-11-10T12:00:00.000Z)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    """The moment `iso` wrote (any ISO 8601 date-time with an offset or `Z`)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

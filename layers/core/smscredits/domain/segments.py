@@ -2,9 +2,8 @@
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from smscredits.domain.gsm import GSM7_CHARS, GSM7_EXTENSION
 from smscredits.domain.smart_encoding import SMART_ENCODING_MAP, apply_smart_encoding
@@ -40,8 +39,7 @@ _LAST_BMP = "\uffff"
 _CR_LF = "\r\n"
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentCount:
+class SegmentCount(NamedTuple):
     """How Twilio would encode and bill ``text``."""
 
     encoding: Encoding

@@ -6,12 +6,15 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from pydantic.config import JsonDict
 
+from smscredits.domain.catalog import PLANS, REGION_INPUTS
 from smscredits.schemas.base import Model, Query, Request
 from smscredits.schemas.messages import FundingOut
 
+# Plans and regions come from the catalog: adding one is one row there.
+_REGIONS = "|".join(REGION_INPUTS)
 AccountId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-PlanName = Literal["starter", "essentials", "growth"]
-PoolName = Annotated[StrictStr, Field(pattern=r"^(included|legacy|purchased:(AU|US|GB|UK|NZ))$")]
+PlanName = Literal[*PLANS]  # type: ignore[valid-type]
+PoolName = Annotated[StrictStr, Field(pattern=rf"^(included|legacy|purchased:({_REGIONS}))$")]
 
 
 class MessageParams(Request):
@@ -256,7 +259,7 @@ class CreateAccountRequest(Request):
     account_id: AccountId
     plan: PlanName
     billing_anchor: date
-    home_region: Annotated[StrictStr, Field(pattern=r"^(AU|US|GB|UK|NZ)$")]
+    home_region: Annotated[StrictStr, Field(pattern=rf"^({_REGIONS})$")]
     created_at: datetime | None = None
     smart_encoding: StrictBool = False
 

@@ -4,10 +4,15 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from smscredits.domain.catalog import MAX_PACKS_PER_PURCHASE, REGION_INPUTS
 from smscredits.schemas.base import Model, Request
 
-RegionCode = Annotated[StrictStr, Field(pattern=r"^(AU|US|GB|UK|NZ|au|us|gb|uk|nz)$")]
-PackCount = Annotated[StrictInt, Field(ge=1, le=100)]
+# From the catalog: adding a region is one row there. Region codes are accepted in either case.
+RegionCode = Annotated[
+    StrictStr,
+    Field(pattern="^(" + "|".join((*REGION_INPUTS, *(name.lower() for name in REGION_INPUTS))) + ")$"),
+]
+PackCount = Annotated[StrictInt, Field(ge=1, le=MAX_PACKS_PER_PURCHASE)]
 
 
 class PackOut(Model):

@@ -1,1 +1,1 @@
-"""Use cases, verb-first, taking their ports (store, sender, payments) as arguments."""
+"""Use cases, verb-first, taking their ports (services/ports.py) as arguments; never an adapter or runtime."""

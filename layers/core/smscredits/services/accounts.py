@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from smscredits.adapters.ledger_store import LedgerStore, Write
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account
+from smscredits.domain.auto_recharge import AutoRecharge
 from smscredits.domain.catalog import LEGACY_CUTOFF, PLANS, REGIONS, normalise_region
 from smscredits.domain.errors import InvalidRequest
 from smscredits.domain.periods import period_containing, period_start_at
 from smscredits.domain.text import has_visible, refuse_control_characters
 
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Ledger
+
 
 def create_account(
-    store: LedgerStore,
+    ledger: Ledger,
     *,
     account_id: str,
     plan: str,
@@ -27,7 +30,7 @@ def create_account(
     actor: str,
 ) -> Account:
     """A new account gets its first allowance for the period that contains today (docs/product.md §3)."""
-    now = store.clock()
+    now = ledger.clock()
     region = normalise_region(home_region)
     if region is None:
         raise InvalidRequest(f"Unsupported home region {home_region}.", {"home_region": home_region})
@@ -49,9 +52,7 @@ def create_account(
         version=0,
         smart_encoding=smart_encoding,
     )
-    return store.create_account(
-        account, op_id=f"create:{account_id}", reference={"actor": actor, "period": start.isoformat()}
-    )
+    return ledger.create_account(account, reference={"actor": actor, "period": start.isoformat()})
 
 
 def balance_view(account: Account) -> dict[str, Any]:
@@ -74,11 +75,8 @@ def balance_view(account: Account) -> dict[str, Any]:
     }
 
 
-def auto_recharge_summary(settings: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "enabled": bool(settings.get("enabled", False)),
-        "disabled_reason": settings.get("disabled_reason"),
-    }
+def auto_recharge_summary(auto: AutoRecharge) -> dict[str, Any]:
+    return {"enabled": auto.enabled, "disabled_reason": auto.disabled_reason}
 
 
 def canonical_pool(pool: str) -> str:
@@ -91,7 +89,7 @@ def canonical_pool(pool: str) -> str:
 
 
 def adjust_pool(
-    store: LedgerStore, *, account_id: str, pool: str, credits: int, reason: str, actor: str, key: str
+    ledger: Ledger, *, account_id: str, pool: str, credits: int, reason: str, actor: str, key: str
 ) -> dict[str, Any]:
     pool = canonical_pool(pool)
     reason = reason.strip()
@@ -100,65 +98,21 @@ def adjust_pool(
             "Give a reason a person can read: the audit trail keeps it.", {"reason": "blank"}
         )
     refuse_control_characters(reason, "reason")
-    account = store.cached_account(account_id) or store.get_account(account_id)
+    account = ledger.known_account(account_id)
     if pool not in L.pools_for_model(account.credit_model):
         raise InvalidRequest(
             f"A {account.credit_model} account has no {pool} pool.",
             {"pool": pool, "model": account.credit_model},
         )
-    _, outcome = store.adjust(account_id, pool, credits, op_id=f"adjust:{key}", actor=actor, reason=reason)
+    _, outcome = ledger.adjust(account_id, pool, credits, op_id=f"adjust:{key}", actor=actor, reason=reason)
     return {"account_id": account_id, **outcome}
 
 
-def change_plan(store: LedgerStore, *, account_id: str, plan: str, actor: str) -> dict[str, Any]:
+def change_plan(ledger: Ledger, *, account_id: str, plan: str, actor: str) -> dict[str, Any]:
     """An upgrade grants the difference at once; a downgrade waits for the next refresh (our rule).
-
-    Asking twice for the same upgrade grants once: the second call finds the plan already in place. The
-    guard is keyed by the balance version the change was computed from (the write is pinned to it), so a
-    later change back to a plan in the same period (cancel a downgrade, downgrade again) is not taken
-    for a duplicate and silently dropped."""
-    new_allowance = PLANS[plan]
-
-    def build(state: Account) -> Write:
-        op_id = f"plan:{state.period_start.isoformat()}:{state.version}:{plan}"
-        difference = new_allowance - state.allowance
-        if plan == state.plan and state.pending_plan is None:
-            raise _Unchanged(state)
-        if difference > 0:
-            pool = L.LEGACY if state.credit_model == "legacy" else L.INCLUDED
-            plan_ = L.plan_grant(state.pools, state.held, pool, difference)
-            changes: dict[str, Any] = {"plan": plan, "allowance": new_allowance, "pending_plan": None}
-            result = {"granted": difference, "effective": "now"}
-        elif plan == state.plan:  # cancelling a pending downgrade
-            plan_, changes, result = (
-                L.Plan(state.pools, state.held, ()),
-                {"pending_plan": None},
-                {"granted": 0, "effective": "now"},
-            )
-        else:
-            plan_, changes = L.Plan(state.pools, state.held, ()), {"pending_plan": plan}
-            result = {"granted": 0, "effective": "next_refresh"}
-        return Write(
-            plan_,
-            op_id,
-            {"actor": actor, "plan": plan},
-            items=[store.guard_item(account_id, op_id, result)],
-            account_changes=changes,
-            result=result,
-        )
-
-    try:
-        after, write = store.apply(account_id, build, lambda item: item.get("outcome", {}))
-    except _Unchanged as unchanged:
-        return _plan_answer(unchanged.account, {"granted": 0, "effective": "unchanged"})
-    outcome = write.result if isinstance(write, Write) else write
-    return _plan_answer(after if isinstance(write, Write) else store.get_account(account_id), outcome)
-
-
-class _Unchanged(Exception):
-    def __init__(self, account: Account) -> None:
-        super().__init__("unchanged")
-        self.account = account
+    Asking twice for the same upgrade grants once: the second call finds the plan already in place."""
+    account, outcome = ledger.change_plan(account_id, plan, actor=actor)
+    return _plan_answer(account, outcome)
 
 
 def _plan_answer(account: Account, outcome: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,123 @@
-"""The ports the services depend on: how a message leaves (Sender), how money comes in (Payments)."""
+"""The ports the use cases depend on, with domain values only: the ledger (its movements and the reader side),
+how a message leaves (Sender), how money comes in (Payments), where events go, the refresh queue, the send
+path's auto-recharge (Recharger) and the clock. Adapters implement them; runtime wires them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from smscredits.domain.account import Account, Hold, LedgerRecord
+    from smscredits.domain.auto_recharge import AutoRecharge, Claim
+    from smscredits.domain.movements import HoldRequest, Migration
+    from smscredits.domain.orders import Clawback, Order, Paid, Payment, UnmatchedPayment
 
 
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...
+
+
+class Ledger(Protocol):
+    """Every credit movement, atomic (balance, entries and records in one write pinned to the balance version)
+    and idempotent by a deterministic id. `clock` is the time every movement and use case of this ledger reads.
+
+    A hold's id is its message's id (`message_id`)."""
+
+    clock: Clock
+    legacy_rates: Mapping[str, int]
+
+    # -- reads
+    def get_account(self, account_id: str) -> Account: ...
+    def known_account(self, account_id: str) -> Account:
+        """The balance this process last wrote or read (no request), else a read."""
+        ...
+
+    def get_hold(self, account_id: str, message_id: str) -> Hold: ...
+    def get_order(self, order_id: str) -> Order | None: ...
+    def get_payment(self, payment_intent: str) -> Payment | None: ...
+
+    # -- accounts
+    def create_account(self, account: Account, *, reference: Mapping[str, Any]) -> Account: ...
+    def adjust(
+        self, account_id: str, pool: str, credits: int, *, op_id: str, actor: str, reason: str
+    ) -> tuple[Account, Mapping[str, Any]]: ...
+    def change_plan(self, account_id: str, plan: str, *, actor: str) -> tuple[Account, Mapping[str, Any]]: ...
+    def refresh_allowance(
+        self, account_id: str, *, period_start: date, next_refresh_at: datetime, attempt_id: str | None = None
+    ) -> tuple[Account, bool]: ...
+    def migrate(
+        self, account_id: str, *, ratio: tuple[int, int], actor: str, attempt_id: str | None = None
+    ) -> Migration: ...
+
+    # -- messages
+    def hold(
+        self, account_id: str, request: HoldRequest, *, attempt_id: str | None = None
+    ) -> tuple[Hold, bool]: ...
+    def post(
+        self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None
+    ) -> Hold: ...
+    def void(
+        self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None
+    ) -> Hold: ...
+    def refund(self, hold: Hold, provider: Mapping[str, Any]) -> tuple[Hold, bool]: ...
+    def record_delivery(self, hold: Hold, status: str, *, sid: str, settled: frozenset[str]) -> bool: ...
+
+    # -- purchases and clawbacks
+    def open_order(self, order: Order) -> Order: ...
+    def record_session(self, order: Order, session_id: str, url: str) -> Order: ...
+    def grant_purchase(
+        self,
+        paid: Paid,
+        *,
+        source: str,
+        auto_recharge: Callable[[AutoRecharge], AutoRecharge] | None = None,
+        attempt_id: str | None = None,
+    ) -> bool: ...
+    def claw_back(
+        self,
+        payment: Payment,
+        clawback: Clawback,
+        *,
+        op_id: str,
+        reference: Mapping[str, Any],
+        pause_auto_recharge: bool = False,
+    ) -> int | None: ...
+    def record_unmatched(self, unmatched: UnmatchedPayment) -> bool: ...
+
+    # -- auto-recharge
+    def update_auto_recharge(
+        self, account_id: str, change: Callable[[AutoRecharge], AutoRecharge], *, op_id: str
+    ) -> Account: ...
+    def claim_recharge(self, account_id: str, region: str, needed: int) -> Claim: ...
+    def settle_recharge(self, paid: Paid, *, source: str) -> bool: ...
+    def record_recharge_failure(
+        self, account_id: str, region: str, recharge_id: str, *, code: str, message: str | None
+    ) -> tuple[bool, str | None]: ...
+
+
+class Statements(Protocol):
+    """The reader side of the ledger: statements, an account's whole partition, and the two sparse indexes."""
+
+    def statement(
+        self,
+        account_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        kinds: tuple[str, ...] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> tuple[list[LedgerRecord], str | None]: ...
+    def require_account(self, account_id: str) -> None: ...
+    def partition(self, account_id: str) -> tuple[Account, list[LedgerRecord], list[Hold]]: ...
+    def account_ids(self) -> Iterator[str]: ...
+    def due_accounts(self, now: datetime) -> Iterator[str]: ...
+    def stale_holds(self, now: datetime) -> Iterator[tuple[str, str]]: ...
+
+
+class SendOutcome(NamedTuple):
     """What the provider said to `messages.create`.
 
     accepted: it took the message (sid known). rejected: it certainly did not send (4xx). unknown: we
@@ -26,8 +135,7 @@ class Sender(Protocol):
     def send(self, *, to: str, body: str, status_callback: str) -> SendOutcome: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ChargeOutcome:
+class ChargeOutcome(NamedTuple):
     """What the payment provider said to an off-session charge.
 
     succeeded: paid (payment_intent set). pending: accepted but not final, or we cannot tell (timeout,
@@ -42,6 +150,10 @@ class ChargeOutcome:
 
 
 class Payments(Protocol):
+    def construct_event(self, payload: str, signature: str) -> dict[str, Any]:
+        """The webhook event the signature verifies, as plain data (InvalidSignature, MalformedProviderEvent)."""
+        ...
+
     def create_customer(self, account_id: str) -> str: ...
 
     def create_checkout_session(self, params: Mapping[str, Any], idempotency_key: str) -> tuple[str, str]: ...
@@ -57,3 +169,26 @@ class Payments(Protocol):
         metadata: Mapping[str, str],
         idempotency_key: str,
     ) -> ChargeOutcome: ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None: ...
+
+
+class RefreshQueue(Protocol):
+    def send(self, account_ids: Sequence[str]) -> int:
+        """Queue every id; returns how many were refused (they stay due)."""
+        ...
+
+
+class Recharger(Protocol):
+    """What the send path asks of auto-recharge."""
+
+    def when_short(self, account_id: str, region: str, needed: int) -> bool:
+        """The pools cannot cover a message: recharge now or wait for the recharge in flight. True when the
+        hold may succeed if tried again."""
+        ...
+
+    def after_debit(self, account_id: str, region: str) -> None:
+        """A message kept its credits: recharge if that left the region at or below its threshold."""
+        ...

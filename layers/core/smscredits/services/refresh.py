@@ -1,27 +1,20 @@
-"""The billing-date refresh: find due accounts through the sharded index and reset each one once per period."""
+"""The billing-date refresh: find the due accounts and refresh each one's allowance once per period."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple
 
-from smscredits.adapters.events import EventPublisher
-from smscredits.adapters.ledger_reader import LedgerReader
-from smscredits.adapters.ledger_store import LedgerStore
 from smscredits.domain.periods import period_containing, period_start_at
 from smscredits.observability import count, logger
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import EventPublisher, Ledger, RefreshQueue, Statements
 
 REFRESHED_EVENT = "allowance.refreshed"
 
 
-class RefreshQueue(Protocol):
-    def send(self, account_ids: Sequence[str]) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshResult:
+class RefreshResult(NamedTuple):
     account_id: str
     refreshed: bool  # False: the account already belonged to the current period (a duplicate or early call)
     period_start: str
@@ -30,15 +23,15 @@ class RefreshResult:
 
 
 def refresh_account(
-    store: LedgerStore, account_id: str, now: datetime, *, events: EventPublisher
+    ledger: Ledger, account_id: str, now: datetime, *, events: EventPublisher
 ) -> RefreshResult:
-    """Reset the account for the period that contains `now`, once. An account overdue by days (a missed
+    """Refresh the account's allowance for the period that contains `now`, once. An account overdue by days (a missed
     run) is refreshed once for the current period; the periods it missed are not back-filled."""
-    account = store.get_account(account_id)
+    account = ledger.get_account(account_id)
     start, next_start = period_containing(account.billing_anchor, now.astimezone(UTC).date())
     refreshed = False
     if account.period_start < start:
-        account, refreshed = store.reset_allowance(
+        account, refreshed = ledger.refresh_allowance(
             account_id, period_start=start, next_refresh_at=period_start_at(next_start)
         )
     result = RefreshResult(
@@ -46,13 +39,13 @@ def refresh_account(
     )
     if refreshed:
         count("AllowancesRefreshed")
-        _announce(events, result, account.next_refresh_at)
+        announce(events, result, account.next_refresh_at)
     return result
 
 
-def _announce(events: EventPublisher, result: RefreshResult, next_refresh_at: datetime) -> None:
-    # The credits have moved and the guard makes any retry a no-op, so a failed publish must not fail the
-    # refresh (a retry would not publish either): it is logged and counted for the operator instead.
+def announce(events: EventPublisher, result: RefreshResult, next_refresh_at: datetime) -> None:
+    """Publish allowance.refreshed. The credits have moved and the guard makes any retry a no-op, so a failed
+    publish must not fail the refresh (a retry would not publish either): it is logged and counted instead."""
     detail = {
         "account_id": result.account_id,
         "period_start": result.period_start,
@@ -67,14 +60,9 @@ def _announce(events: EventPublisher, result: RefreshResult, next_refresh_at: da
         count("RefreshEventNotPublished")
 
 
-def find_due(reader: LedgerReader, now: datetime) -> Iterator[str]:
-    """Due account ids from the sparse, sharded DueRefresh index (a query per shard, never a scan)."""
-    return reader.due_accounts(now)
-
-
 def run_scheduled(
-    store: LedgerStore,
-    reader: LedgerReader,
+    ledger: Ledger,
+    statements: Statements,
     *,
     events: EventPublisher,
     queue: RefreshQueue | None,
@@ -82,8 +70,8 @@ def run_scheduled(
 ) -> dict[str, int]:
     """The hourly run: refresh a few due accounts here, fan many out to the worker queue. Without a queue
     (local mode) every due account is refreshed here."""
-    now = store.clock()
-    due = list(find_due(reader, now))
+    now = ledger.clock()
+    due = list(statements.due_accounts(now))
     if queue is not None and len(due) > inline_max:
         refused = queue.send(due)
         count("RefreshQueued", len(due) - refused)
@@ -93,7 +81,7 @@ def run_scheduled(
     counts = {"due": len(due), "queued": 0, "refreshed": 0, "failed": 0}
     for account_id in due:
         try:
-            if refresh_account(store, account_id, now, events=events).refreshed:
+            if refresh_account(ledger, account_id, now, events=events).refreshed:
                 counts["refreshed"] += 1
         except Exception:
             # One bad account must not stop the others; it stays due and the next run tries it again.

@@ -6,13 +6,15 @@ import csv
 import io
 import json
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from smscredits.adapters.ledger_reader import LedgerReader
 from smscredits.domain.account import LedgerRecord
 from smscredits.domain.catalog import REGIONS
 from smscredits.domain.errors import InvalidRequest
 from smscredits.domain.ledger import ENTRY_KINDS, INCLUDED, LEGACY, PURCHASED_PREFIX
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Statements
 
 CSV_PAGE = 500
 CSV_MAX_ROWS = 100_000
@@ -101,7 +103,7 @@ def parse_moment(value: str | None, name: str, *, end: bool = False) -> datetime
 
 
 def statement_page(
-    reader: LedgerReader,
+    statements: Statements,
     account_id: str,
     *,
     limit: int,
@@ -113,17 +115,17 @@ def statement_page(
     begin, finish = parse_moment(start, "from"), parse_moment(end, "to", end=True)
     if begin and finish and begin >= finish:
         raise InvalidRequest("`from` must be before `to`.", {"from": start, "to": end})
-    records, next_cursor = reader.statement(
+    records, next_cursor = statements.statement(
         account_id, limit=limit, cursor=cursor, kinds=parse_kinds(kind), start=begin, end=finish
     )
     if not records:
         # A missing account has no entries, so only an empty page pays for the existence read.
-        reader.require_account(account_id)
+        statements.require_account(account_id)
     return {"entries": [entry_out(r) for r in records], "next_cursor": next_cursor}
 
 
 def statement_csv(
-    reader: LedgerReader, account_id: str, *, kind: str | None, start: str | None, end: str | None
+    statements: Statements, account_id: str, *, kind: str | None, start: str | None, end: str | None
 ) -> str:
     begin, finish = parse_moment(start, "from"), parse_moment(end, "to", end=True)
     kinds = parse_kinds(kind)
@@ -135,7 +137,7 @@ def statement_csv(
     cursor: str | None = None
     rows = 0
     while rows < CSV_MAX_ROWS:
-        records, cursor = reader.statement(
+        records, cursor = statements.statement(
             account_id, limit=CSV_PAGE, cursor=cursor, kinds=kinds, start=begin, end=finish
         )
         for r in records:
@@ -155,5 +157,5 @@ def statement_csv(
         if cursor is None:
             break
     if not rows:
-        reader.require_account(account_id)  # as in statement_page: only an empty statement can hide one
+        statements.require_account(account_id)  # as in statement_page: only an empty statement can hide one
     return out.getvalue()

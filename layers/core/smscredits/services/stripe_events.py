@@ -3,63 +3,72 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from smscredits.adapters.ledger_store import LedgerStore
+from smscredits.domain.orders import Order, Paid, Unmatched, claims_to_be_ours, payment_summary, stripe_id
 from smscredits.observability import logger
 from smscredits.services import orders, recharge
-from smscredits.services.ports import Payments
-from smscredits.services.purchases import Paid, claw_back, grant_purchase, remember_customer
+from smscredits.services.clawbacks import claw_back
+from smscredits.services.purchases import remember_customer
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import EventPublisher, Ledger, Payments
 
 
-def handle_event(store: LedgerStore, payments: Callable[[], Payments], event: Mapping[str, Any]) -> str:
+class StripePorts(NamedTuple):
+    """What the Stripe events need: the ledger, Stripe itself and where events go."""
+
+    ledger: Ledger
+    payments: Payments
+    events: EventPublisher
+
+
+def handle_event(ports: StripePorts, event: Mapping[str, Any]) -> str:
     """Apply one event; returns what happened (for the log and the answer). Unknown types change nothing."""
     kind = str(event.get("type", ""))
     obj: Mapping[str, Any] = (event.get("data") or {}).get("object") or {}
     handler = _HANDLERS.get(kind)
     if handler is None:
         return "ignored"
-    outcome = handler(store, payments, obj)
+    outcome = handler(ports, obj)
     logger.info("stripe event", extra={"event_id": event.get("id"), "type": kind, "outcome": outcome})
     return outcome
 
 
-def _session_completed(
-    store: LedgerStore, payments: Callable[[], Payments], session: Mapping[str, Any]
-) -> str:
+def _session_completed(ports: StripePorts, session: Mapping[str, Any]) -> str:
     if session.get("payment_status") != "paid":
         return "awaiting_payment"  # a delayed method: async_payment_succeeded grants later
-    outcome, order = _grant_session(store, session, "checkout.session.completed")
+    outcome, order = _grant_session(ports, session, "checkout.session.completed")
     intent = _id(session.get("payment_intent"))
     if order is not None and order.save_card and intent:
         # The event carries no payment method: ask Stripe which card paid, so auto-recharge can use it.
-        method = payments().payment_method_of(intent)
+        method = ports.payments.payment_method_of(intent)
         if method:
-            remember_customer(store, order.account_id, order.customer_id, method)
+            remember_customer(ports.ledger, order.account_id, order.customer_id, method)
     return outcome
 
 
-def _async_succeeded(store: LedgerStore, _: Callable[[], Payments], session: Mapping[str, Any]) -> str:
-    return _grant_session(store, session, "checkout.session.async_payment_succeeded")[0]
+def _async_succeeded(ports: StripePorts, session: Mapping[str, Any]) -> str:
+    return _grant_session(ports, session, "checkout.session.async_payment_succeeded")[0]
 
 
-def _async_failed(_: LedgerStore, __: Callable[[], Payments], session: Mapping[str, Any]) -> str:
+def _async_failed(_: StripePorts, session: Mapping[str, Any]) -> str:
     logger.warning("checkout payment failed", extra={"session_id": session.get("id")})
     return "payment_failed"
 
 
 def _grant_session(
-    store: LedgerStore, session: Mapping[str, Any], event_type: str
-) -> tuple[str, orders.Order | None]:
+    ports: StripePorts, session: Mapping[str, Any], event_type: str
+) -> tuple[str, Order | None]:
     """Grant a paid session's order; (outcome, the order when the session is one of ours as recorded)."""
     metadata = _metadata(session)
-    if not orders.claims_to_be_ours(metadata):
+    if not claims_to_be_ours(metadata):
         return "ignored", None  # another integration's session on a shared Stripe account
-    session_id = orders.stripe_id(session.get("id"))
+    session_id = stripe_id(session.get("id"))
     intent = _id(session.get("payment_intent"))
     try:
         order = orders.match(
-            store,
+            ports.ledger,
             kind="checkout",
             metadata=metadata,
             amount=session.get("amount_total"),
@@ -68,24 +77,24 @@ def _grant_session(
             session_id=session_id,
             payment_intent=intent,
         )
-        applied = grant_purchase(store, Paid(order, intent, session_id), source="checkout")
-    except orders.Unmatched as unmatched:
-        return _unmatched(store, session_id, event_type, unmatched, session), None
+        applied = ports.ledger.grant_purchase(Paid(order, intent, session_id), source="checkout")
+    except Unmatched as unmatched:
+        return _unmatched(ports, session_id, event_type, unmatched, session), None
     if applied:
-        _announce(order)
+        _announce(ports, order)
     return ("granted" if applied else "duplicate"), order
 
 
-def _intent_succeeded(store: LedgerStore, _: Callable[[], Payments], intent: Mapping[str, Any]) -> str:
+def _intent_succeeded(ports: StripePorts, intent: Mapping[str, Any]) -> str:
     metadata = _metadata(intent)
-    if not orders.claims_to_be_ours(metadata):
+    if not claims_to_be_ours(metadata):
         return "ignored"  # another integration's payment on a shared Stripe account
     if metadata.get("kind") == "recharge":
-        return recharge.settle_success(store, intent, source="webhook")
-    intent_id = orders.stripe_id(intent.get("id"))
+        return recharge.settle_success(ports.ledger, ports.events, intent, source="webhook")
+    intent_id = stripe_id(intent.get("id"))
     try:
         order = orders.match(
-            store,
+            ports.ledger,
             kind="checkout",
             metadata=metadata,
             amount=intent.get("amount_received", intent.get("amount")),
@@ -93,32 +102,34 @@ def _intent_succeeded(store: LedgerStore, _: Callable[[], Payments], intent: Map
             customer=_id(intent.get("customer")),
             payment_intent=intent_id,
         )
-        applied = grant_purchase(store, Paid(order, intent_id), source="payment_intent")
-    except orders.Unmatched as unmatched:
-        return _unmatched(store, intent_id, "payment_intent.succeeded", unmatched, intent)
+        applied = ports.ledger.grant_purchase(Paid(order, intent_id), source="payment_intent")
+    except Unmatched as unmatched:
+        return _unmatched(ports, intent_id, "payment_intent.succeeded", unmatched, intent)
     if applied:  # the pack's first event (checkout.session.completed may come later or never)
-        _announce(order)
+        _announce(ports, order)
     method = _id(intent.get("payment_method"))
     if order.save_card and intent.get("setup_future_usage") == "off_session" and method:
-        remember_customer(store, order.account_id, order.customer_id, method)
+        remember_customer(ports.ledger, order.account_id, order.customer_id, method)
     return "granted" if applied else "duplicate"
 
 
-def _announce(order: orders.Order) -> None:
+def _announce(ports: StripePorts, order: Order) -> None:
     recharge.publish(
-        "pack.purchased", {"account_id": order.account_id, "region": order.region, "credits": order.credits}
+        ports.events,
+        "pack.purchased",
+        {"account_id": order.account_id, "region": order.region, "credits": order.credits},
     )
 
 
 def _unmatched(
-    store: LedgerStore, object_id: str, event_type: str, unmatched: orders.Unmatched, obj: Mapping[str, Any]
+    ports: StripePorts, object_id: str, event_type: str, unmatched: Unmatched, obj: Mapping[str, Any]
 ) -> str:
     return orders.record_unmatched(
-        store,
+        ports.ledger,
         object_id=object_id,
         event_type=event_type,
         unmatched=unmatched,
-        payment=orders.payment_summary(obj),
+        payment=payment_summary(obj),
     )
 
 
@@ -127,11 +138,11 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return metadata if isinstance(metadata, Mapping) else {}
 
 
-def _intent_failed(store: LedgerStore, _: Callable[[], Payments], intent: Mapping[str, Any]) -> str:
-    return recharge.failed_intent(store, intent)
+def _intent_failed(ports: StripePorts, intent: Mapping[str, Any]) -> str:
+    return recharge.settle_failed_intent(ports.ledger, ports.events, intent)
 
 
-def _charge_refunded(store: LedgerStore, _: Callable[[], Payments], charge: Mapping[str, Any]) -> str:
+def _charge_refunded(ports: StripePorts, charge: Mapping[str, Any]) -> str:
     intent = _id(charge.get("payment_intent"))
     if not intent:
         return "ignored"
@@ -139,7 +150,7 @@ def _charge_refunded(store: LedgerStore, _: Callable[[], Payments], charge: Mapp
     # Stripe stopped embedding refunds in charges; the cumulative amount names this state just as well.
     event_key = str(refunds[0]["id"]) if refunds else f"refunded-{charge.get('amount_refunded')}"
     return claw_back(
-        store,
+        ports.ledger,
         payment_intent=intent,
         charge_id=str(charge.get("id")),
         event_key=event_key,
@@ -147,17 +158,16 @@ def _charge_refunded(store: LedgerStore, _: Callable[[], Payments], charge: Mapp
     )
 
 
-def _dispute_created(store: LedgerStore, _: Callable[[], Payments], dispute: Mapping[str, Any]) -> str:
+def _dispute_created(ports: StripePorts, dispute: Mapping[str, Any]) -> str:
     intent = _id(dispute.get("payment_intent"))
     if not intent:
         return "ignored"
     return claw_back(
-        store,
+        ports.ledger,
         payment_intent=intent,
         charge_id=str(_id(dispute.get("charge"))),
         event_key=str(dispute.get("id")),
         disputed=True,
-        account_changes=recharge.pause_for_dispute,
     )
 
 
@@ -165,10 +175,10 @@ def _id(value: Any) -> str | None:
     """An id whether Stripe sent it bare or expanded into an object (MalformedProviderEvent if not an id)."""
     if isinstance(value, Mapping):
         value = value.get("id")
-    return orders.stripe_id(value) if value else None
+    return stripe_id(value) if value else None
 
 
-_HANDLERS: dict[str, Callable[[LedgerStore, Callable[[], Payments], Mapping[str, Any]], str]] = {
+_HANDLERS: dict[str, Callable[[StripePorts, Mapping[str, Any]], str]] = {
     "checkout.session.completed": _session_completed,
     "checkout.session.async_payment_succeeded": _async_succeeded,
     "checkout.session.async_payment_failed": _async_failed,

@@ -1,4 +1,4 @@
-"""Reads of the ledger table: an account's statement, its whole partition for the check, and the two
+"""The Statements port on DynamoDB: an account's statement, its whole partition for the check, and the two
 sparse indexes (due refreshes, stale holds). Reads never move credits."""
 
 from __future__ import annotations
@@ -9,34 +9,27 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from smscredits.adapters.dynamo import (
+from smscredits.adapters.dynamo.client import dynamodb_client
+from smscredits.adapters.dynamo.codec import (
     ACCOUNT_SK,
+    HOLD_PREFIX,
+    LEDGER_PREFIX,
     REFRESH_INDEX,
     REFRESH_SHARDS,
     SWEEP_INDEX,
     SWEEP_SHARDS,
+    account_from_item,
+    account_id_of,
+    account_key,
     account_pk,
-    dynamodb_client,
-    from_item,
-    to_value,
+    hold_from_item,
+    record_from_item,
+    shard_name,
 )
-from smscredits.adapters.ledger_store import account_from_item, hold_from_item, iso, parse_time
+from smscredits.adapters.dynamo.values import from_item, to_value
 from smscredits.domain.account import Account, Hold, LedgerRecord
 from smscredits.domain.errors import InvalidRequest, NotFound
-
-
-def record_from_item(raw: dict[str, Any]) -> LedgerRecord:
-    return LedgerRecord(
-        entry_id=raw["entry_id"],
-        account_id=raw["account_id"],
-        kind=raw["kind"],
-        pool=raw["pool"],
-        amount=int(raw["amount"]),
-        balance_after=int(raw["balance_after"]),
-        created_at=parse_time(raw["created_at"]),
-        op_id=raw.get("op_id", ""),
-        reference=raw.get("reference", {}),
-    )
+from smscredits.domain.periods import iso
 
 
 def encode_cursor(key: dict[str, Any]) -> str:
@@ -50,14 +43,14 @@ def decode_cursor(cursor: str, account_id: str) -> dict[str, Any]:
         # Exactly {"S": ...} each: anything else would reach DynamoDB as a malformed key (a 500, not a 4xx).
         if pk != {"S": account_pk(account_id)} or not isinstance(sk, dict) or list(sk) != ["S"]:
             raise ValueError("cursor of another listing")
-        if not isinstance(sk["S"], str) or not sk["S"].startswith("LEDGER#"):
+        if not isinstance(sk["S"], str) or not sk["S"].startswith(LEDGER_PREFIX):
             raise ValueError("cursor of another listing")
         return {"pk": pk, "sk": sk}
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidRequest("The cursor is not one this API returned.", {"cursor": "invalid"}) from exc
 
 
-class LedgerReader:
+class DynamoStatements:
     def __init__(self, table_name: str, *, client: Any = None) -> None:
         self.table = table_name
         self._client = client
@@ -89,9 +82,9 @@ class LedgerReader:
         ):
             if raw["sk"] == ACCOUNT_SK:
                 account = account_from_item(raw)
-            elif raw["sk"].startswith("LEDGER#"):
+            elif raw["sk"].startswith(LEDGER_PREFIX):
                 entries.append(record_from_item(raw))
-            elif raw["sk"].startswith("HOLD#"):
+            elif raw["sk"].startswith(HOLD_PREFIX):
                 holds.append(hold_from_item(raw))
         if account is None:
             raise NotFound(f"Account {account_id} does not exist.", {"account_id": account_id})
@@ -101,7 +94,7 @@ class LedgerReader:
         """Raise NotFound unless the account exists (one key-only read)."""
         found = self.client.get_item(
             TableName=self.table,
-            Key={"pk": to_value(account_pk(account_id)), "sk": to_value(ACCOUNT_SK)},
+            Key=account_key(account_id),
             ProjectionExpression="pk",
         )
         if "Item" not in found:
@@ -133,7 +126,7 @@ class LedgerReader:
         end: datetime | None = None,
     ) -> tuple[list[LedgerRecord], str | None]:
         """Ledger entries newest first, filtered by kind and time, one page of at most `limit`."""
-        filters, values = [], {":pk": to_value(account_pk(account_id)), ":prefix": to_value("LEDGER#")}
+        filters, values = [], {":pk": to_value(account_pk(account_id)), ":prefix": to_value(LEDGER_PREFIX)}
         names: dict[str, str] = {}
         if kinds:
             names["#kind"] = "kind"
@@ -179,9 +172,12 @@ class LedgerReader:
             for raw in self._query(
                 IndexName=REFRESH_INDEX,
                 KeyConditionExpression="refresh_shard = :shard AND next_refresh_at <= :now",
-                ExpressionAttributeValues={":shard": to_value(f"RS#{shard:02d}"), ":now": to_value(iso(now))},
+                ExpressionAttributeValues={
+                    ":shard": to_value(shard_name("RS", shard)),
+                    ":now": to_value(iso(now)),
+                },
             ):
-                yield raw["pk"].removeprefix("ACCT#")
+                yield account_id_of(raw["pk"])
 
     def stale_holds(self, now: datetime) -> Iterator[tuple[str, str]]:
         """(account id, hold id) of holds still pending past their sweep time."""
@@ -189,6 +185,9 @@ class LedgerReader:
             for raw in self._query(
                 IndexName=SWEEP_INDEX,
                 KeyConditionExpression="sweep_shard = :shard AND sweep_after <= :now",
-                ExpressionAttributeValues={":shard": to_value(f"SW#{shard:02d}"), ":now": to_value(iso(now))},
+                ExpressionAttributeValues={
+                    ":shard": to_value(shard_name("SW", shard)),
+                    ":now": to_value(iso(now)),
+                },
             ):
-                yield raw["pk"].removeprefix("ACCT#"), raw["sk"].removeprefix("HOLD#")
+                yield account_id_of(raw["pk"]), raw["sk"].removeprefix(HOLD_PREFIX)

@@ -1,64 +1,15 @@
-"""DynamoDB plumbing: the lazily created client, item (de)serialisation and the table's key layout."""
+"""DynamoDB JSON: plain Python values to and from the attribute-value form the low-level client speaks."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Set
 from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
-from functools import cache
 from typing import Any
-
-from botocore.config import Config
-
-from smscredits.adapters import aws
 
 # DynamoDB numbers: 38 significant digits, exponents -130..125. The same context as boto3's TypeSerializer,
 # so a number DynamoDB would round is refused here instead of stored rounded.
 NUMBER_CONTEXT = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 
-ACCOUNT_SK = "ACCOUNT"
-REFRESH_INDEX = "DueRefresh"
-SWEEP_INDEX = "OpenHolds"
-# Shards of the two sparse indexes: spreads a million accounts' refresh times (and open holds) over
-# partitions so no single index partition is hot; a sweep queries each shard.
-REFRESH_SHARDS = 16
-SWEEP_SHARDS = 8
-
-
-def account_pk(account_id: str) -> str:
-    return f"ACCT#{account_id}"
-
-
-def ledger_sk(version: int, index: int) -> str:
-    return f"LEDGER#{version:012d}#{index:02d}"
-
-
-def hold_sk(hold_id: str) -> str:
-    return f"HOLD#{hold_id}"
-
-
-def guard_sk(op_id: str) -> str:
-    return f"OP#{op_id}"
-
-
-def shard_of(key: str, shards: int, prefix: str) -> str:
-    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
-    return f"{prefix}#{digest % shards:02d}"
-
-
-@cache
-def dynamodb_client() -> Any:
-    """One client per process, created on first use (never at import: cold start)."""
-    config = Config(
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=2,
-        read_timeout=5,
-        max_pool_connections=64,
-    )
-    return aws.client("dynamodb", config)
-
-
-# ---- items: plain Python ↔ DynamoDB JSON --------------------------------------------------------------
 # Our own few lines instead of boto3.dynamodb.types, whose import loads all of boto3 (and s3transfer):
 # about 0.1 s of every cold start (docs/performance.md). Same rules as boto3's TypeSerializer: no floats
 # (money is never a float), numbers exact within DynamoDB's 38 digits; sets of one kind only.

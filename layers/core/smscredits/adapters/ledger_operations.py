@@ -1,0 +1,248 @@
+"""The Ledger port's operations, written once for both ledgers (DynamoDB and in memory); those that come from
+payments are adapters/payment_operations.py's, which this class extends.
+
+Each operation computes its Change with a pure function of domain/movements.py from the account state the
+write will be pinned to, hands it to the ledger's commit, and decides what a refused precondition means: a
+duplicate, a message that already ended, or its own earlier write found after a lost answer (the attempt id
+it carries). A ledger provides the reads, `_commit` (a Change atomically, pinned to the balance version),
+`_create` and `_write` (one record without a balance)."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from smscredits.adapters.payment_operations import PaymentOperations, new_attempt, ours
+from smscredits.domain import movements as M
+from smscredits.domain.account import Account, Hold
+from smscredits.domain.catalog import PLANS
+from smscredits.domain.changes import (
+    Change,
+    DeliveryStatus,
+    Guard,
+    Refused,
+    Unchanged,
+)
+from smscredits.domain.errors import (
+    HoldEnded,
+    IdempotencyKeyReused,
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+)
+from smscredits.domain.idempotency import request_hash as hashed
+from smscredits.observability import count
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Clock
+
+
+class LedgerOperations(PaymentOperations):
+    def __init__(self, *, clock: Clock, legacy_rates: Mapping[str, int], sweep_grace_seconds: int) -> None:
+        self.clock = clock
+        self.legacy_rates = legacy_rates
+        self.sweep_grace_seconds = sweep_grace_seconds
+
+    # -- what each ledger provides ----------------------------------------------------------------------
+
+    @abstractmethod
+    def known_account(self, account_id: str) -> Account: ...
+
+    @abstractmethod
+    def find_hold(self, account_id: str, message_id: str) -> Hold | None: ...
+
+    @abstractmethod
+    def find_operation(self, account_id: str, op_id: str) -> Guard | None: ...
+
+    @abstractmethod
+    def _create(self, account: Account, change: Change) -> None: ...
+
+    def get_hold(self, account_id: str, message_id: str) -> Hold:
+        hold = self.find_hold(account_id, message_id)
+        if hold is None:
+            raise NotFound(f"Message {message_id} does not exist.", {"message_id": message_id})
+        return hold
+
+    # -- accounts ---------------------------------------------------------------------------------------
+
+    def create_account(self, account: Account, *, reference: Mapping[str, Any]) -> Account:
+        """Create an account with its first allowance granted (one write); AccountExists if it exists."""
+        created, change = M.create_account(account, reference)
+        self._create(created, change)
+        return created
+
+    def adjust(
+        self, account_id: str, pool: str, credits: int, *, op_id: str, actor: str, reason: str
+    ) -> tuple[Account, Mapping[str, Any]]:
+        """A support correction, once per op_id. The op_id replayed with the same pool, credits and reason
+        answers the first outcome; with any other, idempotency_key_reused."""
+        request_hash = hashed({"pool": pool, "credits": credits, "reason": reason})
+
+        def replayed(guard: Guard) -> Mapping[str, Any]:
+            if guard.request_hash != request_hash:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was already used with a different adjustment.",
+                    {"header": "Idempotency-Key"},
+                )
+            return dict(guard.outcome)
+
+        def build(state: Account) -> Change:
+            return M.adjust(
+                state, pool, credits, op_id=op_id, actor=actor, reason=reason, request_hash=request_hash
+            )
+
+        try:
+            outcome = self._commit(account_id, build)
+        except InvalidRequest:
+            # A replay of an adjustment that emptied the pool is refused by today's balance: answer it.
+            guard = self.find_operation(account_id, op_id)
+            if guard is None:
+                raise
+            return self.known_account(account_id), replayed(guard)
+        if isinstance(outcome, Refused):
+            assert isinstance(outcome.found, Guard) and outcome.account is not None
+            return outcome.account, replayed(outcome.found)
+        return outcome.account, outcome.change.result
+
+    def change_plan(self, account_id: str, plan: str, *, actor: str) -> tuple[Account, Mapping[str, Any]]:
+        """An upgrade grants the difference now, a downgrade waits for the refresh; answers (account, outcome)."""
+        try:
+            outcome = self._commit(
+                account_id, lambda state: M.change_plan(state, plan, allowances=PLANS, actor=actor)
+            )
+        except Unchanged as unchanged:
+            return unchanged.account, unchanged.answer
+        if isinstance(outcome, Refused):
+            assert isinstance(outcome.found, Guard)
+            return self.get_account(account_id), dict(outcome.found.outcome)
+        return outcome.account, outcome.change.result
+
+    def refresh_allowance(
+        self, account_id: str, *, period_start: date, next_refresh_at: datetime, attempt_id: str | None = None
+    ) -> tuple[Account, bool]:
+        """The monthly refresh for one period, once per (account, period): (account, refreshed by this call)."""
+        attempt = new_attempt(attempt_id)
+
+        def build(state: Account) -> Change:
+            return M.refresh(
+                state,
+                period_start=period_start,
+                next_refresh_at=next_refresh_at,
+                allowances=PLANS,
+                attempt_id=attempt,
+            )
+
+        try:
+            outcome = self._commit(account_id, build)
+        except Unchanged as current:
+            return current.account, False
+        if isinstance(outcome, Refused):
+            assert outcome.account is not None
+            return outcome.account, ours(outcome.found, attempt)
+        return outcome.account, True
+
+    def migrate(
+        self, account_id: str, *, ratio: tuple[int, int], actor: str, attempt_id: str | None = None
+    ) -> M.Migration:
+        """A legacy account's pool converted into purchased credits of its home region, once."""
+        attempt = new_attempt(attempt_id)
+        pinned: list[Account] = []
+
+        def build(state: Account) -> Change:
+            pinned[:] = [state]
+            return M.migrate(state, ratio=ratio, actor=actor, now=self.clock(), attempt_id=attempt)
+
+        try:
+            outcome = self._commit(account_id, build)
+        except Unchanged as done:
+            return M.Migration("already_migrated", done.account, done.account, 0)
+        if isinstance(outcome, Refused):  # the guard exists: migrated by a concurrent call, or by this one
+            current = self.get_account(account_id)
+            if ours(outcome.found, attempt):
+                assert isinstance(outcome.found, Guard)
+                return M.Migration(
+                    "migrated", pinned[0], current, int(outcome.found.outcome.get("converted", 0))
+                )
+            return M.Migration("already_migrated", current, current, 0)
+        before, converted = outcome.change.result
+        return M.Migration("migrated", before, outcome.account, converted)
+
+    # -- messages ---------------------------------------------------------------------------------------
+
+    def hold(
+        self, account_id: str, request: M.HoldRequest, *, attempt_id: str | None = None
+    ) -> tuple[Hold, bool]:
+        """Hold a message's credits. Returns (hold, created); created=False means the hold already existed for
+        this message id: a duplicate request (the caller compares request_hash)."""
+        attempt = new_attempt(attempt_id)
+
+        def build(state: Account) -> Change:
+            return M.hold_message(
+                state,
+                request,
+                now=self.clock(),
+                attempt_id=attempt,
+                legacy_rates=self.legacy_rates,
+                sweep_grace_seconds=self.sweep_grace_seconds,
+            )
+
+        try:
+            outcome = self._commit(account_id, build)
+        except InsufficientCredits:
+            # A replay of a message whose own hold took the last credits is a duplicate, not a 402.
+            held = self.find_hold(account_id, request.message_id)
+            if held is None:
+                raise
+            return held, held.attempt_id == attempt
+        if isinstance(outcome, Refused):
+            found = outcome.found
+            assert isinstance(found, Hold)
+            return found, found.attempt_id == attempt  # our own earlier attempt counts as created
+        return outcome.change.result, True
+
+    def post(self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None) -> Hold:
+        """Charge a pending hold. Posting a posted hold returns it unchanged; a voided one is refused (HoldEnded).
+        With `sid` (a status callback's), the write also requires that no other SID was recorded."""
+        return self._end(hold, "posted", provider or {}, sid)
+
+    def void(self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None) -> Hold:
+        """Return a pending hold to its pools. Voiding a voided hold returns it; a posted one is refused."""
+        return self._end(hold, "voided", provider or {}, sid)
+
+    def _end(self, hold: Hold, status: str, provider: Mapping[str, Any], sid: str | None) -> Hold:
+        def build(state: Account) -> Change:
+            return M.end_hold(state, hold, status, provider, sid=sid, now=self.clock())
+
+        outcome = self._commit(hold.account_id, build)
+        if isinstance(outcome, Refused):
+            current = outcome.found
+            if not isinstance(current, Hold):
+                raise NotFound(f"Message {hold.message_id} does not exist.", {"message_id": hold.message_id})
+            if current.status == status:
+                return current  # already ended this way: a repeat, nothing moved
+            raise HoldEnded(
+                f"Message {hold.message_id} was already {current.status}.",
+                {"message_id": hold.message_id, "status": current.status},
+            )
+        count("CreditsPosted" if status == "posted" else "CreditsVoided", hold.credits)
+        ended: Hold = outcome.change.result
+        return ended
+
+    def refund(self, hold: Hold, provider: Mapping[str, Any]) -> tuple[Hold, bool]:
+        """Return a posted message's credits (Twilio reported it failed), once: (hold, refunded by this call)."""
+        outcome = self._commit(hold.account_id, lambda state: M.refund(state, hold, provider))
+        if isinstance(outcome, Refused):
+            current = outcome.found
+            if not isinstance(current, Hold):
+                raise NotFound(f"Message {hold.message_id} does not exist.", {"message_id": hold.message_id})
+            if current.status == "refunded":
+                return current, False
+            raise HoldEnded(f"Message {hold.message_id} is {current.status}.", {"status": current.status})
+        return outcome.change.result, True
+
+    def record_delivery(self, hold: Hold, status: str, *, sid: str, settled: frozenset[str]) -> bool:
+        """Note a later delivery status on a charged message (no credits move). False when its condition
+        refused it (the hold changed since it was read)."""
+        return self._write(DeliveryStatus(hold.account_id, hold.message_id, status, sid, settled)) is None

@@ -1,0 +1,310 @@
+"""The Ledger and Statements ports in memory: the same operations and the same checks as on DynamoDB (every
+record's precondition, the balance pinned to its version, all or nothing), under one lock. For fast
+use-case tests and for the contract tests that hold both ledgers to the same rules."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from smscredits.adapters.ledger_operations import LedgerOperations
+from smscredits.domain.account import Account, Hold, LedgerRecord
+from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE
+from smscredits.domain.changes import (
+    Change,
+    Committed,
+    DeliveryStatus,
+    Guard,
+    HoldTransition,
+    NewHold,
+    NewOrder,
+    NewPayment,
+    NewUnmatched,
+    OrderPaid,
+    OrderSession,
+    PaymentRefunds,
+    Record,
+    Refused,
+)
+from smscredits.domain.errors import AccountExists, InvalidRequest, NotFound
+from smscredits.domain.orders import Order, Payment, UnmatchedPayment
+from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Clock
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class InMemoryLedger(LedgerOperations):
+    def __init__(
+        self,
+        *,
+        clock: Clock = utc_now,
+        legacy_rates: Mapping[str, int] = DEFAULT_LEGACY_CREDITS_PER_MESSAGE,
+        sweep_grace_seconds: int = DEFAULT_SWEEP_GRACE_SECONDS,
+    ) -> None:
+        super().__init__(clock=clock, legacy_rates=legacy_rates, sweep_grace_seconds=sweep_grace_seconds)
+        self._lock = threading.Lock()
+        self._accounts: dict[str, Account] = {}
+        self._entries: dict[str, list[LedgerRecord]] = {}
+        self._holds: dict[tuple[str, str], Hold] = {}
+        self._sweep_after: dict[tuple[str, str], datetime] = {}
+        self._operations: dict[tuple[str, str], Guard] = {}
+        self._orders: dict[str, Order] = {}
+        self._payments: dict[str, Payment] = {}
+        self._unmatched: dict[str, UnmatchedPayment] = {}
+
+    # -- reads ------------------------------------------------------------------------------------------
+
+    def get_account(self, account_id: str) -> Account:
+        with self._lock:
+            return self._account(account_id)
+
+    def known_account(self, account_id: str) -> Account:
+        return self.get_account(account_id)
+
+    def _account(self, account_id: str) -> Account:
+        account = self._accounts.get(account_id)
+        if account is None:
+            raise NotFound(f"Account {account_id} does not exist.", {"account_id": account_id})
+        return account
+
+    def find_hold(self, account_id: str, message_id: str) -> Hold | None:
+        with self._lock:
+            return self._holds.get((account_id, message_id))
+
+    def get_order(self, order_id: str) -> Order | None:
+        with self._lock:
+            return self._orders.get(order_id)
+
+    def get_payment(self, payment_intent: str) -> Payment | None:
+        with self._lock:
+            return self._payments.get(payment_intent)
+
+    def find_operation(self, account_id: str, op_id: str) -> Guard | None:
+        with self._lock:
+            return self._operations.get((account_id, op_id))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every stored record: what a test compares to prove that a refusal wrote nothing. Records are
+        immutable and replaced, never changed in place, so copying the collections is enough."""
+        with self._lock:
+            return {
+                "accounts": dict(self._accounts),
+                "entries": {account_id: list(entries) for account_id, entries in self._entries.items()},
+                "holds": dict(self._holds),
+                "sweep": dict(self._sweep_after),
+                "operations": dict(self._operations),
+                "orders": dict(self._orders),
+                "payments": dict(self._payments),
+                "unmatched": dict(self._unmatched),
+            }
+
+    # -- writes -----------------------------------------------------------------------------------------
+
+    def _create(self, account: Account, change: Change) -> None:
+        with self._lock:
+            if account.account_id in self._accounts:
+                raise AccountExists(
+                    f"Account {account.account_id} already exists.", {"account_id": account.account_id}
+                )
+            self._accounts[account.account_id] = account
+            self._entries[account.account_id] = []
+            self._add_entries(account, change)
+
+    def _commit(self, account_id: str, build: Callable[[Account], Change]) -> Committed | Refused:
+        with self._lock:
+            state = self._account(account_id)
+            change = build(state)  # under the lock: the state it is pinned to is the current one
+            for record in change.records:
+                passed, found = self._check(account_id, record)
+                if not passed:
+                    return Refused(state, record, found)
+            for record in change.records:
+                self._apply(account_id, record)
+            after = state._replace(
+                pools=dict(change.movement.pools),
+                held=change.movement.held,
+                version=state.version + 1,
+                **change.account,
+            )
+            self._accounts[account_id] = after
+            self._add_entries(after, change)
+            return Committed(after, change)
+
+    def _write(self, record: Record) -> Refused | None:
+        with self._lock:
+            account_id = getattr(record, "account_id", "")
+            passed, found = self._check(account_id, record)
+            if not passed:
+                return Refused(None, record, found)
+            self._apply(account_id, record)
+            return None
+
+    def _add_entries(self, account: Account, change: Change) -> None:
+        now = self.clock()
+        self._entries[account.account_id].extend(
+            LedgerRecord(
+                entry_id=f"{account.account_id}:{account.version}:{index}",
+                account_id=account.account_id,
+                kind=entry.kind,
+                pool=entry.pool,
+                amount=entry.amount,
+                balance_after=entry.balance_after,
+                created_at=now,
+                op_id=change.op_id,
+                reference=dict(change.reference),
+            )
+            for index, entry in enumerate(change.movement.entries)
+        )
+
+    def _check(self, account_id: str, record: Record) -> tuple[bool, Any]:
+        """Whether the record's precondition holds, and the record as it is now."""
+        match record:
+            case Guard():
+                found: Any = self._operations.get((account_id, record.op_id))
+                return found is None, found
+            case NewHold(hold, _):
+                found = self._holds.get((hold.account_id, hold.message_id))
+                return found is None, found
+            case HoldTransition() | DeliveryStatus():
+                found = self._holds.get((record.account_id, record.message_id))
+                return found is not None and _hold_allows(found, record), found
+            case NewOrder(order):
+                found = self._orders.get(order.order_id)
+                return found is None, found
+            case OrderSession():
+                found = self._orders.get(record.order_id)
+                return found is not None and found.session_id in (None, record.session_id), found
+            case OrderPaid():
+                found = self._orders.get(record.order_id)
+                return found is not None and _order_allows(found, record), found
+            case NewPayment(payment):
+                found = self._payments.get(payment.payment_intent)
+                return found is None, found
+            case PaymentRefunds():
+                found = self._payments.get(record.payment_intent)
+                return found is not None and found.refunds == record.before, found
+            case NewUnmatched(unmatched):
+                found = self._unmatched.get(unmatched.object_id)
+                return found is None, found
+        raise TypeError(f"no in-memory write for {type(record).__name__}")
+
+    def _apply(self, account_id: str, record: Record) -> None:
+        match record:
+            case Guard():
+                self._operations[(account_id, record.op_id)] = record
+            case NewHold(hold, sweep_after):
+                self._holds[(hold.account_id, hold.message_id)] = hold
+                self._sweep_after[(hold.account_id, hold.message_id)] = sweep_after
+            case HoldTransition():
+                key = (record.account_id, record.message_id)
+                hold = self._holds[key]._replace(status=record.status, provider=dict(record.provider))
+                if record.ended_at is not None:
+                    hold = hold._replace(ended_at=record.ended_at)
+                    self._sweep_after.pop(key, None)
+                self._holds[key] = hold
+            case DeliveryStatus():
+                key = (record.account_id, record.message_id)
+                provider = {**self._holds[key].provider, "provider_status": record.status, "sid": record.sid}
+                self._holds[key] = self._holds[key]._replace(provider=provider)
+            case NewOrder(order):
+                self._orders[order.order_id] = order
+            case OrderSession():
+                self._orders[record.order_id] = self._orders[record.order_id]._replace(
+                    session_id=record.session_id,
+                    checkout_url=record.url,
+                    status="open",
+                )
+            case OrderPaid():
+                order = self._orders[record.order_id]
+                self._orders[record.order_id] = order._replace(
+                    status="paid",
+                    paid_at=order.paid_at or record.paid_at,
+                    payment_intent=record.payment_intent or order.payment_intent,
+                )
+            case NewPayment(payment):
+                self._payments[payment.payment_intent] = payment
+            case PaymentRefunds():
+                payment = self._payments[record.payment_intent]
+                self._payments[record.payment_intent] = payment._replace(
+                    refunds=record.after, taken_credits=payment.taken_credits + record.taken
+                )
+            case NewUnmatched(unmatched):
+                self._unmatched[unmatched.object_id] = unmatched
+
+    # -- the Statements port ----------------------------------------------------------------------------
+
+    def statement(
+        self,
+        account_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        kinds: tuple[str, ...] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> tuple[list[LedgerRecord], str | None]:
+        """Ledger entries newest first, filtered by kind and time, one page of at most `limit`; the cursor is
+        the last entry's id."""
+        with self._lock:
+            entries = list(reversed(self._entries.get(account_id, [])))
+        if cursor is not None:
+            ids = [entry.entry_id for entry in entries]
+            if cursor not in ids:
+                raise InvalidRequest("The cursor is not one this API returned.", {"cursor": "invalid"})
+            entries = entries[ids.index(cursor) + 1 :]
+        chosen = [
+            entry
+            for entry in entries
+            if (not kinds or entry.kind in kinds)
+            and (start is None or entry.created_at >= start)
+            and (end is None or entry.created_at < end)
+        ]
+        page = chosen[:limit]
+        return page, page[-1].entry_id if len(chosen) > limit or (page and len(page) == limit) else None
+
+    def require_account(self, account_id: str) -> None:
+        self.get_account(account_id)
+
+    def partition(self, account_id: str) -> tuple[Account, list[LedgerRecord], list[Hold]]:
+        with self._lock:
+            account = self._account(account_id)
+            holds = [hold for (owner, _), hold in self._holds.items() if owner == account_id]
+            return account, list(self._entries[account_id]), holds
+
+    def account_ids(self) -> Iterator[str]:
+        with self._lock:
+            return iter(list(self._accounts))
+
+    def due_accounts(self, now: datetime) -> Iterator[str]:
+        with self._lock:
+            return iter(
+                [account.account_id for account in self._accounts.values() if account.next_refresh_at <= now]
+            )
+
+    def stale_holds(self, now: datetime) -> Iterator[tuple[str, str]]:
+        with self._lock:
+            return iter([key for key, after in self._sweep_after.items() if after <= now])
+
+
+def _hold_allows(hold: Hold, record: HoldTransition | DeliveryStatus) -> bool:
+    expected = record.expected if isinstance(record, HoldTransition) else "posted"
+    recorded_sid = hold.provider.get("sid")
+    recorded_status = hold.provider.get("provider_status")
+    return (
+        hold.status == expected
+        and (not record.sid or recorded_sid is None or recorded_sid == record.sid)
+        and (recorded_status is None or recorded_status not in record.settled)
+    )
+
+
+def _order_allows(order: Order, record: OrderPaid) -> bool:
+    return (not record.payment_intent or order.payment_intent in (None, record.payment_intent)) and (
+        not record.session_id or order.session_id == record.session_id
+    )

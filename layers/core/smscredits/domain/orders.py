@@ -1,0 +1,210 @@
+"""Orders and payments: what this service asked Stripe for, what a confirmed payment must match to be granted,
+the record of a granted payment (what a refund or dispute claws back), and the clawback arithmetic.
+
+Stripe metadata is not proof: a Stripe account is often shared by several integrations, so an event's
+metadata only points at an order (`order_id`). What is granted (account, region, packs) is what the order
+recorded, and the payment must match it: the Checkout Session or PaymentIntent id, the amount and currency,
+the customer. Anything else that claims to be ours is an unmatched payment, never granted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, NamedTuple
+
+from smscredits.domain.catalog import PACK_CREDITS
+from smscredits.domain.errors import MalformedProviderEvent
+
+CURRENCY = "usd"
+OrderKind = Literal["checkout", "recharge"]
+MAX_ID = 255  # Stripe's ids are short; ours are at most ~80 characters (well under DynamoDB's key limit)
+MAX_KEPT = 10_000  # characters of an unmatched payment's Stripe object kept for support
+# The metadata keys this service puts on its sessions and PaymentIntents. An event carrying none of them is
+# another integration's (the Stripe account may be shared) and is ignored; one carrying any is ours or
+# pretends to be, so it must match an order.
+OUR_METADATA = ("order_id", "account_id", "kind", "recharge_id")
+
+
+class Order(NamedTuple):
+    order_id: str
+    kind: OrderKind
+    account_id: str
+    region: str
+    packs: int
+    amount_cents: int  # what the payment must be, with `currency` (issue 16 checks price changes against it)
+    currency: str
+    customer_id: str
+    status: str  # creating (Stripe not answered yet) | open | paid
+    session_id: str | None = None
+    checkout_url: str | None = None
+    payment_intent: str | None = None
+    save_card: bool = False
+    request_hash: str | None = None
+    token: str | None = None  # the recharge claim that wrote it
+    payment_method: str | None = None  # the saved card a recharge charges
+    created_at: datetime | None = None
+    paid_at: datetime | None = None
+
+    @property
+    def credits(self) -> int:
+        return self.packs * PACK_CREDITS
+
+
+class Paid(NamedTuple):
+    """A payment Stripe confirmed for one of our orders: what is granted is what the order recorded."""
+
+    order: Order
+    payment_intent: str | None
+    session_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        # One grant per order: its Checkout Session and its PaymentIntent (or a recharge's synchronous answer
+        # and its webhook) grant under the same key.
+        return f"purchase:{self.order.order_id}"
+
+
+class Refunds(NamedTuple):
+    """What a granted payment has been paid back so far, and the credits already accounted for."""
+
+    refunded_cents: int = 0
+    disputed_cents: int = 0
+    clawed_credits: int = 0  # credits the refunds and disputes so far cover (taken or already spent)
+
+
+NOTHING_REFUNDED = Refunds()
+
+
+class Payment(NamedTuple):
+    """A granted payment, kept by PaymentIntent id: what its refunds and disputes claw back from."""
+
+    payment_intent: str
+    account_id: str
+    region: str
+    packs: int
+    credits: int
+    amount_cents: int
+    order_id: str
+    session_id: str | None = None
+    refunds: Refunds = NOTHING_REFUNDED
+    taken_credits: int = 0  # credits actually taken back (never more than the pool held)
+    created_at: datetime | None = None
+
+
+class Clawback(NamedTuple):
+    """What one refund or dispute event takes back: `due` credits, and the payment's refunds after it."""
+
+    due: int
+    before: Refunds
+    after: Refunds
+
+
+def clawback_for(payment: Payment, *, refunded_cents: int, disputed: bool) -> Clawback:
+    """The payment's still-unspent credits in proportion to what was refunded or disputed so far.
+
+    Refunds are cumulative (Stripe sends the amount refunded to date) and a dispute is taken as a full refund
+    (the bank pulls the whole charge back), so a dispute followed by a refund of the same charge takes back
+    once in total, and a partial refund its proportional share, rounded down: never a credit that was not
+    paid back."""
+    before = payment.refunds
+    refunded = max(before.refunded_cents, refunded_cents)
+    disputed_cents = payment.amount_cents if disputed else before.disputed_cents
+    covered = min(payment.amount_cents, refunded + disputed_cents)
+    target = payment.credits * covered // payment.amount_cents
+    due = max(0, target - before.clawed_credits)
+    return Clawback(due, before, Refunds(refunded, disputed_cents, max(target, before.clawed_credits)))
+
+
+class PaymentMoved(Exception):
+    """Another clawback of the same payment landed between its read and this write: read it again."""
+
+
+class Unmatched(Exception):
+    """A payment Stripe confirmed that is not one of our orders, or not as the order recorded it."""
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+
+class UnmatchedPayment(NamedTuple):
+    """A confirmed payment that matches no order, kept once per Stripe object for support to resolve."""
+
+    object_id: str
+    event_type: str
+    reason: str
+    details: str  # JSON, at most MAX_KEPT characters
+    payment: str  # JSON of the Stripe object's fields that identify it, at most MAX_KEPT characters
+    created_at: datetime
+
+
+def stripe_id(value: Any) -> str:
+    """A Stripe object's id, or MalformedProviderEvent: every object Stripe sends has a short string id."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID:
+        raise MalformedProviderEvent("The event's object has no usable id.", {"id": "invalid"})
+    return value
+
+
+def is_order_id(pointer: Any) -> bool:
+    """Whether an event's metadata pointer could be one of our order ids (else it points at none)."""
+    return isinstance(pointer, str) and 0 < len(pointer) <= MAX_ID
+
+
+def claims_to_be_ours(metadata: Mapping[str, Any]) -> bool:
+    return any(metadata.get(key) for key in OUR_METADATA)
+
+
+def check_match(
+    order: Order | None,
+    *,
+    kind: OrderKind,
+    metadata: Mapping[str, Any],
+    amount: Any,
+    currency: Any,
+    customer: str | None,
+    session_id: str | None = None,
+    payment_intent: str | None = None,
+) -> Order:
+    """The order itself when this confirmed payment pays for it, or Unmatched (with the reason) when there is
+    none or the payment differs from it in any way. `session_id` is given for Checkout Session events."""
+    if order is None or order.kind != kind:
+        raise Unmatched("unknown_order", order_id=metadata.get("order_id"))
+    said = {"account_id": order.account_id, "region": order.region, "packs": str(order.packs), "kind": kind}
+    if kind == "recharge":
+        said["recharge_id"] = order.order_id
+    disagreeing = sorted(
+        key for key, value in said.items() if key in metadata and str(metadata[key]) != value
+    )
+    if disagreeing:
+        raise Unmatched("metadata_disagrees", order_id=order.order_id, fields=disagreeing)
+    if kind == "checkout" and (order.session_id is None or session_id not in (None, order.session_id)):
+        raise Unmatched("unknown_session", order_id=order.order_id, recorded=order.session_id)
+    if payment_intent and order.payment_intent not in (None, payment_intent):
+        raise Unmatched(
+            "paid_by_another_payment_intent", order_id=order.order_id, recorded=order.payment_intent
+        )
+    if amount != order.amount_cents or str(currency).lower() != order.currency:
+        raise Unmatched(
+            "amount", order_id=order.order_id, expected=order.amount_cents, expected_currency=order.currency
+        )
+    if customer != order.customer_id:
+        raise Unmatched("customer", order_id=order.order_id)
+    return order
+
+
+def payment_summary(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What an unmatched payment's record keeps of the Stripe object: enough for support to find and refund it."""
+    fields = (
+        "id",
+        "object",
+        "amount",
+        "amount_received",
+        "amount_total",
+        "currency",
+        "customer",
+        "payment_intent",
+        "metadata",
+    )
+    return {field: obj.get(field) for field in fields if field in obj}

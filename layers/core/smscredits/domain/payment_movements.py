@@ -1,0 +1,144 @@
+"""The ledger operations that come from payments, as pure functions of the account state they will be pinned
+to (as domain/movements.py's): a paid pack's grant, a clawback, auto-recharge's claim, failure and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from smscredits.domain import auto_recharge as AR
+from smscredits.domain import ledger as L
+from smscredits.domain.account import Account
+from smscredits.domain.changes import Change, Guard, NewOrder, NewPayment, OrderPaid, PaymentRefunds
+from smscredits.domain.orders import CURRENCY, Clawback, Order, Paid, Payment
+
+
+def grant_purchase(
+    state: Account,
+    paid: Paid,
+    *,
+    source: str,
+    now: datetime,
+    attempt_id: str,
+    auto_recharge: Callable[[AR.AutoRecharge], AR.AutoRecharge] | None = None,
+) -> Change:
+    """Grant a paid order once, with the order marked paid by this PaymentIntent and the payment's record
+    (what a refund will look up) in the same write. The order comes first: a PaymentIntent other than the
+    one that paid it must be told from a duplicate."""
+    order = paid.order
+    reference = {
+        "source": source,
+        "region": order.region,
+        "packs": order.packs,
+        "amount_cents": order.amount_cents,
+        "order_id": order.order_id,
+        **{k: v for k, v in (("payment_intent", paid.payment_intent), ("session_id", paid.session_id)) if v},
+    }
+    records: list[Any] = [
+        OrderPaid(order.order_id, paid.payment_intent, paid.session_id, now),
+        Guard(paid.key, {"credits": order.credits, **reference}, attempt_id),
+    ]
+    if paid.payment_intent:
+        payment = Payment(
+            payment_intent=paid.payment_intent,
+            account_id=order.account_id,
+            region=order.region,
+            packs=order.packs,
+            credits=order.credits,
+            amount_cents=order.amount_cents,
+            order_id=order.order_id,
+            session_id=paid.session_id or order.session_id,
+            created_at=now,
+        )
+        records.append(NewPayment(payment))
+    changes = {"auto_recharge": auto_recharge(state.auto_recharge)} if auto_recharge else {}
+    movement = L.grant_movement(
+        state.pools, state.held, L.purchased_pool(order.region), order.credits, "purchase"
+    )
+    return Change(paid.key, movement, reference, changes, tuple(records))
+
+
+def claw_back(
+    state: Account,
+    payment: Payment,
+    clawback: Clawback,
+    *,
+    op_id: str,
+    reference: Mapping[str, Any],
+    pause_auto_recharge: bool,
+) -> Change:
+    """Take back the clawback's due credits from the payment's region pool (never below zero: what the pool no
+    longer holds was spent), moving the payment's refunds on in the same write. Result: the credits taken."""
+    movement, taken = L.clawback_movement(
+        state.pools, state.held, L.purchased_pool(payment.region), clawback.due
+    )
+    refunds = clawback.after
+    outcome = {
+        "due": clawback.due,
+        "taken": taken,
+        "refunded_cents": refunds.refunded_cents,
+        "disputed_cents": refunds.disputed_cents,
+    }
+    paused = AR.paused_for_dispute(state.auto_recharge) if pause_auto_recharge else None
+    return Change(
+        op_id,
+        movement,
+        {**reference, **outcome},
+        {"auto_recharge": paused} if paused is not None else {},
+        (Guard(op_id, outcome), PaymentRefunds(payment.payment_intent, clawback.before, refunds, taken)),
+        taken,
+    )
+
+
+def claim_recharge(state: Account, region: str, needed: int, *, now: datetime, token: str) -> Change:
+    """Claim one recharge in flight for (account, region) under the monthly cap (auto_recharge.claim); a new
+    recharge is recorded as an order in the same write (a retried one was recorded by its first claim)."""
+    after, claim, new = AR.claim(state, region, needed, now=now, token=token)
+    order = Order(
+        order_id=claim.recharge_id,
+        kind="recharge",
+        account_id=state.account_id,
+        region=region,
+        packs=claim.packs,
+        amount_cents=claim.amount_cents,
+        currency=CURRENCY,
+        customer_id=claim.customer,
+        status="open",
+        token=token,
+        payment_method=claim.payment_method,
+        created_at=now,
+    )
+    return Change(
+        f"claim:{claim.recharge_id}",
+        L.no_movement(state.pools, state.held),
+        account={"auto_recharge": after},
+        records=(NewOrder(order),) if new else (),
+        result=claim,
+    )
+
+
+def recharge_failed(
+    state: Account, region: str, recharge_id: str, code: str, message: str | None, *, now: datetime
+) -> Change:
+    """A recharge certainly not paid, once per recharge id (auto_recharge.after_failure).
+    Result: the reason auto-recharge was switched off by it, or None."""
+    after, failures, disabled = AR.after_failure(state, region, recharge_id, code, message, now)
+    op_id = f"recharge-failed:{recharge_id}"
+    return Change(
+        op_id,
+        L.no_movement(state.pools, state.held),
+        account={"auto_recharge": after},
+        records=(Guard(op_id, {"code": code, "failures": failures}),),
+        result=disabled,
+    )
+
+
+def auto_recharge_settings(
+    state: Account, change: Callable[[AR.AutoRecharge], AR.AutoRecharge], op_id: str
+) -> Change:
+    """Auto-recharge settings or state rewritten from the current ones; no credits move."""
+    after = change(state.auto_recharge)
+    return Change(
+        op_id, L.no_movement(state.pools, state.held), account={"auto_recharge": after}, result=after
+    )

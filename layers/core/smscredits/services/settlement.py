@@ -1,0 +1,104 @@
+"""A message after its send: Twilio's status callbacks post, void or refund its hold, and the sweeper voids a
+hold nothing ended."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from smscredits.domain.account import Hold
+from smscredits.domain.delivery import RETURNED_STATUSES, rank, recorded_status, settled_by
+from smscredits.domain.errors import HoldEnded, MalformedProviderEvent, NotFound, SidMismatch
+from smscredits.observability import count, logger
+
+if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.services.ports import Ledger, Statements
+
+# A hold changes at most once to posted or voided, four times in progress, once to refunded: a callback
+# that found it moved this many times under it is a bug, not contention.
+SETTLE_ATTEMPTS = 8
+
+
+class _HoldMoved(Exception):
+    """Another write changed the hold between our read and our conditional write: decide again."""
+
+
+def settle_status(
+    ledger: Ledger, *, account_id: str, message_id: str, status: str, sid: str | None, error_code: str | None
+) -> str:
+    """Apply a provider status callback; returns what happened (posted, voided, refunded, status recorded,
+    unchanged). Only moves a message forward: a repeat, a late status or anything after a final status
+    changes nothing. A MessageSid other than the one recorded for the message is refused (sid_mismatch);
+    the first SID seen is recorded with the callback's write.
+
+    pending + charged status → post; pending + failed → void; posted + failed → refund (Twilio does not
+    charge a failed message) unless a final status was recorded first. Every write is conditional on the
+    hold as it was read, so racing callbacks settle one way; the loser reads again and decides again.
+    """
+    if not sid:
+        raise MalformedProviderEvent("The callback has no MessageSid.", {"MessageSid": "missing"})
+    provider = {
+        k: v for k, v in {"sid": sid, "provider_status": status, "error_code": error_code}.items() if v
+    }
+    for _ in range(SETTLE_ATTEMPTS):
+        hold = ledger.get_hold(account_id, message_id)
+        try:
+            return _settle(ledger, hold, status, sid, provider)
+        except (_HoldMoved, HoldEnded):
+            continue
+    raise RuntimeError(f"Message {message_id} kept changing under its status callback.")
+
+
+def _settle(ledger: Ledger, hold: Hold, status: str, sid: str, provider: Mapping[str, Any]) -> str:
+    recorded_sid = hold.provider.get("sid")
+    if recorded_sid and recorded_sid != sid:
+        logger.warning(
+            "twilio callback refused: its MessageSid is not the message's",
+            extra={
+                "message_id": hold.message_id,
+                "account_id": hold.account_id,
+                "sid": sid,
+                "recorded": recorded_sid,
+            },
+        )
+        count("TwilioSidMismatch")
+        raise SidMismatch("The callback's MessageSid is not this message's.", {"message_id": hold.message_id})
+    if hold.status not in ("pending", "posted") or rank(status) <= rank(recorded_status(hold.provider)):
+        return "unchanged"
+    if hold.status == "pending":
+        returned = status in RETURNED_STATUSES
+        ended = ledger.void(hold, provider, sid=sid) if returned else ledger.post(hold, provider, sid=sid)
+        _require_ours(ended, status, sid)
+        return "voided" if returned else "posted"
+    if status in RETURNED_STATUSES:
+        refunded, applied = ledger.refund(hold, provider)
+        _require_ours(refunded, status, sid)
+        if applied:
+            count("CreditsRefunded", hold.credits)
+        return "refunded"
+    if not ledger.record_delivery(hold, status, sid=sid, settled=settled_by(status)):
+        raise _HoldMoved()
+    return "status recorded"  # delivery news only; no credit moves
+
+
+def _require_ours(hold: Hold, status: str, sid: str) -> None:
+    """An ending write that found the hold already ended returns it as it is: unless it is ours (a repeat),
+    the hold moved under us."""
+    if hold.provider.get("provider_status") != status or hold.provider.get("sid") != sid:
+        raise _HoldMoved()
+
+
+def sweep_stale_holds(ledger: Ledger, statements: Statements) -> dict[str, int]:
+    """Void every hold still pending past its grace period (its send crashed or its callback never came)."""
+    counts = {"voided": 0, "already_ended": 0}
+    for account_id, message_id in list(statements.stale_holds(ledger.clock())):
+        try:
+            hold = ledger.get_hold(account_id, message_id)
+            if hold.status != "pending":
+                counts["already_ended"] += 1
+                continue
+            ledger.void(hold, {"provider_status": "no_callback", "result": "swept"})
+            counts["voided"] += 1
+        except (HoldEnded, NotFound):
+            counts["already_ended"] += 1
+    return counts

@@ -1,0 +1,793 @@
+"""The Ledger port's rules, held against both ledgers: in memory and on DynamoDB (moto).
+
+Every test runs twice. `stored()` is every record an implementation holds (the whole table on DynamoDB),
+so a refused or duplicate operation can be shown to have written nothing; `other` is a second process's
+ledger on the same data (on DynamoDB its warm view of the balance goes stale)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from smscredits.adapters.dynamo.ledger import DynamoLedger
+from smscredits.adapters.dynamo.reader import DynamoStatements
+from smscredits.adapters.ledger_operations import LedgerOperations
+from smscredits.adapters.memory_ledger import InMemoryLedger
+from smscredits.domain import auto_recharge as AR
+from smscredits.domain import ledger as L
+from smscredits.domain.account import Account, Hold
+from smscredits.domain.audit import check_account
+from smscredits.domain.errors import (
+    AccountExists,
+    HoldEnded,
+    HoldsPending,
+    InsufficientCredits,
+    InvalidRequest,
+)
+from smscredits.domain.ledger import Funding
+from smscredits.domain.orders import Paid as PaidOrder
+from smscredits.domain.orders import PaymentMoved, Unmatched, clawback_for
+from smscredits.services.ports import Statements
+from tests.conftest import TABLE, Clock, new_account
+from tests.ledgers import ACCT, buy, hold_request, nonzero, pack_order, refresh
+
+AU = "purchased:AU"
+US = "purchased:US"
+
+
+# ---- the two implementations -------------------------------------------------------------------------
+
+
+def scan(client: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": TABLE, "ConsistentRead": True}
+    while True:
+        page = client.scan(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return sorted(items, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class Backend:
+    def __init__(self, kind: str, clock: Clock, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self.clock = clock
+        if kind == "memory":
+            memory = InMemoryLedger(clock=clock)
+            self.ledger: LedgerOperations = memory
+            self.statements: Statements = memory
+            self.other: LedgerOperations = memory
+            self.stored: Callable[[], Any] = memory.snapshot
+        else:
+            client = request.getfixturevalue("dynamodb")
+            self.ledger = DynamoLedger(TABLE, client=client, clock=clock)
+            self.statements = DynamoStatements(TABLE, client=client)
+            self.other = DynamoLedger(TABLE, client=client, clock=clock)
+            self.stored = lambda: scan(client)
+
+    def sound(self, account_id: str = ACCT) -> Account:
+        """The account as stored, after checking that its pools, entries and holds agree."""
+        account, entries, holds = self.statements.partition(account_id)
+        assert check_account(account, entries, holds) == []
+        return account
+
+
+@pytest.fixture(params=["memory", "dynamo"])
+def backend(request: pytest.FixtureRequest, clock: Clock) -> Iterator[Backend]:
+    chosen = Backend(request.param, clock, request)
+    yield chosen
+    for account_id in chosen.statements.account_ids():  # whatever a test did, every account stays sound
+        chosen.sound(account_id)
+
+
+@pytest.fixture
+def ledger(backend: Backend) -> LedgerOperations:
+    return backend.ledger
+
+
+@pytest.fixture
+def account(ledger: LedgerOperations) -> Account:
+    """A starter account (50 included credits)."""
+    return ledger.create_account(new_account(ACCT), reference={"actor": "support"})
+
+
+@pytest.fixture
+def funded(ledger: LedgerOperations, account: Account) -> Account:
+    """50 included + 100 purchased:AU (one AU pack)."""
+    assert buy(ledger)
+    return ledger.get_account(ACCT)
+
+
+# ---- accounts -----------------------------------------------------------------------------------------
+
+
+def test_create_account_grants_the_first_allowance(backend, ledger):
+    created = ledger.create_account(new_account(ACCT), reference={"actor": "support"})
+    assert nonzero(created.pools) == {L.INCLUDED: 50}
+    assert created.version == 1
+    stored = backend.sound()
+    assert nonzero(stored.pools) == {L.INCLUDED: 50}
+    assert (stored.held, stored.version) == (0, 1)
+    _, entries, holds = backend.statements.partition(ACCT)
+    assert [(e.kind, e.pool, e.amount, e.balance_after) for e in entries] == [("grant", L.INCLUDED, 50, 50)]
+    assert entries[0].reference == {"actor": "support"}
+    assert holds == []
+
+
+def test_create_legacy_account_grants_into_the_legacy_pool(backend, ledger):
+    ledger.create_account(new_account("acct-l", model="legacy"), reference={})
+    assert nonzero(backend.sound("acct-l").pools) == {L.LEGACY: 50}
+
+
+def test_second_create_is_refused_and_writes_nothing(backend, ledger, account):
+    before = backend.stored()
+    with pytest.raises(AccountExists):
+        ledger.create_account(new_account(ACCT, plan="growth"), reference={})
+    assert backend.stored() == before
+
+
+# ---- purchases ------------------------------------------------------------------------------------------
+
+
+def test_a_purchase_is_granted_once_per_order(backend, ledger, account):
+    assert buy(ledger)
+    assert nonzero(ledger.get_account(ACCT).pools) == {L.INCLUDED: 50, AU: 100}
+    before = backend.stored()
+
+    assert not buy(ledger)  # the same order paid by the same PaymentIntent again
+
+    assert backend.stored() == before
+    assert nonzero(backend.sound().pools) == {L.INCLUDED: 50, AU: 100}
+    grants = [e for e in backend.statements.partition(ACCT)[1] if e.kind == "purchase"]
+    assert len(grants) == 1
+
+
+def test_a_duplicate_purchase_from_another_process_is_still_a_duplicate(backend, ledger, funded):
+    backend.other.adjust(ACCT, US, 5, op_id="adj-other", actor="support", reason="stale view")
+    before = backend.stored()
+    assert not buy(ledger)
+    assert not buy(backend.other)
+    assert nonzero(ledger.get_account(ACCT).pools) == {L.INCLUDED: 50, AU: 100, US: 5}
+    assert backend.stored() == before
+
+
+def test_an_order_paid_by_another_payment_intent_is_unmatched_and_writes_nothing(backend, ledger, funded):
+    before = backend.stored()
+    with pytest.raises(Unmatched) as caught:
+        buy(ledger, payment_intent="pi_other")
+    assert caught.value.reason == "paid_by_another_payment_intent"
+    assert backend.stored() == before
+
+
+def test_a_retry_of_the_same_grant_call_reports_it_granted(ledger, account):
+    """A call whose write landed and whose answer was lost tries again under the same attempt id: it is its
+    own write, not a duplicate (another call is)."""
+    assert buy(ledger, attempt_id="attempt-1")
+    assert buy(ledger, attempt_id="attempt-1")
+    assert not buy(ledger, attempt_id="attempt-2")
+    assert nonzero(ledger.get_account(ACCT).pools) == {L.INCLUDED: 50, AU: 100}
+
+
+def test_concurrent_grants_of_one_order_grant_once(backend, ledger, account):
+    ledger.open_order(pack_order())
+    order = ledger.get_order("cs_1")
+    assert order is not None
+    results: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def grant() -> None:
+        barrier.wait()
+        results.append(ledger.grant_purchase(PaidOrder(order, "pi_1"), source="race"))
+
+    threads = [threading.Thread(target=grant) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 5 + [True]
+    assert nonzero(backend.sound().pools) == {L.INCLUDED: 50, AU: 100}
+
+
+# ---- holds ----------------------------------------------------------------------------------------------
+
+
+def test_hold_takes_included_first(backend, ledger, funded):
+    hold, created = ledger.hold(ACCT, hold_request("m1", segments=3))
+    assert created
+    assert (hold.status, hold.credits, hold.funding) == ("pending", 3, (Funding(L.INCLUDED, 3),))
+    stored = backend.sound()
+    assert nonzero(stored.pools) == {L.INCLUDED: 47, AU: 100}
+    assert stored.held == 3
+
+
+def test_hold_splits_across_included_and_the_region_pool(backend, ledger, funded):
+    hold, created = ledger.hold(ACCT, hold_request("m1", segments=53))
+    assert created
+    assert hold.funding == (Funding(L.INCLUDED, 50), Funding(AU, 3))
+    stored = backend.sound()
+    assert nonzero(stored.pools) == {AU: 97}
+    assert stored.held == 53
+    _, entries, holds = backend.statements.partition(ACCT)
+    assert [(e.kind, e.pool, e.amount, e.balance_after) for e in entries if e.kind == "hold"] == [
+        ("hold", L.INCLUDED, -50, 0),
+        ("hold", AU, -3, 97),
+    ]
+    assert [(h.message_id, h.status, h.credits) for h in holds] == [("m1", "pending", 53)]
+
+
+def test_hold_never_uses_another_regions_pool(backend, ledger, funded):
+    ledger.hold(ACCT, hold_request("m1", segments=50))  # included is now empty
+    before = backend.stored()
+    with pytest.raises(InsufficientCredits):
+        ledger.hold(ACCT, hold_request("m2", segments=1, region="US"))
+    assert backend.stored() == before
+
+
+def test_legacy_account_holds_from_the_legacy_pool_at_its_flat_rate(backend, ledger):
+    ledger.legacy_rates = {"AU": 2, "US": 1, "GB": 3, "NZ": 4}
+    ledger.create_account(new_account("acct-l", model="legacy"), reference={})
+    hold, created = ledger.hold("acct-l", hold_request("m1", segments=5))
+    assert created
+    assert (hold.credits, hold.funding) == (2, (Funding(L.LEGACY, 2),))
+    stored = backend.sound("acct-l")
+    assert nonzero(stored.pools) == {L.LEGACY: 48}
+    assert stored.held == 2
+
+
+def test_insufficient_credits_is_all_or_nothing(backend, ledger, funded):
+    before = backend.stored()
+    with pytest.raises(InsufficientCredits) as caught:
+        ledger.hold(ACCT, hold_request("m1", segments=151))
+    assert caught.value.details["needed"] == 151
+    assert caught.value.details["pools"] == {L.INCLUDED: 50, AU: 100}
+    assert backend.stored() == before
+    ledger.hold(ACCT, hold_request("m2", segments=150))  # the exact fit still works afterwards
+    stored = backend.sound()
+    assert nonzero(stored.pools) == {}
+    assert stored.held == 150
+
+
+def test_a_duplicate_message_id_returns_the_original_hold(backend, ledger, funded):
+    first, created = ledger.hold(ACCT, hold_request("m1", segments=3))
+    assert created
+    before = backend.stored()
+
+    again, created = ledger.hold(ACCT, hold_request("m1", segments=3))
+
+    assert not created
+    assert (again.message_id, again.status, again.credits, again.funding, again.request_hash) == (
+        first.message_id,
+        first.status,
+        first.credits,
+        first.funding,
+        first.request_hash,
+    )
+    assert backend.stored() == before
+    assert backend.sound().held == 3
+
+
+def test_a_duplicate_message_id_with_no_credits_left_still_returns_the_original(backend, ledger, funded):
+    """A retried send after the hold took the last credit is a duplicate, not a 402."""
+    first, _ = ledger.hold(ACCT, hold_request("m1", segments=150))
+    before = backend.stored()
+    again, created = ledger.hold(ACCT, hold_request("m1", segments=150))
+    assert not created
+    assert (again.message_id, again.funding) == (first.message_id, first.funding)
+    assert backend.stored() == before
+
+
+def test_a_retry_of_the_same_hold_call_counts_as_created(ledger, funded):
+    """Even once its own hold took the last credits (the retry's fresh computation would be a 402)."""
+    _, created = ledger.hold(ACCT, hold_request("m1", segments=150), attempt_id="attempt-1")
+    assert created
+    hold, created = ledger.hold(ACCT, hold_request("m1", segments=150), attempt_id="attempt-1")
+    assert created and hold.credits == 150
+    assert not ledger.hold(ACCT, hold_request("m1", segments=150), attempt_id="attempt-2")[1]
+
+
+def test_concurrent_holds_never_overspend(backend, ledger, account):
+    """Twelve threads each hold 10 of the 50 included credits at once: exactly five holds land."""
+    results: list[str] = []
+    barrier = threading.Barrier(12)
+
+    def hold(n: int) -> None:
+        barrier.wait()
+        try:
+            ledger.hold(ACCT, hold_request(f"m{n}", segments=10))
+            results.append("held")
+        except InsufficientCredits:
+            results.append("short")
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["held"] * 5 + ["short"] * 7
+    stored = backend.sound()
+    assert (nonzero(stored.pools), stored.held) == ({}, 50)
+
+
+# ---- post, void, refund, delivery -----------------------------------------------------------------------
+
+
+def test_post_charges_the_hold_once_and_a_voided_hold_cannot_post(backend, ledger, funded):
+    hold, _ = ledger.hold(ACCT, hold_request("m1", segments=53))
+    posted = ledger.post(hold, {"sid": "SM1"})
+    assert posted.status == "posted"
+    assert posted.provider == {"sid": "SM1"}
+    stored = backend.sound()
+    assert stored.held == 0
+    assert nonzero(stored.pools) == {AU: 97}
+    _, entries, holds = backend.statements.partition(ACCT)
+    posts = [e for e in entries if e.kind == "post"]
+    assert [(e.pool, e.amount, e.balance_after) for e in posts] == [(L.INCLUDED, 0, 0), (AU, 0, 97)]
+    assert all(e.reference == {"message_id": "m1", "sid": "SM1"} for e in posts)
+    assert [h.status for h in holds] == ["posted"]
+
+    before = backend.stored()
+    again = ledger.post(hold, {"sid": "SM1"})
+    assert (again.status, again.message_id) == ("posted", "m1")
+    assert backend.stored() == before
+
+    with pytest.raises(HoldEnded) as caught:
+        ledger.void(hold)
+    assert caught.value.details == {"message_id": "m1", "status": "posted"}
+    assert backend.stored() == before
+
+
+def test_void_returns_credits_to_the_pools_they_came_from(backend, ledger, funded):
+    ledger.hold(ACCT, hold_request("m0", segments=10))
+    hold, _ = ledger.hold(ACCT, hold_request("m1", segments=45))  # 40 included + 5 AU
+    assert hold.funding == (Funding(L.INCLUDED, 40), Funding(AU, 5))
+    assert ledger.void(hold, {"error": 30003}).status == "voided"
+    stored = backend.sound()
+    assert nonzero(stored.pools) == {L.INCLUDED: 40, AU: 100}
+    assert stored.held == 10
+
+    before = backend.stored()
+    assert ledger.void(hold).status == "voided"
+    assert backend.stored() == before
+    with pytest.raises(HoldEnded) as caught:
+        ledger.post(hold)
+    assert caught.value.details["status"] == "voided"
+    assert backend.stored() == before
+
+
+def test_void_after_a_refresh_lapses_the_included_part(backend, ledger, clock, funded):
+    hold, _ = ledger.hold(ACCT, hold_request("m1", segments=53))  # 50 included + 3 AU
+    clock.advance(days=25)
+    assert refresh(ledger, clock)[1]
+    assert nonzero(backend.sound().pools) == {L.INCLUDED: 50, AU: 97}
+
+    ledger.void(hold)
+
+    stored = backend.sound()
+    assert nonzero(stored.pools) == {L.INCLUDED: 50, AU: 100}
+    assert stored.held == 0
+    _, entries, _ = backend.statements.partition(ACCT)
+    version = max(int(e.entry_id.split(":")[1]) for e in entries)
+    voids = sorted((e for e in entries if int(e.entry_id.split(":")[1]) == version), key=lambda e: e.entry_id)
+    assert [(e.kind, e.pool, e.amount, e.balance_after) for e in voids] == [
+        ("void", L.INCLUDED, 50, 100),
+        ("expiry", L.INCLUDED, -50, 50),
+        ("void", AU, 3, 100),
+    ]
+
+
+def test_refund_with_another_sid_recorded_is_refused(backend, ledger, funded):
+    hold, _ = ledger.hold(ACCT, hold_request("m1"))
+    posted = ledger.post(hold, {"sid": "SM1", "provider_status": "sent"})
+    before = backend.stored()
+    with pytest.raises(HoldEnded):
+        ledger.refund(posted, {"sid": "SM2", "provider_status": "failed"})
+    assert backend.stored() == before
+
+
+def test_refund_returns_a_posted_message_once(backend, ledger, funded):
+    hold, _ = ledger.hold(ACCT, hold_request("m1", segments=3))
+    posted = ledger.post(hold, {"sid": "SM1", "provider_status": "sent"})
+    refunded, applied = ledger.refund(posted, {"sid": "SM1", "provider_status": "failed"})
+    assert applied and refunded.status == "refunded"
+    assert nonzero(backend.sound().pools) == {L.INCLUDED: 50, AU: 100}
+    before = backend.stored()
+    again, applied = ledger.refund(posted, {"sid": "SM1", "provider_status": "failed"})
+    assert not applied and again.status == "refunded"
+    assert backend.stored() == before
+    kinds = [e.kind for e in backend.statements.partition(ACCT)[1]]
+    assert kinds.count("refund") == 1
+
+
+def test_refund_after_a_final_status_was_recorded_is_refused(backend, ledger, funded):
+    hold, _ = ledger.hold(ACCT, hold_request("m1"))
+    posted = ledger.post(hold, {"sid": "SM1", "provider_status": "sent"})
+    final = frozenset({"delivered", "undelivered", "read", "failed", "canceled"})
+    assert ledger.record_delivery(posted, "delivered", sid="SM1", settled=final)
+    before = backend.stored()
+    with pytest.raises(HoldEnded):
+        ledger.refund(posted, {"sid": "SM1", "provider_status": "failed"})
+    assert backend.stored() == before
+    assert not ledger.record_delivery(posted, "sent", sid="SM1", settled=final)  # final is final
+    assert not ledger.record_delivery(posted, "delivered", sid="SM9", settled=frozenset())  # not its SID
+    assert ledger.get_hold(ACCT, "m1").provider["provider_status"] == "delivered"
+
+
+# ---- adjustments ----------------------------------------------------------------------------------------
+
+
+def test_adjust_up_down_refused_and_duplicate(backend, ledger, funded):
+    _, outcome = ledger.adjust(ACCT, AU, 10, op_id="adj-1", actor="support@x", reason="goodwill")
+    assert outcome == {"pool": AU, "credits": 10, "balance_after": 110}
+    _, outcome = ledger.adjust(ACCT, AU, -30, op_id="adj-2", actor="support@x", reason="mistake")
+    assert outcome == {"pool": AU, "credits": -30, "balance_after": 80}
+    assert nonzero(backend.sound().pools) == {L.INCLUDED: 50, AU: 80}
+
+    before = backend.stored()
+    with pytest.raises(InvalidRequest) as caught:
+        ledger.adjust(ACCT, AU, -81, op_id="adj-3", actor="support@x", reason="too much")
+    assert caught.value.details == {"pool": AU, "available": 80, "credits": -81}
+    assert backend.stored() == before
+
+    _, outcome = ledger.adjust(ACCT, AU, 10, op_id="adj-1", actor="support@x", reason="goodwill")
+    assert outcome == {"pool": AU, "credits": 10, "balance_after": 110}  # the original outcome
+    assert backend.stored() == before
+
+    entries = [e for e in backend.statements.partition(ACCT)[1] if e.kind == "adjustment"]
+    assert sorted(e.amount for e in entries) == [-30, 10]
+    assert {json.dumps(dict(e.reference), sort_keys=True) for e in entries} == {
+        json.dumps({"actor": "support@x", "reason": "goodwill"}, sort_keys=True),
+        json.dumps({"actor": "support@x", "reason": "mistake"}, sort_keys=True),
+    }
+
+
+def test_adjust_replay_after_emptying_the_pool_answers_the_original(backend, ledger, funded):
+    """The replay's movement would go below zero today; it is still the same adjustment, not a refusal."""
+    _, outcome = ledger.adjust(ACCT, AU, -100, op_id="adj-z", actor="support@x", reason="refund")
+    assert outcome == {"pool": AU, "credits": -100, "balance_after": 0}
+    before = backend.stored()
+    after, again = ledger.adjust(ACCT, AU, -100, op_id="adj-z", actor="support@x", reason="refund")
+    assert again == outcome
+    assert nonzero(after.pools) == {L.INCLUDED: 50}
+    assert backend.stored() == before
+
+
+# ---- refresh --------------------------------------------------------------------------------------------
+
+
+def test_refresh_expires_leftovers_then_grants_once_per_period(backend, ledger, clock, funded):
+    ledger.hold(ACCT, hold_request("m1", segments=20))  # 30 included left
+    clock.advance(days=25)  # 2026-12-05
+    after, applied = refresh(ledger, clock)
+    assert applied
+    assert after.period_start.isoformat() == "2026-12-05"
+    stored = backend.sound()
+    assert nonzero(stored.pools) == {L.INCLUDED: 50, AU: 100}
+    assert stored.held == 20
+    assert stored.period_start.isoformat() == "2026-12-05"
+    entries = backend.statements.partition(ACCT)[1]
+    refreshed = [e for e in entries if e.reference == {"period": "2026-12-05"}]
+    assert sorted((e.kind, e.amount, e.balance_after) for e in refreshed) == [
+        ("expiry", -30, 0),
+        ("grant", 50, 50),
+    ]
+
+    before = backend.stored()
+    again, applied = refresh(ledger, clock)
+    assert not applied
+    assert backend.stored() == before
+    assert nonzero(again.pools) == {L.INCLUDED: 50, AU: 100}
+
+
+def test_refresh_for_the_current_period_changes_nothing(backend, ledger, clock, funded):
+    before = backend.stored()
+    after, applied = refresh(ledger, clock)  # the account was created in this period
+    assert not applied
+    assert after.period_start.isoformat() == "2026-11-05"
+    assert backend.stored() == before
+
+
+def test_refresh_of_a_legacy_account_tops_up(backend, ledger, clock):
+    ledger.create_account(new_account("acct-l", model="legacy"), reference={})
+    ledger.hold("acct-l", hold_request("m1"))
+    clock.advance(days=25)
+    assert refresh(ledger, clock, "acct-l")[1]
+    assert nonzero(backend.sound("acct-l").pools) == {L.LEGACY: 99}
+    assert all(e.kind != "expiry" for e in backend.statements.partition("acct-l")[1])
+
+
+def test_a_retry_of_the_same_refresh_call_reports_it_refreshed(ledger, clock, account):
+    clock.advance(days=25)
+    assert refresh(ledger, clock, attempt_id="attempt-1")[1]
+    assert not refresh(ledger, clock, attempt_id="attempt-2")[1]  # changes nothing, whoever asks
+
+
+# ---- plans ----------------------------------------------------------------------------------------------
+
+
+def test_an_upgrade_grants_the_difference_once_and_a_downgrade_waits(backend, ledger, account):
+    after, outcome = ledger.change_plan(ACCT, "growth", actor="support")
+    assert (dict(outcome), after.plan, after.allowance) == (
+        {"granted": 50, "effective": "now"},
+        "growth",
+        100,
+    )
+    assert ledger.change_plan(ACCT, "growth", actor="support")[1] == {"granted": 0, "effective": "unchanged"}
+    assert nonzero(backend.sound().pools) == {L.INCLUDED: 100}
+    after, outcome = ledger.change_plan(ACCT, "starter", actor="support")
+    assert (dict(outcome), after.plan, after.pending_plan) == (
+        {"granted": 0, "effective": "next_refresh"},
+        "growth",
+        "starter",
+    )
+
+
+# ---- migration ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def legacy(ledger: LedgerOperations) -> Account:
+    ledger.create_account(new_account("acct-l", model="legacy"), reference={})
+    ledger.adjust("acct-l", L.LEGACY, 30, op_id="adj-l", actor="support", reason="old credits")
+    return ledger.get_account("acct-l")
+
+
+def test_migration_converts_the_legacy_pool_once(backend, ledger, legacy):
+    done = ledger.migrate("acct-l", ratio=(1, 1), actor="support")
+    assert (done.outcome, done.converted, done.before.credit_model, done.after.credit_model) == (
+        "migrated",
+        80,
+        "legacy",
+        "segment",
+    )
+    assert nonzero(backend.sound("acct-l").pools) == {AU: 80}
+    before = backend.stored()
+    again = ledger.migrate("acct-l", ratio=(1, 1), actor="support")
+    assert (again.outcome, again.converted) == ("already_migrated", 0)
+    assert backend.stored() == before
+
+
+def test_migration_waits_for_held_messages(backend, ledger, legacy):
+    ledger.hold("acct-l", hold_request("m1"))
+    before = backend.stored()
+    with pytest.raises(HoldsPending):
+        ledger.migrate("acct-l", ratio=(1, 1), actor="support")
+    assert backend.stored() == before
+
+
+# ---- clawbacks ------------------------------------------------------------------------------------------
+
+
+def clawback(
+    ledger: LedgerOperations, event: str, *, refunded_cents: int = 0, disputed: bool = False
+) -> int | None:
+    payment = ledger.get_payment("pi_1")
+    assert payment is not None
+    claim = clawback_for(payment, refunded_cents=refunded_cents, disputed=disputed)
+    return ledger.claw_back(
+        payment, claim, op_id=f"clawback:ch_1:{event}", reference={}, pause_auto_recharge=disputed
+    )
+
+
+def test_a_clawback_is_proportional_once_per_event_and_never_below_zero(backend, ledger, account):
+    assert buy(ledger, packs=2)  # 200 AU credits for 1240 cents
+    ledger.hold(ACCT, hold_request("m1", segments=120))  # 50 included + 70 AU: 130 AU left
+    assert clawback(ledger, "re_1", refunded_cents=620) == 100  # half refunded: half the credits
+    before = backend.stored()
+    assert clawback(ledger, "re_1", refunded_cents=620) is None  # the same event again
+    assert backend.stored() == before
+    assert clawback(ledger, "dp_1", disputed=True) == 30  # the rest is due; 30 are left, the others spent
+    payment = ledger.get_payment("pi_1")
+    assert payment is not None
+    assert (payment.refunds.clawed_credits, payment.taken_credits) == (200, 130)
+    assert nonzero(backend.sound().pools) == {}
+
+
+def test_a_clawback_of_a_payment_that_moved_since_it_was_read_is_refused(ledger, account):
+    assert buy(ledger)
+    payment = ledger.get_payment("pi_1")
+    assert payment is not None
+    assert clawback(ledger, "re_1", refunded_cents=310) == 50
+    stale = clawback_for(payment, refunded_cents=620, disputed=False)
+    with pytest.raises(PaymentMoved):
+        ledger.claw_back(payment, stale, op_id="clawback:ch_1:re_2", reference={})
+
+
+# ---- auto-recharge: one claim in flight -----------------------------------------------------------------
+
+
+@pytest.fixture
+def recharging(ledger: LedgerOperations, account: Account) -> Account:
+    """Auto-recharge on for AU (one pack, $50 a month) with a card on file, and no credits left."""
+
+    def on(auto: AR.AutoRecharge) -> AR.AutoRecharge:
+        auto = AR.with_customer(auto, "cus_1", "pm_1")
+        return AR.with_settings(auto, enabled=True, regions={"AU": AR.RegionRule(1)}, monthly_cap_cents=5000)
+
+    ledger.update_auto_recharge(ACCT, on, op_id="settings")
+    ledger.adjust(ACCT, L.INCLUDED, -50, op_id="drain", actor="support", reason="drain")
+    return ledger.get_account(ACCT)
+
+
+def test_one_recharge_claim_in_flight_per_region(backend, ledger, recharging):
+    claim = ledger.claim_recharge(ACCT, "AU", 1)
+    assert (claim.recharge_id, claim.amount_cents, claim.customer) == ("rch_acct-1_AU_1", 620, "cus_1")
+    order = ledger.get_order(claim.recharge_id)
+    assert order is not None and order.kind == "recharge"
+    before = backend.stored()
+    with pytest.raises(AR.RechargeInFlight):
+        backend.other.claim_recharge(ACCT, "AU", 1)
+    assert backend.stored() == before
+    assert ledger.get_account(ACCT).auto_recharge.spent_this_period_cents == 620
+
+
+def test_concurrent_claims_make_one_recharge(backend, ledger, recharging):
+    results: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def claim() -> None:
+        barrier.wait()
+        try:
+            results.append(ledger.claim_recharge(ACCT, "AU", 1).recharge_id)
+        except AR.RechargeInFlight:
+            results.append("in flight")
+
+    threads = [threading.Thread(target=claim) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["in flight"] * 5 + ["rch_acct-1_AU_1"]
+
+
+def test_a_settled_recharge_releases_its_claim_and_a_failure_is_counted_once(backend, ledger, recharging):
+    claim = ledger.claim_recharge(ACCT, "AU", 1)
+    order = ledger.get_order(claim.recharge_id)
+    assert order is not None
+    assert ledger.settle_recharge(PaidOrder(order, "pi_rch"), source="charge")
+    auto = ledger.get_account(ACCT).auto_recharge
+    assert (dict(auto.inflight), auto.consecutive_failures) == ({}, 0)
+    assert nonzero(backend.sound().pools) == {AU: 100}
+    second = ledger.claim_recharge(ACCT, "AU", 101)
+    assert ledger.record_recharge_failure(
+        ACCT, "AU", second.recharge_id, code="card_declined", message=None
+    ) == (
+        True,
+        None,
+    )
+    before = backend.stored()
+    assert ledger.record_recharge_failure(
+        ACCT, "AU", second.recharge_id, code="card_declined", message=None
+    ) == (
+        False,
+        None,
+    )
+    assert backend.stored() == before
+    auto = ledger.get_account(ACCT).auto_recharge
+    assert (dict(auto.inflight), auto.consecutive_failures, auto.spent_this_period_cents) == ({}, 1, 620)
+
+
+# ---- statements -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def history(ledger: LedgerOperations, clock: Clock, account: Account) -> list[str]:
+    """Eight entries written an hour apart; returns their entry ids newest first."""
+    clock.advance(hours=1)
+    buy(ledger)
+    clock.advance(hours=1)
+    ledger.hold(ACCT, hold_request("m1", segments=3))
+    clock.advance(hours=1)
+    m2, _ = ledger.hold(ACCT, hold_request("m2", segments=60))
+    clock.advance(hours=1)
+    ledger.void(m2)
+    clock.advance(hours=1)
+    ledger.post(ledger.get_hold(ACCT, "m1"))
+    return [
+        f"{ACCT}:{version}:{index}"
+        for version, index in [(6, 0), (5, 1), (5, 0), (4, 1), (4, 0), (3, 0), (2, 0), (1, 0)]
+    ]
+
+
+def read_all(statements: Statements, limit: int, **filters: Any) -> list[str]:
+    ids: list[str] = []
+    cursor = None
+    for _ in range(50):
+        page, cursor = statements.statement(ACCT, limit=limit, cursor=cursor, **filters)
+        assert len(page) <= limit
+        ids.extend(e.entry_id for e in page)
+        if cursor is None:
+            return ids
+    raise AssertionError("the cursor never ran out")
+
+
+@pytest.mark.parametrize("limit", [1, 3, 8, 100])
+def test_statement_pages_newest_first(backend, history, limit):
+    assert read_all(backend.statements, limit) == history
+
+
+def test_statement_page_content(backend, history):
+    page, cursor = backend.statements.statement(ACCT, limit=3)
+    assert cursor is not None
+    assert [(e.kind, e.pool, e.amount, e.balance_after) for e in page] == [
+        ("post", L.INCLUDED, 0, 47),
+        ("void", AU, 13, 100),
+        ("void", L.INCLUDED, 47, 47),
+    ]
+    times = [e.created_at for e in backend.statements.statement(ACCT, limit=100)[0]]
+    assert times == sorted(times, reverse=True)
+
+
+def test_statement_filters_by_kind(backend, history):
+    assert read_all(backend.statements, 1, kinds=("hold",)) == [f"{ACCT}:4:1", f"{ACCT}:4:0", f"{ACCT}:3:0"]
+    assert read_all(backend.statements, 2, kinds=("grant", "purchase")) == [f"{ACCT}:2:0", f"{ACCT}:1:0"]
+    assert read_all(backend.statements, 5, kinds=("clawback",)) == []
+
+
+def test_statement_filters_by_dates(backend, clock, history):
+    from datetime import timedelta
+
+    start = clock.now - timedelta(hours=2)  # the hour m2 was held
+    end = clock.now - timedelta(hours=1)  # up to (not including) the void
+    page, cursor = backend.statements.statement(ACCT, limit=10, start=start, end=end)
+    assert [e.entry_id for e in page] == [f"{ACCT}:4:1", f"{ACCT}:4:0"]
+    assert cursor is None
+    assert all(start <= e.created_at < end for e in page)
+    assert read_all(backend.statements, 1, start=start, kinds=("void",)) == [f"{ACCT}:5:1", f"{ACCT}:5:0"]
+
+
+def test_statement_refuses_a_cursor_it_did_not_give(backend, history):
+    with pytest.raises(InvalidRequest) as caught:
+        backend.statements.statement(ACCT, limit=2, cursor="garbage!!")
+    assert caught.value.details == {"cursor": "invalid"}
+
+
+def test_statement_cursor_of_another_account_is_refused(backend, ledger, history):
+    ledger.create_account(new_account("acct-2"), reference={})
+    ledger.adjust("acct-2", AU, 5, op_id="adj-2", actor="support", reason="test")
+    _, cursor = backend.statements.statement("acct-2", limit=1)
+    assert cursor is not None
+    with pytest.raises(InvalidRequest):
+        backend.statements.statement(ACCT, limit=1, cursor=cursor)
+
+
+# ---- two processes ----------------------------------------------------------------------------------------
+
+
+def test_two_ledgers_alternating_stay_correct(backend, ledger, funded):
+    ledgers = [ledger, backend.other]
+    holds: list[Hold] = []
+    for n in range(30):
+        hold, created = ledgers[n % 2].hold(ACCT, hold_request(f"m{n}", segments=5))
+        assert created
+        holds.append(hold)
+        if n % 10 == 9:
+            assert backend.sound().held == 5 * (n + 1)
+    for each in ledgers:
+        with pytest.raises(InsufficientCredits):
+            each.hold(ACCT, hold_request("m-last", segments=1))
+    for n, hold in enumerate(holds):
+        if n % 3 == 0:
+            ledgers[(n + 1) % 2].void(hold)
+        else:
+            ledgers[n % 2].post(hold)
+    stored = backend.sound()
+    assert stored.held == 0
+    assert sum(stored.pools.values()) == sum(5 for n in range(30) if n % 3 == 0)
+    a, _ = ledgers[0].adjust(ACCT, US, 1, op_id="adj-a", actor="support", reason="a")
+    b, _ = ledgers[1].adjust(ACCT, US, 1, op_id="adj-b", actor="support", reason="b")
+    assert nonzero(b.pools) == nonzero(backend.sound().pools)
+    assert b.version == a.version + 1
+
+
+def test_a_refusal_from_a_stale_view_is_checked_against_the_stored_balance(ledger, backend, account):
+    """A ledger whose view says "empty" must not refuse a hold the stored balance can pay for."""
+    ledger.hold(ACCT, hold_request("m1", segments=50))
+    backend.other.adjust(ACCT, AU, 10, op_id="adj-1", actor="support", reason="top up")
+    hold, created = ledger.hold(ACCT, hold_request("m2", segments=10))
+    assert created
+    assert hold.funding == (Funding(AU, 10),)
