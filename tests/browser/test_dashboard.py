@@ -237,6 +237,6 @@ def test_a_sent_message_is_one_statement_line_with_its_pools(browser, local_serv
     type_into(browser, "msg-body", "b" * 161)
     wait_for(browser, text_is("q-funding", "1 included, 1 AU"))
     browser.find_element(By.ID, "msg-send").click()
-    line = "Message to +61******678 — 2 credits (1 included, 1 AU)"
+    line = "Message to +61******678, Australia — sent: 2 credits (1 included, 1 AU)"
     wait_for(browser, lambda d: line in text(d, "ledger-rows"), "the statement has no grouped message line")
     screenshot(browser, "10-statement")
