@@ -97,16 +97,14 @@ def at_phone_width(driver: Any, name: str, element_id: str) -> None:
     section_shot(driver, f"{name}-390", element_id)
 
 
-def test_a_declined_card_says_auto_recharge_is_off_and_update_card_saves_a_new_one(browser, local_service):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-
-    account = local_service.new_account()
-    set_auto_recharge(local_service, account)
-    pay_for_a_pack(local_service, account, DECLINES)  # saved: its off-session charges decline
-    empty(local_service, account)
-    for _ in range(3):  # three sends short of credits, three declined top-ups: auto-recharge switches off
-        sent = local_service.call(
+def declined_account(service: LocalService) -> str:
+    """An account whose saved card declined three top-ups in a row, so auto-recharge switched itself off."""
+    account = service.new_account()
+    set_auto_recharge(service, account)
+    pay_for_a_pack(service, account, DECLINES)  # saved: its off-session charges decline
+    empty(service, account)
+    for _ in range(3):  # three sends short of credits, three declined top-ups
+        sent = service.call(
             "POST",
             "/v1/messages",
             account,
@@ -114,8 +112,15 @@ def test_a_declined_card_says_auto_recharge_is_off_and_update_card_saves_a_new_o
             headers={"Idempotency-Key": uuid.uuid4().hex},
         )
         assert sent.status_code == 402, sent.text
-    assert auto_recharge(local_service, account)["disabled_reason"] == "card_declined"
+    assert auto_recharge(service, account)["disabled_reason"] == "card_declined"
+    return account
 
+
+def test_a_declined_card_says_auto_recharge_is_off_and_update_card_saves_a_new_one(browser, local_service):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    account = declined_account(local_service)
     sign_in(browser, local_service, account)
     declined = banner(browser, "Your card was declined, auto-recharge is off.")
     assert buttons(declined) == ["Update card"]
@@ -139,6 +144,22 @@ def test_a_declined_card_says_auto_recharge_is_off_and_update_card_saves_a_new_o
     )
     settings = auto_recharge(local_service, account)
     assert settings["enabled"] is True and settings["disabled_reason"] is None
+
+
+def test_update_card_cancelled_leaves_the_card_and_switches_auto_recharge_off_again(browser, local_service):
+    from selenium.webdriver.common.by import By
+
+    account = declined_account(local_service)
+    sign_in(browser, local_service, account)
+    click(browser, "#account-state button")  # Update card
+    wait_for(browser, lambda d: "/dashboard" not in d.current_url, "Update card did not open a checkout")
+    assert auto_recharge(local_service, account)["enabled"] is True  # so that the checkout saves its card
+    browser.find_element(By.LINK_TEXT, "Cancel and go back").click()
+    wait_for(browser, lambda d: "auto-recharge is off again" in text(d, "notices"), "no word on the cancel")
+    assert "the card was not changed" in text(browser, "notices")
+    settings = auto_recharge(local_service, account)
+    assert settings["enabled"] is False and settings["card_on_file"] is True
+    assert "Status\nOff" in text(browser, "ar-state")
 
 
 def test_the_monthly_cap_reached_offers_to_raise_it_and_the_short_send_says_why(browser, local_service):
