@@ -97,13 +97,18 @@ def at_phone_width(driver: Any, name: str, element_id: str) -> None:
     section_shot(driver, f"{name}-390", element_id)
 
 
-def declined_account(service: LocalService) -> str:
-    """An account whose saved card declined three top-ups in a row, so auto-recharge switched itself off."""
+def account_with_a_declining_card(service: LocalService) -> str:
+    """Auto-recharge on for AU, its saved card declines off-session charges, and no credits left."""
     account = service.new_account()
     set_auto_recharge(service, account)
-    pay_for_a_pack(service, account, DECLINES)  # saved: its off-session charges decline
+    pay_for_a_pack(service, account, DECLINES)
     empty(service, account)
-    for _ in range(3):  # three sends short of credits, three declined top-ups
+    return account
+
+
+def send_short(service: LocalService, account: str, times: int) -> None:
+    """Sends that run short of credits: each tries a top-up, which the card declines."""
+    for _ in range(times):
         sent = service.call(
             "POST",
             "/v1/messages",
@@ -112,6 +117,12 @@ def declined_account(service: LocalService) -> str:
             headers={"Idempotency-Key": uuid.uuid4().hex},
         )
         assert sent.status_code == 402, sent.text
+
+
+def declined_account(service: LocalService) -> str:
+    """Three declined top-ups in a row: auto-recharge switched itself off."""
+    account = account_with_a_declining_card(service)
+    send_short(service, account, 3)
     assert auto_recharge(service, account)["disabled_reason"] == "card_declined"
     return account
 
@@ -120,9 +131,16 @@ def test_a_declined_card_says_auto_recharge_is_off_and_update_card_saves_a_new_o
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    account = declined_account(local_service)
+    account = account_with_a_declining_card(local_service)
+    send_short(local_service, account, 1)
     sign_in(browser, local_service, account)
+    failing = banner(browser, "The last automatic top-up failed (1 failure in a row): after 3, auto-recharge")
+    assert buttons(failing) == ["Update card"]
+    send_short(local_service, account, 2)
+    click(browser, "#refresh")
     declined = banner(browser, "Your card was declined, auto-recharge is off.")
+    assert not any("The last automatic top-up failed" in b for b in banners(browser))
+    assert auto_recharge(local_service, account)["disabled_reason"] == "card_declined"
     assert buttons(declined) == ["Update card"]
     assert "card_declined" not in text(browser, "account-state")
     assert "declined three times in a row" in text(browser, "ar-state")
