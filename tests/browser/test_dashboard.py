@@ -215,6 +215,10 @@ def test_a_legacy_account_sees_its_model_and_how_to_migrate(browser, local_servi
     assert created.status_code == 201, created.text
     sign_in(browser, local_service, account)
     assert "legacy credit model" in text(browser, "legacy-note")
+    # No route lets the owner ask for the migration: the banner says plainly that support does it.
+    assert "only support can migrate an account: this page cannot send the request" in text(
+        browser, "account-state"
+    )
     assert not browser.find_element(By.ID, "pack-buy").is_enabled()
     screenshot(browser, "09-legacy")
 
@@ -237,6 +241,6 @@ def test_a_sent_message_is_one_statement_line_with_its_pools(browser, local_serv
     type_into(browser, "msg-body", "b" * 161)
     wait_for(browser, text_is("q-funding", "1 included, 1 AU"))
     browser.find_element(By.ID, "msg-send").click()
-    line = "Message to +61******678 — 2 credits (1 included, 1 AU)"
+    line = "Message to +61******678, Australia — sent: 2 credits (1 included, 1 AU)"
     wait_for(browser, lambda d: line in text(d, "ledger-rows"), "the statement has no grouped message line")
     screenshot(browser, "10-statement")
