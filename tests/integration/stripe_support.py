@@ -157,6 +157,39 @@ def stripe_event(name: str, **object_changes: Any) -> dict[str, Any]:
     return body
 
 
+# The dispute fixture's balance transactions: the chargeback's withdrawal, and its reversal when it is won.
+WITHDRAWAL = {
+    "id": "txn_dp_withdrawal",
+    "object": "balance_transaction",
+    "amount": -1240,
+    "currency": "usd",
+    "description": "Chargeback withdrawal for ch_test_123",
+    "type": "adjustment",
+}
+REINSTATEMENT = {
+    **WITHDRAWAL,
+    "id": "txn_dp_reinstatement",
+    "amount": 1240,
+    "description": "Chargeback reversal for ch_test_123",
+}
+
+
+def dispute_event(kind: str = "created", **object_changes: Any) -> dict[str, Any]:
+    """charge.dispute.<kind> for the fixture's dispute (dp_test_123 of pi_test_123, the whole 1240 cents,
+    funds withdrawn), its object changed by `object_changes`."""
+    body = stripe_event("stripe_charge_dispute_created", **object_changes)
+    body["type"] = f"charge.dispute.{kind}"
+    body["id"] = f"evt_dp_{kind}"
+    return body
+
+
+def dispute_won(kind: str = "closed", **object_changes: Any) -> dict[str, Any]:
+    """The dispute decided for us: status won, its funds withdrawn and reinstated."""
+    return dispute_event(
+        kind, **{"status": "won", "balance_transactions": [WITHDRAWAL, REINSTATEMENT], **object_changes}
+    )
+
+
 @dataclass(frozen=True)
 class Checkout:
     """A Checkout Session bought through the API (so recorded as an order), and the events Stripe sends for it."""

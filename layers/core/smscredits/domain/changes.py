@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from smscredits.domain.account import Account, Hold
+    from smscredits.domain.clawbacks import Refunds
     from smscredits.domain.ledger import Movement
-    from smscredits.domain.orders import Order, Payment, Refunds, UnmatchedPayment
+    from smscredits.domain.orders import Order, Payment, UnmatchedPayment
 
 NOTHING: Mapping[str, Any] = MappingProxyType({})
 
@@ -106,8 +107,8 @@ class NewPayment(NamedTuple):
 
 
 class PaymentRefunds(NamedTuple):
-    """A payment's refunds move from `before` (they must still be exactly that) to `after`; `taken` more
-    credits were taken back."""
+    """A payment's refunds and disputes move from `before` (they must still be exactly that: the same number of
+    steps applied) to `after`; `taken` credits were taken back, net of any given back."""
 
     payment_intent: str
     before: Refunds

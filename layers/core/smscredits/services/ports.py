@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 if TYPE_CHECKING:
     from smscredits.domain.account import Account, Hold, LedgerRecord
     from smscredits.domain.auto_recharge import AutoRecharge, Claim
+    from smscredits.domain.clawbacks import Clawback, Clawed
     from smscredits.domain.movements import HoldRequest, Migration
-    from smscredits.domain.orders import Clawback, Order, Paid, Payment, UnmatchedPayment
+    from smscredits.domain.orders import Order, Paid, Payment, UnmatchedPayment
 
 
 class Clock(Protocol):
@@ -76,14 +77,8 @@ class Ledger(Protocol):
         attempt_id: str | None = None,
     ) -> bool: ...
     def claw_back(
-        self,
-        payment: Payment,
-        clawback: Clawback,
-        *,
-        op_id: str,
-        reference: Mapping[str, Any],
-        pause_auto_recharge: bool = False,
-    ) -> int | None: ...
+        self, payment: Payment, clawback: Clawback, *, op_id: str, reference: Mapping[str, Any]
+    ) -> Clawed | None: ...
     def record_unmatched(self, unmatched: UnmatchedPayment) -> bool: ...
 
     # -- auto-recharge

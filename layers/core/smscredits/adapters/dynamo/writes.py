@@ -223,19 +223,24 @@ def _order_paid(table: str, record: OrderPaid) -> dict[str, Any]:
 
 
 def _payment_refunds(table: str, record: PaymentRefunds) -> dict[str, Any]:
+    """The payment's refunds moved on, only from the state the step was computed from: the same number of steps
+    applied (an item written before steps were counted has no `moves` and none applied)."""
     before, after = record.before, record.after
+    attributes = C.refunds_attributes(after)
+    unchanged = "moves = :m0" if before.moves else "(attribute_not_exists(moves) OR moves = :m0)"
     return _update(
         table,
         C.payment_key(record.payment_intent),
-        "SET refunded_cents = :r, disputed_cents = :d, clawed_credits = :c, taken_credits = taken_credits + :t",
-        ["refunded_cents = :r0 AND disputed_cents = :d0 AND clawed_credits = :c0"],
+        "SET "
+        + ", ".join(f"{name} = :{name}" for name in attributes)
+        + ", taken_credits = taken_credits + :t",
+        ["refunded_cents = :r0 AND disputed_cents = :d0 AND clawed_credits = :c0", unchanged],
         {
-            ":r": after.refunded_cents,
-            ":d": after.disputed_cents,
-            ":c": after.clawed_credits,
+            **{f":{name}": value for name, value in attributes.items()},
             ":t": record.taken,
             ":r0": before.refunded_cents,
             ":d0": before.disputed_cents,
             ":c0": before.clawed_credits,
+            ":m0": before.moves,
         },
     )
