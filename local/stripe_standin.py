@@ -153,6 +153,7 @@ class StripeStandIn:
             "livemode": False,
             "metadata": params.get("metadata") or {},
             "mode": "payment",
+            "adaptive_pricing": {"enabled": _enabled(params.get("adaptive_pricing"))},
             "payment_intent": None,
             "payment_method_types": ["card"],
             "payment_status": "unpaid",
@@ -355,6 +356,13 @@ class StripeStandIn:
         return json_response(
             {"object": "list", "data": self.webhooks.newest_first(), "has_more": False, "url": "/v1/events"}
         )
+
+
+def _enabled(setting: Any) -> bool:
+    """adaptive_pricing[enabled] as form-encoded ("false") or JSON; absent, Stripe uses the dashboard setting
+    (taken here as on)."""
+    value = setting.get("enabled", True) if isinstance(setting, dict) else True
+    return value not in (False, "false")
 
 
 def from_environment(base_url: str) -> StripeStandIn:

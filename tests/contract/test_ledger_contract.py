@@ -646,6 +646,23 @@ def test_a_reversed_dispute_gives_back_what_it_took_once_and_resumes_auto_rechar
     assert moved == [("clawback", -50), ("reinstatement", 50)]
 
 
+def test_an_order_is_noted_failed_or_bound_to_its_payment_intent_and_a_paid_order_stays_paid(
+    backend, ledger, account
+):
+    ledger.open_order(pack_order(order_id="cs_2"))
+    noted = ledger.note_order("cs_2", payment_intent="pi_2", status="failed", failure="async_payment_failed")
+    assert noted is not None
+    assert (noted.status, noted.failure, noted.payment_intent) == ("failed", "async_payment_failed", "pi_2")
+    assert ledger.note_order("cs_2", payment_intent="pi_other") is None  # bound once, as a grant binds it
+    assert ledger.note_order("cs_missing", status="failed", failure="x") is None
+    assert buy(ledger)
+    before = backend.stored()
+    assert ledger.note_order("cs_1", status="unfulfilled", failure="amount") is None
+    assert backend.stored() == before
+    order = ledger.get_order("cs_1")
+    assert order is not None and (order.status, order.failure) == ("paid", None)
+
+
 # ---- auto-recharge: one claim in flight -----------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from smscredits.domain.changes import (
     Guard,
     NewOrder,
     NewUnmatched,
+    OrderNote,
     OrderSession,
     Record,
     Refused,
@@ -79,6 +80,21 @@ class PaymentOperations(ABC):
             # The order was written before Stripe was asked: its absence now is a bug, never the caller's.
             raise RuntimeError(f"order {order.order_id} is gone")
         return recorded
+
+    def note_order(
+        self,
+        order_id: str,
+        *,
+        payment_intent: str | None = None,
+        status: str | None = None,
+        failure: str | None = None,
+    ) -> Order | None:
+        """Note what became of an order short of a grant (changes.OrderNote): the order as noted, or None when
+        the note was refused (no such order, another PaymentIntent bound, or a status for a paid order)."""
+        refused = self._write(OrderNote(order_id, payment_intent, status, failure))
+        if refused is not None:
+            return None
+        return self.get_order(order_id)
 
     def grant_purchase(
         self,

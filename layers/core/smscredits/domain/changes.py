@@ -100,6 +100,17 @@ class OrderPaid(NamedTuple):
     paid_at: datetime
 
 
+class OrderNote(NamedTuple):
+    """What became of an order short of a grant: the PaymentIntent Stripe made for it (bound once, as a grant
+    binds it: another is refused), and/or a final status without a grant (`failed`, `unfulfilled`) with its
+    reason, refused on a paid order (a grant is never undone by a note)."""
+
+    order_id: str
+    payment_intent: str | None = None
+    status: str | None = None
+    failure: str | None = None
+
+
 class NewPayment(NamedTuple):
     """The record of a granted payment (what its refunds claw back from); it must not exist."""
 
@@ -132,6 +143,7 @@ Record = (
     | OrderPaid
     | NewPayment
     | PaymentRefunds
+    | OrderNote
     | NewUnmatched
 )
 

@@ -36,7 +36,9 @@ class Order(NamedTuple):
     amount_cents: int  # what the payment must be, with `currency` (issue 16 checks price changes against it)
     currency: str
     customer_id: str
-    status: str  # creating (Stripe not answered yet) | open | paid
+    # creating (Stripe not answered yet) | open | paid | failed (its payment failed) | unfulfilled (paid, but
+    # not as ordered: nothing granted, support resolves it)
+    status: str
     session_id: str | None = None
     checkout_url: str | None = None
     payment_intent: str | None = None
@@ -46,6 +48,7 @@ class Order(NamedTuple):
     payment_method: str | None = None  # the saved card a recharge charges
     created_at: datetime | None = None
     paid_at: datetime | None = None
+    failure: str | None = None  # why it is failed or unfulfilled
 
     @property
     def credits(self) -> int:
@@ -80,6 +83,9 @@ class Payment(NamedTuple):
     refunds: Refunds = NOTHING_REFUNDED
     taken_credits: int = 0  # credits actually taken back (never more than the pool held)
     created_at: datetime | None = None
+
+
+UNFULFILLED = "amount"  # the reason of a payment for one of our orders by its customer, not of its amount
 
 
 class Unmatched(Exception):
@@ -147,12 +153,19 @@ def check_match(
         raise Unmatched(
             "paid_by_another_payment_intent", order_id=order.order_id, recorded=order.payment_intent
         )
-    if amount != order.amount_cents or str(currency).lower() != order.currency:
-        raise Unmatched(
-            "amount", order_id=order.order_id, expected=order.amount_cents, expected_currency=order.currency
-        )
     if customer != order.customer_id:
         raise Unmatched("customer", order_id=order.order_id)
+    if amount != order.amount_cents or str(currency).lower() != order.currency:
+        # Checked last: this is the order's own customer paying for it, just not what it recorded (a price
+        # changed under an open session, or an async method settled differently): an unfulfilled payment.
+        raise Unmatched(
+            UNFULFILLED,
+            order_id=order.order_id,
+            expected=order.amount_cents,
+            expected_currency=order.currency,
+            paid=amount,
+            paid_currency=currency,
+        )
     return order
 
 

@@ -80,6 +80,14 @@ class Ledger(Protocol):
         self, payment: Payment, clawback: Clawback, *, op_id: str, reference: Mapping[str, Any]
     ) -> Clawed | None: ...
     def record_unmatched(self, unmatched: UnmatchedPayment) -> bool: ...
+    def note_order(
+        self,
+        order_id: str,
+        *,
+        payment_intent: str | None = None,
+        status: str | None = None,
+        failure: str | None = None,
+    ) -> Order | None: ...
 
     # -- auto-recharge
     def update_auto_recharge(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from smscredits.domain.clawbacks import DISPUTE_EVENTS
 from smscredits.domain.errors import MalformedProviderEvent
 from smscredits.domain.orders import Order, Paid, Unmatched, claims_to_be_ours, payment_summary, stripe_id
-from smscredits.observability import logger
+from smscredits.observability import count, logger
 from smscredits.services import clawbacks, orders, recharge
 from smscredits.services.purchases import remember_customer
 
@@ -53,8 +53,28 @@ def _async_succeeded(ports: StripePorts, session: Mapping[str, Any]) -> str:
     return _grant_session(ports, session, "checkout.session.async_payment_succeeded")[0]
 
 
-def _async_failed(_: StripePorts, session: Mapping[str, Any]) -> str:
-    logger.warning("checkout payment failed", extra={"session_id": session.get("id")})
+def _async_failed(ports: StripePorts, session: Mapping[str, Any]) -> str:
+    """A delayed method (a bank debit) failed: nothing was paid, so nothing is granted; the order says so."""
+    metadata = _metadata(session)
+    if not claims_to_be_ours(metadata):
+        return "ignored"  # another integration's session on a shared Stripe account
+    session_id = stripe_id(session.get("id"))
+    order = orders.find_order(ports.ledger, metadata.get("order_id"))
+    if order is None or order.kind != "checkout" or order.session_id != session_id:
+        logger.warning("failed checkout payment of no order of ours", extra={"session_id": session_id})
+        return "ignored"  # nothing was paid: there is nothing to resolve
+    if order.status == "failed":
+        return "duplicate"
+    noted = ports.ledger.note_order(
+        order.order_id,
+        payment_intent=_id(session.get("payment_intent")),
+        status="failed",
+        failure="async_payment_failed",
+    )
+    if noted is None:
+        return "ignored"  # it was paid after all (a grant is never undone by a failure)
+    count("CheckoutPaymentFailed")
+    logger.warning("checkout payment failed", extra={"session_id": session_id, "order_id": order.order_id})
     return "payment_failed"
 
 

@@ -288,6 +288,7 @@ def order_from_item(raw: Mapping[str, Any]) -> Order:
         payment_method=raw.get("payment_method"),
         created_at=parse_iso(raw["created_at"]) if raw.get("created_at") else None,
         paid_at=parse_iso(raw["paid_at"]) if raw.get("paid_at") else None,
+        failure=raw.get("failure"),
     )
 
 

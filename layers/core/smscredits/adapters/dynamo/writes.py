@@ -20,6 +20,7 @@ from smscredits.domain.changes import (
     NewOrder,
     NewPayment,
     NewUnmatched,
+    OrderNote,
     OrderPaid,
     OrderSession,
     PaymentRefunds,
@@ -115,6 +116,8 @@ def _transact(table: str, account_id: str, record: Record, now: str) -> dict[str
             return _put(table, C.payment_item(payment), NEW_PARTITION)
         case PaymentRefunds():
             return _payment_refunds(table, record)
+        case OrderNote():
+            return _order_note(table, record)
         case NewUnmatched(unmatched):
             return _put(table, C.unmatched_item(unmatched), NEW_PARTITION)
     raise TypeError(f"no DynamoDB write for {type(record).__name__}")
@@ -219,6 +222,25 @@ def _order_paid(table: str, record: OrderPaid) -> dict[str, Any]:
         conditions,
         values,
         {"#status": "status"},
+    )
+
+
+def _order_note(table: str, record: OrderNote) -> dict[str, Any]:
+    conditions = ["attribute_exists(pk)"]
+    assignments: list[str] = []
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    if record.payment_intent:
+        conditions.append("(attribute_not_exists(payment_intent) OR payment_intent = :intent)")
+        assignments.append("payment_intent = :intent")
+        values[":intent"] = record.payment_intent
+    if record.status:
+        conditions.append("#status <> :paid")
+        assignments += ["#status = :status", "#failure = :failure"]
+        values.update({":paid": "paid", ":status": record.status, ":failure": record.failure})
+        names.update({"#status": "status", "#failure": "failure"})
+    return _update(
+        table, C.order_key(record.order_id), "SET " + ", ".join(assignments), conditions, values, names
     )
 
 
