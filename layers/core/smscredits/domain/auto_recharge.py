@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from smscredits.domain.account import Account
 
 MAX_CONSECUTIVE_FAILURES = 3
-# A claim not settled within this time (its request died) may be retried under the same recharge id,
-# which Stripe's idempotency key turns into the same PaymentIntent, never a second charge.
+# A claim not settled within this time (its request died) may be retried under the same recharge id. Stripe's
+# idempotency key turns a retry into the same PaymentIntent only while Stripe keeps the key (24 hours), so a
+# retried claim first looks for the PaymentIntent its recharge made (services/recharge.py).
 CLAIM_LEASE_SECONDS = 120
 DISABLED_DECLINED = "card_declined"
 DISABLED_AUTHENTICATION = "authentication_required"
@@ -81,6 +82,7 @@ class Claim(NamedTuple):
     amount_cents: int
     customer: str
     payment_method: str
+    retried: bool = False  # claimed again after its lease ran out: Stripe may have charged it already
 
 
 _NO_RULES: Mapping[str, RegionRule] = MappingProxyType({})
@@ -295,7 +297,8 @@ def claim(
         )
     lease = InFlight(recharge_id, packs, amount, now + timedelta(seconds=CLAIM_LEASE_SECONDS), token)
     auto = auto._replace(inflight={**auto.inflight, region: lease})
-    return auto, Claim(recharge_id, region, packs, amount, customer, method), current is None
+    claimed = Claim(recharge_id, region, packs, amount, customer, method, retried=current is not None)
+    return auto, claimed, current is None
 
 
 def released(auto: AutoRecharge, region: str, recharge_id: str) -> AutoRecharge | None:

@@ -173,6 +173,11 @@ class Payments(Protocol):
         idempotency_key: str,
     ) -> ChargeOutcome: ...
 
+    def find_recharge_intent(self, recharge_id: str, payment_intent_id: str | None) -> dict[str, Any] | None:
+        """The PaymentIntent a recharge made, as plain data: retrieved by id when its order recorded one, else
+        searched by the recharge id in its metadata; None when Stripe has none."""
+        ...
+
 
 class EventPublisher(Protocol):
     def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None: ...
