@@ -560,6 +560,24 @@ def test_migration_waits_for_held_messages(backend, ledger, legacy):
     assert backend.stored() == before
 
 
+def test_a_legacy_message_refunded_after_migration_returns_to_the_pool_that_replaced_legacy(
+    backend, ledger, legacy
+):
+    """Its credits came from the legacy pool; after the migration that pool is gone: the refund goes to the home
+    region's purchased pool at the migration's ratio (rounded down, as the migration rounds), never
+    recreating a `legacy` pool a segment account cannot spend."""
+    hold, _ = ledger.hold("acct-l", hold_request("m1"))  # a flat legacy rate: 1 legacy credit
+    posted = ledger.post(hold, {"sid": "SM1", "provider_status": "sent"})
+    assert [f.pool for f in posted.funding] == [L.LEGACY]
+    ledger.migrate("acct-l", ratio=(3, 1), actor="support")  # 79 legacy credits → 237
+    assert nonzero(backend.sound("acct-l").pools) == {AU: 237}
+    refunded, applied = ledger.refund(posted, {"sid": "SM1", "provider_status": "failed"})
+    assert applied and refunded.status == "refunded"
+    assert nonzero(backend.sound("acct-l").pools) == {AU: 240}  # 1 legacy credit, 3 at the ratio
+    _, entries, _ = backend.statements.partition("acct-l")
+    assert [(e.kind, e.pool, e.amount) for e in entries if e.kind == "refund"] == [("refund", AU, 3)]
+
+
 # ---- clawbacks ------------------------------------------------------------------------------------------
 
 

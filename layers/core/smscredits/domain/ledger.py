@@ -194,6 +194,19 @@ def clawback_movement(
     return _apply(pools, held, moves, 0), taken
 
 
+def migrated_funding(
+    funding: Sequence[Funding], home_region: str, ratio: tuple[int, int]
+) -> tuple[Funding, ...]:
+    """A message's funding as the migration converted it: what came from the legacy pool returns to the home
+    region's purchased pool at the migration's ratio, rounded down as the migration rounds (never more than
+    the migration would have made of it)."""
+    converted = (
+        Funding(purchased_pool(home_region), f.credits * ratio[0] // ratio[1]) if f.pool == LEGACY else f
+        for f in funding
+    )
+    return tuple(f for f in converted if f.credits)
+
+
 def migration_movement(
     pools: Mapping[str, int], held: int, home_region: str, ratio: tuple[int, int]
 ) -> tuple[Movement, int]:
