@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -79,6 +80,7 @@ class StripeStandIn:
                 Rule("/v1/checkout/sessions", endpoint="create_session", methods=["POST"]),
                 Rule("/v1/checkout/sessions/<id>", endpoint="get_session", methods=["GET"]),
                 Rule("/v1/payment_intents", endpoint="create_intent", methods=["POST"]),
+                Rule("/v1/payment_intents/search", endpoint="search_intents", methods=["GET"]),
                 Rule("/v1/payment_intents/<id>", endpoint="get_intent", methods=["GET"]),
                 Rule("/checkout/<id>", endpoint="page", methods=["GET"]),
                 Rule("/checkout/<id>", endpoint="pay", methods=["POST"]),
@@ -101,6 +103,8 @@ class StripeStandIn:
                 response = self.pay(arguments["id"], request.form.get("card"))
             elif endpoint == "list_events":
                 response = self.list_events()
+            elif endpoint == "search_intents":
+                response = self.search_intents(request.args.get("query", ""))
             else:
                 run = getattr(self, endpoint)
                 response = self.wire.answer(request, lambda params: run(params, arguments.get("id")))
@@ -153,6 +157,7 @@ class StripeStandIn:
             "livemode": False,
             "metadata": params.get("metadata") or {},
             "mode": "payment",
+            "adaptive_pricing": {"enabled": _enabled(params.get("adaptive_pricing"))},
             "payment_intent": None,
             "payment_method_types": ["card"],
             "payment_status": "unpaid",
@@ -351,10 +356,32 @@ class StripeStandIn:
             [event("checkout.session.completed", session), event("payment_intent.succeeded", intent)]
         )
 
+    def search_intents(self, query: str) -> Response:
+        """Stripe's search, for the one query the service makes (a recharge's PaymentIntents by its id);
+        unlike Stripe's, the answer is immediate."""
+        match = re.fullmatch(r"metadata\['(\w+)'\]:'((?:[^'\\]|\\.)*)'", query)
+        if match is None:
+            return json_response(
+                {"error": {"type": "invalid_request_error", "message": "unsupported query"}}, 400
+            )
+        key, value = match.group(1), re.sub(r"\\(.)", r"\1", match.group(2))
+        with self._lock:
+            found = [
+                intent for intent in self.intents.values() if (intent.get("metadata") or {}).get(key) == value
+            ]
+        return json_response({"object": "search_result", "data": found, "has_more": False, "next_page": None})
+
     def list_events(self) -> Response:
         return json_response(
             {"object": "list", "data": self.webhooks.newest_first(), "has_more": False, "url": "/v1/events"}
         )
+
+
+def _enabled(setting: Any) -> bool:
+    """adaptive_pricing[enabled] as form-encoded ("false") or JSON; absent, Stripe uses the dashboard setting
+    (taken here as on)."""
+    value = setting.get("enabled", True) if isinstance(setting, dict) else True
+    return value not in (False, "false")
 
 
 def from_environment(base_url: str) -> StripeStandIn:

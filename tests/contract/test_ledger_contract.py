@@ -21,6 +21,7 @@ from smscredits.domain import auto_recharge as AR
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.audit import check_account
+from smscredits.domain.clawbacks import DisputeStage, PaymentMoved, dispute_step, refund_step
 from smscredits.domain.errors import (
     AccountExists,
     HoldEnded,
@@ -30,7 +31,7 @@ from smscredits.domain.errors import (
 )
 from smscredits.domain.ledger import Funding
 from smscredits.domain.orders import Paid as PaidOrder
-from smscredits.domain.orders import PaymentMoved, Unmatched, clawback_for
+from smscredits.domain.orders import Unmatched
 from smscredits.services.ports import Statements
 from tests.conftest import TABLE, Clock, new_account
 from tests.ledgers import ACCT, buy, hold_request, nonzero, pack_order, refresh
@@ -559,28 +560,65 @@ def test_migration_waits_for_held_messages(backend, ledger, legacy):
     assert backend.stored() == before
 
 
+def test_a_legacy_message_refunded_after_migration_returns_to_the_pool_that_replaced_legacy(
+    backend, ledger, legacy
+):
+    """Its credits came from the legacy pool; after the migration that pool is gone: the refund goes to the home
+    region's purchased pool at the migration's ratio (rounded down, as the migration rounds), never
+    recreating a `legacy` pool a segment account cannot spend."""
+    hold, _ = ledger.hold("acct-l", hold_request("m1"))  # a flat legacy rate: 1 legacy credit
+    posted = ledger.post(hold, {"sid": "SM1", "provider_status": "sent"})
+    assert [f.pool for f in posted.funding] == [L.LEGACY]
+    ledger.migrate("acct-l", ratio=(3, 1), actor="support")  # 79 legacy credits → 237
+    assert nonzero(backend.sound("acct-l").pools) == {AU: 237}
+    refunded, applied = ledger.refund(posted, {"sid": "SM1", "provider_status": "failed"})
+    assert applied and refunded.status == "refunded"
+    assert nonzero(backend.sound("acct-l").pools) == {AU: 240}  # 1 legacy credit, 3 at the ratio
+    _, entries, _ = backend.statements.partition("acct-l")
+    assert [(e.kind, e.pool, e.amount) for e in entries if e.kind == "refund"] == [("refund", AU, 3)]
+
+
 # ---- clawbacks ------------------------------------------------------------------------------------------
 
 
-def clawback(
-    ledger: LedgerOperations, event: str, *, refunded_cents: int = 0, disputed: bool = False
-) -> int | None:
+def refund(ledger: LedgerOperations, event: str, amount_refunded: int) -> int | None:
+    """A refund of pi_1's charge, `amount_refunded` of its amount to date: the credits it took, None for a
+    duplicate."""
     payment = ledger.get_payment("pi_1")
     assert payment is not None
-    claim = clawback_for(payment, refunded_cents=refunded_cents, disputed=disputed)
-    return ledger.claw_back(
-        payment, claim, op_id=f"clawback:ch_1:{event}", reference={}, pause_auto_recharge=disputed
-    )
+    step = refund_step(payment, amount_refunded=amount_refunded, charge_amount=payment.amount_cents)
+    assert step is not None
+    clawed = ledger.claw_back(payment, step, op_id=f"clawback:ch_1:{event}", reference={})
+    return None if clawed is None else clawed.taken
+
+
+def dispute(ledger: LedgerOperations, withdrawn: int, *, closed: bool = False) -> tuple[int, int] | None:
+    """Dispute dp_1 of pi_1 moved to `withdrawn` cents: (credits taken, credits given back), None for a repeat."""
+    payment = ledger.get_payment("pi_1")
+    assert payment is not None
+    step = dispute_step(payment, "dp_1", DisputeStage(withdrawn, closed))
+    assert step is not None
+    clawed = ledger.claw_back(payment, step, op_id=f"dispute:dp_1:{withdrawn}:{closed}", reference={})
+    return None if clawed is None else (clawed.taken, clawed.returned)
 
 
 def test_a_clawback_is_proportional_once_per_event_and_never_below_zero(backend, ledger, account):
     assert buy(ledger, packs=2)  # 200 AU credits for 1240 cents
     ledger.hold(ACCT, hold_request("m1", segments=120))  # 50 included + 70 AU: 130 AU left
-    assert clawback(ledger, "re_1", refunded_cents=620) == 100  # half refunded: half the credits
+    assert refund(ledger, "re_1", 620) == 100  # half refunded: half the credits
+    payment = ledger.get_payment("pi_1")
+    assert payment is not None
     before = backend.stored()
-    assert clawback(ledger, "re_1", refunded_cents=620) is None  # the same event again
+    step = refund_step(
+        payment._replace(refunds=payment.refunds._replace(refunded_cents=0, moves=0)),
+        amount_refunded=620,
+        charge_amount=1240,
+    )
+    assert step is not None
+    with pytest.raises(PaymentMoved):  # the same step again, computed from the state before it
+        ledger.claw_back(payment, step, op_id="clawback:ch_1:re_1", reference={})
     assert backend.stored() == before
-    assert clawback(ledger, "dp_1", disputed=True) == 30  # the rest is due; 30 are left, the others spent
+    assert dispute(ledger, 1240) == (30, 0)  # the rest is due; 30 are left, the others spent
     payment = ledger.get_payment("pi_1")
     assert payment is not None
     assert (payment.refunds.clawed_credits, payment.taken_credits) == (200, 130)
@@ -591,10 +629,56 @@ def test_a_clawback_of_a_payment_that_moved_since_it_was_read_is_refused(ledger,
     assert buy(ledger)
     payment = ledger.get_payment("pi_1")
     assert payment is not None
-    assert clawback(ledger, "re_1", refunded_cents=310) == 50
-    stale = clawback_for(payment, refunded_cents=620, disputed=False)
+    assert refund(ledger, "re_1", 310) == 50  # half of one pack's 620 cents
+    stale = refund_step(payment, amount_refunded=620, charge_amount=620)
+    assert stale is not None
     with pytest.raises(PaymentMoved):
         ledger.claw_back(payment, stale, op_id="clawback:ch_1:re_2", reference={})
+
+
+def test_a_reversed_dispute_gives_back_what_it_took_once_and_resumes_auto_recharge(
+    backend, ledger, recharging
+):
+    assert buy(ledger, packs=2)  # 200 AU credits for 1240 cents
+    ledger.hold(ACCT, hold_request("m1", segments=150))  # included drained: 150 AU held, 50 AU left
+    assert dispute(ledger, 620) == (50, 0)  # half disputed: 100 due, only 50 left to take
+    assert ledger.get_account(ACCT).auto_recharge.disabled_reason == AR.DISABLED_DISPUTE
+    assert dispute(ledger, 0, closed=True) == (0, 50)  # won: the 50 taken come back, never the 100 due
+    account = ledger.get_account(ACCT)
+    assert (account.pools["purchased:AU"], account.auto_recharge.enabled) == (50, True)
+    payment = ledger.get_payment("pi_1")
+    assert payment is not None
+    assert (payment.refunds.clawed_credits, payment.refunds.disputed_cents, payment.taken_credits) == (
+        0,
+        0,
+        0,
+    )
+    assert dispute_step(payment, "dp_1", DisputeStage(1240, False)) is None  # closed is final
+    stale = dispute_step(
+        payment._replace(refunds=payment.refunds._replace(moves=1)), "dp_1", DisputeStage(0, True)
+    )
+    assert stale is None
+    backend.sound()
+    _, entries, _ = backend.statements.partition(ACCT)
+    moved = [(e.kind, e.amount) for e in entries if e.kind in ("clawback", "reinstatement")]
+    assert moved == [("clawback", -50), ("reinstatement", 50)]
+
+
+def test_an_order_is_noted_failed_or_bound_to_its_payment_intent_and_a_paid_order_stays_paid(
+    backend, ledger, account
+):
+    ledger.open_order(pack_order(order_id="cs_2"))
+    noted = ledger.note_order("cs_2", payment_intent="pi_2", status="failed", failure="async_payment_failed")
+    assert noted is not None
+    assert (noted.status, noted.failure, noted.payment_intent) == ("failed", "async_payment_failed", "pi_2")
+    assert ledger.note_order("cs_2", payment_intent="pi_other") is None  # bound once, as a grant binds it
+    assert ledger.note_order("cs_missing", status="failed", failure="x") is None
+    assert buy(ledger)
+    before = backend.stored()
+    assert ledger.note_order("cs_1", status="unfulfilled", failure="amount") is None
+    assert backend.stored() == before
+    order = ledger.get_order("cs_1")
+    assert order is not None and (order.status, order.failure) == ("paid", None)
 
 
 # ---- auto-recharge: one claim in flight -----------------------------------------------------------------

@@ -28,7 +28,10 @@ WEBHOOK_SECRET = "whsec_test_secret"
 class FakeStripeHttp(stripe.HTTPClient):
     """Plays the Stripe endpoints the service calls; replays answers per idempotency key like Stripe does.
 
-    card: succeed | decline | authentication_required | detached | error500 (what an off-session charge does)."""
+    card: succeed | decline | authentication_required | detached | error500 (what an off-session charge does);
+    lost_answer: the charge succeeds at Stripe but its answer never reaches the caller; processing: it is
+    answered still processing, and succeeds at Stripe right after. `forget_idempotency_keys()` plays Stripe
+    pruning keys older than 24 hours."""
 
     name = "fake"
 
@@ -46,6 +49,7 @@ class FakeStripeHttp(stripe.HTTPClient):
     def request(self, method: str, url: str, headers: Any, post_data: Any = None, **_: Any) -> Any:
         parts = urlsplit(url)
         params = dict(parse_qsl(post_data.decode() if isinstance(post_data, bytes) else post_data or ""))
+        params.update(parse_qsl(parts.query))
         key = (headers or {}).get("Idempotency-Key")
         with self._lock:
             self.requests.append(
@@ -61,6 +65,8 @@ class FakeStripeHttp(stripe.HTTPClient):
             answer = self._route(method, parts.path, params, self._n)
             if key:
                 self._answers[key] = answer
+            if self.card == "lost_answer" and parts.path == "/v1/payment_intents" and method == "post":
+                raise stripe.APIConnectionError("read timed out", should_retry=False)
             return answer
 
     def _route(
@@ -73,10 +79,13 @@ class FakeStripeHttp(stripe.HTTPClient):
             return _json(
                 {"id": sid, "object": "checkout.session", "url": f"https://checkout.stripe.com/c/pay/{sid}"}
             )
+        if method == "get" and path == "/v1/payment_intents/search":
+            return _json(self._search(params["query"]))
         if method == "get" and path.startswith("/v1/payment_intents/"):
-            return _json(
-                {"id": path.rsplit("/", 1)[1], "object": "payment_intent", "payment_method": "pm_card_saved"}
-            )
+            intent_id = path.rsplit("/", 1)[1]
+            if intent_id in self.created:
+                return _json(self.created[intent_id])
+            return _json({"id": intent_id, "object": "payment_intent", "payment_method": "pm_card_saved"})
         if path == "/v1/payment_intents":
             return self._charge(params, n)
         return _json({"error": {"type": "invalid_request_error", "message": f"no route {path}"}}, 404)
@@ -96,6 +105,9 @@ class FakeStripeHttp(stripe.HTTPClient):
         }
         self.intents.append(str(intent["id"]))
         self.created[str(intent["id"])] = intent
+        if self.card == "processing":  # answered as processing; it succeeds at Stripe right after
+            self.created[str(intent["id"])] = {**intent}
+            return _json({**intent, "status": "processing", "amount_received": 0})
         if self.card == "detached":  # the saved card was removed from the customer
             missing: dict[str, Any] = {
                 "type": "invalid_request_error",
@@ -117,6 +129,23 @@ class FakeStripeHttp(stripe.HTTPClient):
             }
             return _json({"error": error}, 402)
         return _json(intent)
+
+    def _search(self, query: str) -> dict[str, Any]:
+        """Stripe's search, for the one query the service makes: metadata['recharge_id']:'<id>'."""
+        prefix = "metadata['recharge_id']:'"
+        assert query.startswith(prefix) and query.endswith("'"), query
+        wanted = query[len(prefix) : -1]
+        found = [i for i in self.created.values() if i["metadata"].get("recharge_id") == wanted]
+        return {
+            "object": "search_result",
+            "data": found,
+            "has_more": False,
+            "url": "/v1/payment_intents/search",
+        }
+
+    def forget_idempotency_keys(self) -> None:
+        with self._lock:
+            self._answers.clear()
 
     def answer(self, idempotency_key: str) -> str:
         """The body of the first answer given to this key (what a replay gets)."""
@@ -155,6 +184,39 @@ def stripe_event(name: str, **object_changes: Any) -> dict[str, Any]:
     body = copy.deepcopy(body)
     body["data"]["object"].update(object_changes)
     return body
+
+
+# The dispute fixture's balance transactions: the chargeback's withdrawal, and its reversal when it is won.
+WITHDRAWAL = {
+    "id": "txn_dp_withdrawal",
+    "object": "balance_transaction",
+    "amount": -1240,
+    "currency": "usd",
+    "description": "Chargeback withdrawal for ch_test_123",
+    "type": "adjustment",
+}
+REINSTATEMENT = {
+    **WITHDRAWAL,
+    "id": "txn_dp_reinstatement",
+    "amount": 1240,
+    "description": "Chargeback reversal for ch_test_123",
+}
+
+
+def dispute_event(kind: str = "created", **object_changes: Any) -> dict[str, Any]:
+    """charge.dispute.<kind> for the fixture's dispute (dp_test_123 of pi_test_123, the whole 1240 cents,
+    funds withdrawn), its object changed by `object_changes`."""
+    body = stripe_event("stripe_charge_dispute_created", **object_changes)
+    body["type"] = f"charge.dispute.{kind}"
+    body["id"] = f"evt_dp_{kind}"
+    return body
+
+
+def dispute_won(kind: str = "closed", **object_changes: Any) -> dict[str, Any]:
+    """The dispute decided for us: status won, its funds withdrawn and reinstated."""
+    return dispute_event(
+        kind, **{"status": "won", "balance_transactions": [WITHDRAWAL, REINSTATEMENT], **object_changes}
+    )
 
 
 @dataclass(frozen=True)

@@ -203,3 +203,25 @@ def test_off_session_charges_follow_the_saved_test_card(
     recharges = [e for e in delivered if e["data"]["object"]["metadata"]["kind"] == "recharge"]
     assert [e["type"] for e in recharges] == [event]  # the replay sent nothing
     assert recharges[0]["data"]["object"]["id"] == outcome.payment_intent["id"]
+
+
+def test_a_recharge_is_found_by_its_id_or_by_its_recharge_id_and_checkouts_turn_adaptive_pricing_off(
+    stand_in, payments
+):
+    customer, session_id = buy(stand_in, payments, "acct-1", save=True)
+    method = payments.payment_method_of(stand_in.sessions[session_id]["payment_intent"])
+    assert method
+    outcome = charge(payments, customer, method)
+    assert outcome.payment_intent is not None
+    intent_id = outcome.payment_intent["id"]
+    recharge_id = outcome.payment_intent["metadata"]["recharge_id"]
+    by_id, by_search = (
+        payments.find_recharge_intent(recharge_id, intent_id),
+        payments.find_recharge_intent(recharge_id, None),
+    )
+    assert by_id is not None and by_search is not None
+    assert (by_id["id"], by_search["id"], by_search["status"]) == (intent_id, intent_id, "succeeded")
+    assert payments.find_recharge_intent("rch_other_AU_1", None) is None
+    params = {**checkout_params("acct-1", customer, save=False), "adaptive_pricing": {"enabled": False}}
+    created, _ = payments.create_checkout_session(params, "checkout:acct-1:ap")
+    assert stand_in.sessions[created]["adaptive_pricing"] == {"enabled": False}

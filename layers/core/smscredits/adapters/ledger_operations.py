@@ -232,7 +232,16 @@ class LedgerOperations(PaymentOperations):
 
     def refund(self, hold: Hold, provider: Mapping[str, Any]) -> tuple[Hold, bool]:
         """Return a posted message's credits (Twilio reported it failed), once: (hold, refunded by this call)."""
-        outcome = self._commit(hold.account_id, lambda state: M.refund(state, hold, provider))
+        ratio: tuple[int, int] | None = None
+
+        def build(state: Account) -> Change:
+            return M.refund(state, hold, provider, migration_ratio=ratio)
+
+        try:
+            outcome = self._commit(hold.account_id, build)
+        except M.RetryWithMigrationRatio:  # a legacy message refunded after its account was migrated
+            ratio = self._migration_ratio(hold.account_id)
+            outcome = self._commit(hold.account_id, build)
         if isinstance(outcome, Refused):
             current = outcome.found
             if not isinstance(current, Hold):
@@ -241,6 +250,14 @@ class LedgerOperations(PaymentOperations):
                 return current, False
             raise HoldEnded(f"Message {hold.message_id} is {current.status}.", {"status": current.status})
         return outcome.change.result, True
+
+    def _migration_ratio(self, account_id: str) -> tuple[int, int]:
+        """The ratio the account's migration used, as its guard recorded it (configuration may change since)."""
+        guard = self.find_operation(account_id, M.MIGRATION_OP)
+        if guard is None:
+            raise RuntimeError(f"account {account_id} holds legacy funding but has no migration")
+        numerator, denominator = str(guard.outcome["ratio"]).split(":")
+        return int(numerator), int(denominator)
 
     def record_delivery(self, hold: Hold, status: str, *, sid: str, settled: frozenset[str]) -> bool:
         """Note a later delivery status on a charged message (no credits move). False when its condition

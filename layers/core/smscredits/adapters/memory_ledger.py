@@ -22,6 +22,7 @@ from smscredits.domain.changes import (
     NewOrder,
     NewPayment,
     NewUnmatched,
+    OrderNote,
     OrderPaid,
     OrderSession,
     PaymentRefunds,
@@ -187,6 +188,9 @@ class InMemoryLedger(LedgerOperations):
             case NewPayment(payment):
                 found = self._payments.get(payment.payment_intent)
                 return found is None, found
+            case OrderNote():
+                found = self._orders.get(record.order_id)
+                return found is not None and _note_allowed(found, record), found
             case PaymentRefunds():
                 found = self._payments.get(record.payment_intent)
                 return found is not None and found.refunds == record.before, found
@@ -213,6 +217,20 @@ class InMemoryLedger(LedgerOperations):
                 key = (record.account_id, record.message_id)
                 provider = {**self._holds[key].provider, "provider_status": record.status, "sid": record.sid}
                 self._holds[key] = self._holds[key]._replace(provider=provider)
+            case NewOrder() | OrderSession() | OrderPaid() | OrderNote():
+                self._apply_order(record)
+            case NewPayment(payment):
+                self._payments[payment.payment_intent] = payment
+            case PaymentRefunds():
+                payment = self._payments[record.payment_intent]
+                self._payments[record.payment_intent] = payment._replace(
+                    refunds=record.after, taken_credits=payment.taken_credits + record.taken
+                )
+            case NewUnmatched(unmatched):
+                self._unmatched[unmatched.object_id] = unmatched
+
+    def _apply_order(self, record: NewOrder | OrderSession | OrderPaid | OrderNote) -> None:
+        match record:
             case NewOrder(order):
                 self._orders[order.order_id] = order
             case OrderSession():
@@ -228,15 +246,8 @@ class InMemoryLedger(LedgerOperations):
                     paid_at=order.paid_at or record.paid_at,
                     payment_intent=record.payment_intent or order.payment_intent,
                 )
-            case NewPayment(payment):
-                self._payments[payment.payment_intent] = payment
-            case PaymentRefunds():
-                payment = self._payments[record.payment_intent]
-                self._payments[record.payment_intent] = payment._replace(
-                    refunds=record.after, taken_credits=payment.taken_credits + record.taken
-                )
-            case NewUnmatched(unmatched):
-                self._unmatched[unmatched.object_id] = unmatched
+            case OrderNote():
+                self._orders[record.order_id] = _noted(self._orders[record.order_id], record)
 
     # -- the Statements port ----------------------------------------------------------------------------
 
@@ -308,3 +319,17 @@ def _order_allows(order: Order, record: OrderPaid) -> bool:
     return (not record.payment_intent or order.payment_intent in (None, record.payment_intent)) and (
         not record.session_id or order.session_id == record.session_id
     )
+
+
+def _note_allowed(order: Order, record: OrderNote) -> bool:
+    return (not record.payment_intent or order.payment_intent in (None, record.payment_intent)) and (
+        not record.status or order.status != "paid"
+    )
+
+
+def _noted(order: Order, record: OrderNote) -> Order:
+    if record.payment_intent:
+        order = order._replace(payment_intent=record.payment_intent)
+    if record.status:
+        order = order._replace(status=record.status, failure=record.failure)
+    return order

@@ -18,11 +18,13 @@ from smscredits.domain.changes import (
     Guard,
     NewOrder,
     NewUnmatched,
+    OrderNote,
     OrderSession,
     Record,
     Refused,
 )
-from smscredits.domain.orders import Clawback, Order, Paid, Payment, PaymentMoved, Unmatched, UnmatchedPayment
+from smscredits.domain.clawbacks import Clawback, Clawed, PaymentMoved
+from smscredits.domain.orders import Order, Paid, Payment, Unmatched, UnmatchedPayment
 from smscredits.observability import count, logger
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
@@ -79,6 +81,21 @@ class PaymentOperations(ABC):
             raise RuntimeError(f"order {order.order_id} is gone")
         return recorded
 
+    def note_order(
+        self,
+        order_id: str,
+        *,
+        payment_intent: str | None = None,
+        status: str | None = None,
+        failure: str | None = None,
+    ) -> Order | None:
+        """Note what became of an order short of a grant (changes.OrderNote): the order as noted, or None when
+        the note was refused (no such order, another PaymentIntent bound, or a status for a paid order)."""
+        refused = self._write(OrderNote(order_id, payment_intent, status, failure))
+        if refused is not None:
+            return None
+        return self.get_order(order_id)
+
     def grant_purchase(
         self,
         paid: Paid,
@@ -118,34 +135,21 @@ class PaymentOperations(ABC):
         return self.grant_purchase(paid, source=f"recharge:{source}", auto_recharge=succeeded)
 
     def claw_back(
-        self,
-        payment: Payment,
-        clawback: Clawback,
-        *,
-        op_id: str,
-        reference: Mapping[str, Any],
-        pause_auto_recharge: bool = False,
-    ) -> int | None:
-        """Take back a clawback's due credits once per op_id: the credits taken, or None for a duplicate.
-        PaymentMoved when another clawback of the payment landed since it was read."""
+        self, payment: Payment, clawback: Clawback, *, op_id: str, reference: Mapping[str, Any]
+    ) -> Clawed | None:
+        """One step of a payment's refunds and disputes, once per op_id: what it moved, or None for a
+        duplicate. PaymentMoved when another step of the payment landed since it was read."""
 
         def build(state: Account) -> Change:
-            return P.claw_back(
-                state,
-                payment,
-                clawback,
-                op_id=op_id,
-                reference=reference,
-                pause_auto_recharge=pause_auto_recharge,
-            )
+            return P.claw_back(state, payment, clawback, op_id=op_id, reference=reference)
 
         outcome = self._commit(payment.account_id, build)
         if isinstance(outcome, Refused):
             if isinstance(outcome.found, Payment):
                 raise PaymentMoved()
             return None
-        taken: int = outcome.change.result
-        return taken
+        clawed: Clawed = outcome.change.result
+        return clawed
 
     def record_unmatched(self, unmatched: UnmatchedPayment) -> bool:
         """Keep a payment that matches no order; False when it was kept before."""

@@ -117,6 +117,24 @@ class StripePayments:
             return ChargeOutcome("declined", data, "card_declined", None)
         return ChargeOutcome("pending", data, data.get("status"), None)
 
+    def find_recharge_intent(self, recharge_id: str, payment_intent_id: str | None) -> dict[str, Any] | None:
+        """Retrieved by id when known; else Stripe's search by metadata, which is eventually consistent (new
+        objects are searchable within about a minute: docs.stripe.com/search#data-freshness) — a claim is
+        retried only after its lease (CLAIM_LEASE_SECONDS, longer than that) ran out."""
+        if payment_intent_id:
+            return dict(_call(lambda: self.client.v1.payment_intents.retrieve(payment_intent_id)).to_dict())
+        quoted = recharge_id.replace("\\", "\\\\").replace("'", "\\'")
+        found = _call(
+            lambda: self.client.v1.payment_intents.search(
+                params={"query": f"metadata['recharge_id']:'{quoted}'", "limit": 10}
+            )
+        )
+        intents = [intent.to_dict() for intent in found.data]
+        # One recharge id, one idempotency key: normally one PaymentIntent. Should Stripe hold several (a key
+        # it forgot before), the one that succeeded is what must be settled; any other is left to support.
+        intents.sort(key=lambda intent: (intent.get("status") != "succeeded", intent.get("created") or 0))
+        return dict(intents[0]) if intents else None
+
 
 def _call[R](request: Callable[[], R]) -> R:
     """Run one Stripe request; the caller's mistakes stay 4xx, Stripe's become 502/503."""

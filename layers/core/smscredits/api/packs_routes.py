@@ -11,6 +11,8 @@ from smscredits.schemas.billing import (
     AutoRechargeResponse,
     CheckoutRequest,
     CheckoutResponse,
+    OrderParams,
+    OrderResponse,
     PacksResponse,
 )
 
@@ -67,6 +69,20 @@ def put_auto_recharge(request: Request, body: AutoRechargeRequest) -> AutoRechar
         monthly_cap_cents=body.monthly_cap_cents,
     )
     return AutoRechargeResponse.model_validate(view)
+
+
+@router.get(
+    "/v1/packs/orders/{order_id}",
+    auth=Auth.ACCOUNT,
+    params=OrderParams,
+    response=OrderResponse,
+    summary="One checkout or recharge of the account and what became of it (failed, unfulfilled: nothing granted)",
+)
+def get_order(request: Request, params: OrderParams) -> OrderResponse:
+    from smscredits.services import purchases
+
+    view = purchases.order_view(runtime.container().ledger, request.account_id, params.order_id)
+    return OrderResponse.model_validate(view)
 
 
 @checkout_router.post(

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from smscredits.domain.account import Account
 
 MAX_CONSECUTIVE_FAILURES = 3
-# A claim not settled within this time (its request died) may be retried under the same recharge id,
-# which Stripe's idempotency key turns into the same PaymentIntent, never a second charge.
+# A claim not settled within this time (its request died) may be retried under the same recharge id. Stripe's
+# idempotency key turns a retry into the same PaymentIntent only while Stripe keeps the key (24 hours), so a
+# retried claim first looks for the PaymentIntent its recharge made (services/recharge.py).
 CLAIM_LEASE_SECONDS = 120
 DISABLED_DECLINED = "card_declined"
 DISABLED_AUTHENTICATION = "authentication_required"
@@ -81,6 +82,7 @@ class Claim(NamedTuple):
     amount_cents: int
     customer: str
     payment_method: str
+    retried: bool = False  # claimed again after its lease ran out: Stripe may have charged it already
 
 
 _NO_RULES: Mapping[str, RegionRule] = MappingProxyType({})
@@ -101,6 +103,7 @@ class AutoRecharge(NamedTuple):
     last_recharge_at: datetime | None = None
     inflight: Mapping[str, InFlight] = _NONE_IN_FLIGHT
     attempts: int = 0  # numbers the recharge ids
+    paused_by: tuple[str, ...] = ()  # the disputes whose withdrawn funds switched it off
 
     @property
     def card_on_file(self) -> bool:
@@ -155,6 +158,7 @@ class AutoRecharge(NamedTuple):
                 for region, claim in (raw.get("inflight") or {}).items()
             },
             attempts=int(raw.get("attempts", 0)),
+            paused_by=tuple(raw.get("paused_by") or ()),
         )
 
 
@@ -171,8 +175,10 @@ def _stored(value: Any) -> Any:
         return iso(value)
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, tuple):  # a NamedTuple record
-        return {name: _stored(field) for name, field in zip(value._fields, value, strict=True)}  # type: ignore[attr-defined]
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple record
+        return {name: _stored(field) for name, field in zip(value._fields, value, strict=True)}
+    if isinstance(value, tuple):
+        return list(value)
     if isinstance(value, Mapping):
         return {key: _stored(field) for key, field in value.items()}
     return value
@@ -222,11 +228,14 @@ def with_settings(
     auto: AutoRecharge, *, enabled: bool, regions: Mapping[str, RegionRule], monthly_cap_cents: int | None
 ) -> AutoRecharge:
     """The owner's new settings; the state (card, spending, failures, recharges in flight) is kept.
-    Switching it on again clears the reason it was switched off and the failure count."""
+    Switching it on again clears the reason it was switched off and the failure count. The owner's word
+    outlasts a dispute's pause: the dispute's end no longer switches it back on."""
     check_settings(enabled=enabled, regions=regions, monthly_cap_cents=monthly_cap_cents)
     if enabled and not auto.enabled:
         auto = auto._replace(disabled_reason=None, consecutive_failures=0)
-    return auto._replace(enabled=enabled, regions=dict(regions), monthly_cap_cents=monthly_cap_cents)
+    return auto._replace(
+        enabled=enabled, regions=dict(regions), monthly_cap_cents=monthly_cap_cents, paused_by=()
+    )
 
 
 def with_customer(auto: AutoRecharge, customer: str, payment_method: str | None) -> AutoRecharge:
@@ -288,7 +297,8 @@ def claim(
         )
     lease = InFlight(recharge_id, packs, amount, now + timedelta(seconds=CLAIM_LEASE_SECONDS), token)
     auto = auto._replace(inflight={**auto.inflight, region: lease})
-    return auto, Claim(recharge_id, region, packs, amount, customer, method), current is None
+    claimed = Claim(recharge_id, region, packs, amount, customer, method, retried=current is not None)
+    return auto, claimed, current is None
 
 
 def released(auto: AutoRecharge, region: str, recharge_id: str) -> AutoRecharge | None:
@@ -334,8 +344,23 @@ def after_failure(
     return auto, failures, None
 
 
-def paused_for_dispute(auto: AutoRecharge) -> AutoRecharge | None:
-    """Auto-recharge switched off because a payment was disputed; None for an account that never set it up."""
-    if auto == NEVER_SET_UP:
+def paused_for_dispute(auto: AutoRecharge, dispute_id: str) -> AutoRecharge | None:
+    """Auto-recharge switched off because a dispute withdrew a payment's funds; None when it is not running
+    (never set up, or off for another reason: then the dispute's end has nothing to switch back on)."""
+    if not (auto.enabled or auto.disabled_reason == DISABLED_DISPUTE) or dispute_id in auto.paused_by:
         return None
-    return auto._replace(enabled=False, disabled_reason=DISABLED_DISPUTE)
+    return auto._replace(
+        enabled=False, disabled_reason=DISABLED_DISPUTE, paused_by=(*auto.paused_by, dispute_id)
+    )
+
+
+def resumed_after_dispute(auto: AutoRecharge, dispute_id: str) -> AutoRecharge | None:
+    """The dispute's funds came back: auto-recharge runs again if this dispute paused it and no other dispute
+    still does; None when this dispute did not pause it (or the owner changed the settings since)."""
+    if dispute_id not in auto.paused_by:
+        return None
+    rest = tuple(other for other in auto.paused_by if other != dispute_id)
+    auto = auto._replace(paused_by=rest)
+    if not rest and not auto.enabled and auto.disabled_reason == DISABLED_DISPUTE:
+        auto = auto._replace(enabled=True, disabled_reason=None)
+    return auto

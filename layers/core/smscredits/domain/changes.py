@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from smscredits.domain.account import Account, Hold
+    from smscredits.domain.clawbacks import Refunds
     from smscredits.domain.ledger import Movement
-    from smscredits.domain.orders import Order, Payment, Refunds, UnmatchedPayment
+    from smscredits.domain.orders import Order, Payment, UnmatchedPayment
 
 NOTHING: Mapping[str, Any] = MappingProxyType({})
 
@@ -99,6 +100,17 @@ class OrderPaid(NamedTuple):
     paid_at: datetime
 
 
+class OrderNote(NamedTuple):
+    """What became of an order short of a grant: the PaymentIntent Stripe made for it (bound once, as a grant
+    binds it: another is refused), and/or a final status without a grant (`failed`, `unfulfilled`) with its
+    reason, refused on a paid order (a grant is never undone by a note)."""
+
+    order_id: str
+    payment_intent: str | None = None
+    status: str | None = None
+    failure: str | None = None
+
+
 class NewPayment(NamedTuple):
     """The record of a granted payment (what its refunds claw back from); it must not exist."""
 
@@ -106,8 +118,8 @@ class NewPayment(NamedTuple):
 
 
 class PaymentRefunds(NamedTuple):
-    """A payment's refunds move from `before` (they must still be exactly that) to `after`; `taken` more
-    credits were taken back."""
+    """A payment's refunds and disputes move from `before` (they must still be exactly that: the same number of
+    steps applied) to `after`; `taken` credits were taken back, net of any given back."""
 
     payment_intent: str
     before: Refunds
@@ -131,6 +143,7 @@ Record = (
     | OrderPaid
     | NewPayment
     | PaymentRefunds
+    | OrderNote
     | NewUnmatched
 )
 

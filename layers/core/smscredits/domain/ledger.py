@@ -29,6 +29,7 @@ ENTRY_KINDS: tuple[str, ...] = (
     "expiry",  # included credits lapsing at a refresh
     "adjustment",  # support correction, with actor and reason
     "clawback",  # credits taken back after a Stripe refund or dispute
+    "reinstatement",  # credits a dispute took back, given back when its funds were reinstated
     "migration",  # legacy pool converted into purchased credits
     "refund",  # a charged message Twilio reported failed, returned to its pools
 )
@@ -181,10 +182,29 @@ def refresh_movement(pools: Mapping[str, int], held: int, model: CreditModel, al
     return _apply(pools, held, moves, 0)
 
 
-def clawback_movement(pools: Mapping[str, int], held: int, pool: str, credits: int) -> tuple[Movement, int]:
-    """Take back up to `credits` from a pool, never below zero. Returns the movement and what was taken."""
-    taken = min(credits, max(pools.get(pool, 0), 0))
-    return _apply(pools, held, [("clawback", pool, -taken)] if taken else [], 0), taken
+def clawback_movement(
+    pools: Mapping[str, int], held: int, pool: str, credits: int, *, returned: int = 0
+) -> tuple[Movement, int]:
+    """Give back `returned` credits to a pool (a reversed dispute's), then take back up to `credits` from it,
+    never below zero. Returns the movement and what was taken."""
+    moves: list[tuple[str, str, int]] = [("reinstatement", pool, returned)] if returned else []
+    taken = min(credits, max(pools.get(pool, 0) + returned, 0))
+    if taken:
+        moves.append(("clawback", pool, -taken))
+    return _apply(pools, held, moves, 0), taken
+
+
+def migrated_funding(
+    funding: Sequence[Funding], home_region: str, ratio: tuple[int, int]
+) -> tuple[Funding, ...]:
+    """A message's funding as the migration converted it: what came from the legacy pool returns to the home
+    region's purchased pool at the migration's ratio, rounded down as the migration rounds (never more than
+    the migration would have made of it)."""
+    converted = (
+        Funding(purchased_pool(home_region), f.credits * ratio[0] // ratio[1]) if f.pool == LEGACY else f
+        for f in funding
+    )
+    return tuple(f for f in converted if f.credits)
 
 
 def migration_movement(

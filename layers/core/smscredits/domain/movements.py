@@ -15,7 +15,7 @@ from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.changes import Change, Guard, HoldTransition, NewHold, Unchanged
 from smscredits.domain.delivery import FINAL_STATUSES
-from smscredits.domain.errors import HoldsPending
+from smscredits.domain.errors import HoldsPending, InvalidRequest
 from smscredits.domain.regions import mask_number
 
 MIGRATION_OP = "migration"
@@ -29,6 +29,16 @@ class HoldRequest(NamedTuple):
     region: str
     request_hash: str  # of what was asked: the same key with another request is refused
     message: Mapping[str, Any]  # to, body, region, encoding, segments (what the hold records)
+    smart_encoding: bool | None = None  # the account setting the segments were counted with
+
+
+class CountedWithStaleSetting(Exception):
+    """The message was counted with a smart_encoding setting the account no longer has (another instance's
+    cached view was older): count it again with `smart_encoding`, then hold."""
+
+    def __init__(self, smart_encoding: bool) -> None:
+        super().__init__("counted with a stale smart_encoding")
+        self.smart_encoding = smart_encoding
 
 
 class Migration(NamedTuple):
@@ -55,7 +65,12 @@ def create_account(account: Account, reference: Mapping[str, Any]) -> tuple[Acco
 def adjust(
     state: Account, pool: str, credits: int, *, op_id: str, actor: str, reason: str, request_hash: str
 ) -> Change:
-    """A support correction (positive or negative), never below zero, once per op_id."""
+    """A support correction (positive or negative), never below zero, once per op_id, only to a pool of the
+    credit model the write is pinned to (a cached view may predate a migration)."""
+    if pool not in L.pools_for_model(state.credit_model):
+        raise InvalidRequest(
+            f"A {state.credit_model} account has no {pool} pool.", {"pool": pool, "model": state.credit_model}
+        )
     movement = L.adjust_movement(state.pools, state.held, pool, credits)
     outcome = {"pool": pool, "credits": credits, "balance_after": movement.pools[pool]}
     guard = Guard(op_id, outcome, request_hash=request_hash)
@@ -118,6 +133,11 @@ def change_plan(state: Account, plan: str, *, allowances: Mapping[str, int], act
     return Change(op_id, movement, {"actor": actor, "plan": plan}, changes, (Guard(op_id, result),), result)
 
 
+class RetryWithMigrationRatio(Exception):
+    """The account was migrated after its migration ratio was looked up (or it was not): look it up, build
+    again."""
+
+
 def migrated_pools(
     pools: Mapping[str, int], held: int, home_region: str, ratio: tuple[int, int]
 ) -> tuple[L.Movement, int]:
@@ -168,7 +188,10 @@ def hold_message(
     legacy_rates: Mapping[str, int],
     sweep_grace_seconds: int,
 ) -> Change:
-    """Hold a message's credits: included first (it lapses), then the region's pool; all or nothing."""
+    """Hold a message's credits: included first (it lapses), then the region's pool; all or nothing. Billed
+    from the state the write is pinned to: its credit model, and the smart_encoding the count assumed."""
+    if request.smart_encoding is not None and request.smart_encoding != state.smart_encoding:
+        raise CountedWithStaleSetting(state.smart_encoding)
     credits = L.message_credits(state.credit_model, request.segments, request.region, legacy_rates)
     funding = L.funding_for(state.credit_model, state.pools, request.region, credits)
     hold = Hold(
@@ -212,10 +235,25 @@ def end_hold(
     return Change(f"{status}:{hold.message_id}", movement, reference, records=(transition,), result=ended)
 
 
-def refund(state: Account, hold: Hold, provider: Mapping[str, Any]) -> Change:
+def needs_migration_ratio(state: Account, hold: Hold) -> bool:
+    """Whether returning the hold's credits needs the account's migration ratio: legacy credits, and the
+    legacy pool is gone."""
+    return state.credit_model != "legacy" and any(f.pool == L.LEGACY for f in hold.funding)
+
+
+def refund(
+    state: Account, hold: Hold, provider: Mapping[str, Any], *, migration_ratio: tuple[int, int] | None = None
+) -> Change:
     """Return a posted message's credits to the pools it came from (Twilio reported it failed), once, provided
-    the callback's SID is the message's and no final status was recorded meanwhile."""
+    the callback's SID is the message's and no final status was recorded meanwhile. Credits that came from a
+    legacy pool since migrated go where the migration put them (`migration_ratio`, given when
+    needs_migration_ratio)."""
     lapsed = hold.period_start != state.period_start
+    funding = hold.funding
+    if needs_migration_ratio(state, hold):
+        if migration_ratio is None:
+            raise RetryWithMigrationRatio()
+        funding = L.migrated_funding(funding, state.home_region, migration_ratio)
     merged = {**dict(hold.provider), **dict(provider)}
     transition = HoldTransition(
         hold.account_id,
@@ -229,7 +267,7 @@ def refund(state: Account, hold: Hold, provider: Mapping[str, Any]) -> Change:
     )
     return Change(
         f"refund:{hold.message_id}",
-        L.refund_movement(state.pools, state.held, hold.funding, included_lapsed=lapsed),
+        L.refund_movement(state.pools, state.held, funding, included_lapsed=lapsed),
         {"message_id": hold.message_id},
         records=(transition,),
         result=hold._replace(status="refunded", provider=merged),

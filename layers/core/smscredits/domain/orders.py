@@ -1,5 +1,5 @@
 """Orders and payments: what this service asked Stripe for, what a confirmed payment must match to be granted,
-the record of a granted payment (what a refund or dispute claws back), and the clawback arithmetic.
+and the record of a granted payment (what a refund or dispute claws back: domain/clawbacks.py).
 
 Stripe metadata is not proof: a Stripe account is often shared by several integrations, so an event's
 metadata only points at an order (`order_id`). What is granted (account, region, packs) is what the order
@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from smscredits.domain.catalog import PACK_CREDITS
+from smscredits.domain.clawbacks import NOTHING_REFUNDED, Refunds
 from smscredits.domain.errors import MalformedProviderEvent
 
 CURRENCY = "usd"
@@ -35,7 +36,9 @@ class Order(NamedTuple):
     amount_cents: int  # what the payment must be, with `currency` (issue 16 checks price changes against it)
     currency: str
     customer_id: str
-    status: str  # creating (Stripe not answered yet) | open | paid
+    # creating (Stripe not answered yet) | open | paid | failed (its payment failed) | unfulfilled (paid, but
+    # not as ordered: nothing granted, support resolves it)
+    status: str
     session_id: str | None = None
     checkout_url: str | None = None
     payment_intent: str | None = None
@@ -45,6 +48,7 @@ class Order(NamedTuple):
     payment_method: str | None = None  # the saved card a recharge charges
     created_at: datetime | None = None
     paid_at: datetime | None = None
+    failure: str | None = None  # why it is failed or unfulfilled
 
     @property
     def credits(self) -> int:
@@ -65,17 +69,6 @@ class Paid(NamedTuple):
         return f"purchase:{self.order.order_id}"
 
 
-class Refunds(NamedTuple):
-    """What a granted payment has been paid back so far, and the credits already accounted for."""
-
-    refunded_cents: int = 0
-    disputed_cents: int = 0
-    clawed_credits: int = 0  # credits the refunds and disputes so far cover (taken or already spent)
-
-
-NOTHING_REFUNDED = Refunds()
-
-
 class Payment(NamedTuple):
     """A granted payment, kept by PaymentIntent id: what its refunds and disputes claw back from."""
 
@@ -92,32 +85,7 @@ class Payment(NamedTuple):
     created_at: datetime | None = None
 
 
-class Clawback(NamedTuple):
-    """What one refund or dispute event takes back: `due` credits, and the payment's refunds after it."""
-
-    due: int
-    before: Refunds
-    after: Refunds
-
-
-def clawback_for(payment: Payment, *, refunded_cents: int, disputed: bool) -> Clawback:
-    """The payment's still-unspent credits in proportion to what was refunded or disputed so far.
-
-    Refunds are cumulative (Stripe sends the amount refunded to date) and a dispute is taken as a full refund
-    (the bank pulls the whole charge back), so a dispute followed by a refund of the same charge takes back
-    once in total, and a partial refund its proportional share, rounded down: never a credit that was not
-    paid back."""
-    before = payment.refunds
-    refunded = max(before.refunded_cents, refunded_cents)
-    disputed_cents = payment.amount_cents if disputed else before.disputed_cents
-    covered = min(payment.amount_cents, refunded + disputed_cents)
-    target = payment.credits * covered // payment.amount_cents
-    due = max(0, target - before.clawed_credits)
-    return Clawback(due, before, Refunds(refunded, disputed_cents, max(target, before.clawed_credits)))
-
-
-class PaymentMoved(Exception):
-    """Another clawback of the same payment landed between its read and this write: read it again."""
+UNFULFILLED = "amount"  # the reason of a payment for one of our orders by its customer, not of its amount
 
 
 class Unmatched(Exception):
@@ -185,12 +153,19 @@ def check_match(
         raise Unmatched(
             "paid_by_another_payment_intent", order_id=order.order_id, recorded=order.payment_intent
         )
-    if amount != order.amount_cents or str(currency).lower() != order.currency:
-        raise Unmatched(
-            "amount", order_id=order.order_id, expected=order.amount_cents, expected_currency=order.currency
-        )
     if customer != order.customer_id:
         raise Unmatched("customer", order_id=order.order_id)
+    if amount != order.amount_cents or str(currency).lower() != order.currency:
+        # Checked last: this is the order's own customer paying for it, just not what it recorded (a price
+        # changed under an open session, or an async method settled differently): an unfulfilled payment.
+        raise Unmatched(
+            UNFULFILLED,
+            order_id=order.order_id,
+            expected=order.amount_cents,
+            expected_currency=order.currency,
+            paid=amount,
+            paid_currency=currency,
+        )
     return order
 
 

@@ -11,7 +11,8 @@ from smscredits.domain import auto_recharge as AR
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account
 from smscredits.domain.changes import Change, Guard, NewOrder, NewPayment, OrderPaid, PaymentRefunds
-from smscredits.domain.orders import CURRENCY, Clawback, Order, Paid, Payment
+from smscredits.domain.clawbacks import Clawback, Clawed, with_taken
+from smscredits.domain.orders import CURRENCY, Order, Paid, Payment
 
 
 def grant_purchase(
@@ -60,34 +61,40 @@ def grant_purchase(
 
 
 def claw_back(
-    state: Account,
-    payment: Payment,
-    clawback: Clawback,
-    *,
-    op_id: str,
-    reference: Mapping[str, Any],
-    pause_auto_recharge: bool,
+    state: Account, payment: Payment, clawback: Clawback, *, op_id: str, reference: Mapping[str, Any]
 ) -> Change:
-    """Take back the clawback's due credits from the payment's region pool (never below zero: what the pool no
-    longer holds was spent), moving the payment's refunds on in the same write. Result: the credits taken."""
+    """One step of a payment's refunds and disputes (domain/clawbacks.py): give back what a reversed dispute
+    took, then take back the due credits from the payment's region pool (never below zero: what the pool no
+    longer holds was spent), with the payment's record moved on and auto-recharge paused or resumed for the
+    dispute, in the same write. Result: the credits taken and given back."""
     movement, taken = L.clawback_movement(
-        state.pools, state.held, L.purchased_pool(payment.region), clawback.due
+        state.pools,
+        state.held,
+        L.purchased_pool(payment.region),
+        clawback.due,
+        returned=clawback.returned,
     )
-    refunds = clawback.after
+    after = with_taken(clawback.after, clawback.dispute, taken)
     outcome = {
         "due": clawback.due,
         "taken": taken,
-        "refunded_cents": refunds.refunded_cents,
-        "disputed_cents": refunds.disputed_cents,
+        "returned": clawback.returned,
+        "refunded_cents": after.refunded_cents,
+        "disputed_cents": after.disputed_cents,
     }
-    paused = AR.paused_for_dispute(state.auto_recharge) if pause_auto_recharge else None
+    auto = None
+    if clawback.dispute is not None and clawback.auto_recharge == "pause":
+        auto = AR.paused_for_dispute(state.auto_recharge, clawback.dispute)
+    elif clawback.dispute is not None and clawback.auto_recharge == "resume":
+        auto = AR.resumed_after_dispute(state.auto_recharge, clawback.dispute)
+    moved = PaymentRefunds(payment.payment_intent, clawback.before, after, taken - clawback.returned)
     return Change(
         op_id,
         movement,
         {**reference, **outcome},
-        {"auto_recharge": paused} if paused is not None else {},
-        (Guard(op_id, outcome), PaymentRefunds(payment.payment_intent, clawback.before, refunds, taken)),
-        taken,
+        {"auto_recharge": auto} if auto is not None else {},
+        (moved, Guard(op_id, outcome)),  # the payment first: its refusal means read it again
+        Clawed(taken, clawback.returned),
     )
 
 

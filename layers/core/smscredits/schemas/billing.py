@@ -1,6 +1,7 @@
 """Request and response models of the packs, checkout and auto-recharge routes."""
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -80,6 +81,7 @@ class CheckoutResponse(Model):
                 {
                     "checkout_url": "https://checkout.stripe.com/c/pay/cs_test_a1b2c3",
                     "session_id": "cs_test_a1b2c3",
+                    "order_id": "chk_0367fffe87d6dae57e65b96ba3",
                 }
             ]
         }
@@ -87,6 +89,49 @@ class CheckoutResponse(Model):
 
     checkout_url: str
     session_id: str
+    order_id: str  # GET /v1/packs/orders/{order_id} tells what became of it
+
+
+class OrderParams(Request):
+    order_id: Annotated[StrictStr, Field(min_length=1, max_length=255)]
+
+
+class OrderResponse(Model):
+    """One checkout or recharge and what became of it: creating, open, paid, failed (its payment failed:
+    nothing was charged) or unfulfilled (paid, but not the amount ordered: nothing granted, support resolves
+    it), with the reason in `failure`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "chk_0367fffe87d6dae57e65b96ba3",
+                    "kind": "checkout",
+                    "region": "AU",
+                    "packs": 2,
+                    "credits": 200,
+                    "amount_cents": 1240,
+                    "currency": "usd",
+                    "status": "failed",
+                    "failure": "async_payment_failed",
+                    "created_at": "2026-11-28T08:00:00Z",
+                    "paid_at": None,
+                }
+            ]
+        }
+    )
+
+    order_id: str
+    kind: Literal["checkout", "recharge"]
+    region: str
+    packs: int
+    credits: int
+    amount_cents: int
+    currency: str
+    status: Literal["creating", "open", "paid", "failed", "unfulfilled"]
+    failure: str | None
+    created_at: datetime | None
+    paid_at: datetime | None
 
 
 class RechargeRule(Request):

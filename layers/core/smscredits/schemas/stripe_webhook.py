@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
+from smscredits.domain.clawbacks import DISPUTE_EVENTS
 from smscredits.domain.errors import MalformedProviderEvent
 from smscredits.schemas.decoding import parse_json
 
@@ -66,15 +67,23 @@ class Refunds(StripeModel):
 
 class Charge(StripeModel):
     id: StrictStr | None = None
+    amount: StrictInt | None = None
     payment_intent: IdOrObject | None = None
     amount_refunded: StrictInt | None = None
     refunds: Refunds | None = None
+
+
+class BalanceTransaction(StripeModel):
+    amount: StrictInt  # negative: funds withdrawn; positive: reinstated
 
 
 class Dispute(StripeModel):
     id: StrictStr | None = None
     payment_intent: IdOrObject | None = None
     charge: IdOrObject | None = None
+    amount: StrictInt | None = None
+    status: StrictStr | None = None
+    balance_transactions: list[BalanceTransaction] = []
 
 
 class EventData(StripeModel):
@@ -97,7 +106,7 @@ OBJECTS: dict[str, type[StripeModel]] = {
     "payment_intent.succeeded": PaymentIntent,
     "payment_intent.payment_failed": PaymentIntent,
     "charge.refunded": Charge,
-    "charge.dispute.created": Dispute,
+    **dict.fromkeys(DISPUTE_EVENTS, Dispute),
 }
 
 

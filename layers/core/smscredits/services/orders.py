@@ -23,6 +23,7 @@ from smscredits.domain.idempotency import checkout_order_id, request_hash
 from smscredits.domain.orders import (
     CURRENCY,
     MAX_KEPT,
+    UNFULFILLED,
     Order,
     OrderKind,
     Unmatched,
@@ -107,7 +108,13 @@ def match(
 def record_unmatched(
     ledger: Ledger, *, object_id: str, event_type: str, unmatched: Unmatched, payment: Mapping[str, Any]
 ) -> str:
-    """Keep a payment that matches no order (once per Stripe object id) for support to resolve, and alarm."""
+    """Keep a payment that matches no order (once per Stripe object id) for support to resolve, and alarm.
+    One its order's customer made for it, but not of the order's amount or currency, is an unfulfilled
+    payment: the order is marked `unfulfilled` (the owner sees it), counted apart (`UnfulfilledPayment`)."""
+    if unmatched.reason == UNFULFILLED:
+        ledger.note_order(
+            str(unmatched.details["order_id"]), status="unfulfilled", failure="paid_amount_differs"
+        )
     kept = UnmatchedPayment(
         object_id=object_id,
         event_type=event_type,
@@ -116,14 +123,17 @@ def record_unmatched(
         payment=json.dumps(payment, sort_keys=True, default=str)[:MAX_KEPT],
         created_at=ledger.clock(),
     )
+    outcome = "unfulfilled" if unmatched.reason == UNFULFILLED else "unmatched"
     if not ledger.record_unmatched(kept):
         logger.info(
             "unmatched payment seen again", extra={"object_id": object_id, "reason": unmatched.reason}
         )
-        return "unmatched"
-    count("UnmatchedPayment")
+        return outcome
+    count("UnfulfilledPayment" if unmatched.reason == UNFULFILLED else "UnmatchedPayment")
     logger.error(
-        "ALERT stripe payment matches no order; nothing granted",
+        "ALERT customer paid an order but not its amount; nothing granted"
+        if unmatched.reason == UNFULFILLED
+        else "ALERT stripe payment matches no order; nothing granted",
         extra={
             "object_id": object_id,
             "event_type": event_type,
@@ -131,4 +141,4 @@ def record_unmatched(
             **unmatched.details,
         },
     )
-    return "unmatched"
+    return outcome

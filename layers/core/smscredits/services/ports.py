@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 if TYPE_CHECKING:
     from smscredits.domain.account import Account, Hold, LedgerRecord
     from smscredits.domain.auto_recharge import AutoRecharge, Claim
+    from smscredits.domain.clawbacks import Clawback, Clawed
     from smscredits.domain.movements import HoldRequest, Migration
-    from smscredits.domain.orders import Clawback, Order, Paid, Payment, UnmatchedPayment
+    from smscredits.domain.orders import Order, Paid, Payment, UnmatchedPayment
 
 
 class Clock(Protocol):
@@ -76,15 +77,17 @@ class Ledger(Protocol):
         attempt_id: str | None = None,
     ) -> bool: ...
     def claw_back(
-        self,
-        payment: Payment,
-        clawback: Clawback,
-        *,
-        op_id: str,
-        reference: Mapping[str, Any],
-        pause_auto_recharge: bool = False,
-    ) -> int | None: ...
+        self, payment: Payment, clawback: Clawback, *, op_id: str, reference: Mapping[str, Any]
+    ) -> Clawed | None: ...
     def record_unmatched(self, unmatched: UnmatchedPayment) -> bool: ...
+    def note_order(
+        self,
+        order_id: str,
+        *,
+        payment_intent: str | None = None,
+        status: str | None = None,
+        failure: str | None = None,
+    ) -> Order | None: ...
 
     # -- auto-recharge
     def update_auto_recharge(
@@ -169,6 +172,11 @@ class Payments(Protocol):
         metadata: Mapping[str, str],
         idempotency_key: str,
     ) -> ChargeOutcome: ...
+
+    def find_recharge_intent(self, recharge_id: str, payment_intent_id: str | None) -> dict[str, Any] | None:
+        """The PaymentIntent a recharge made, as plain data: retrieved by id when its order recorded one, else
+        searched by the recharge id in its metadata; None when Stripe has none."""
+        ...
 
 
 class EventPublisher(Protocol):

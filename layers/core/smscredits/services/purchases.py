@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from smscredits.domain import auto_recharge as AR
 from smscredits.domain.catalog import MAX_PACKS_PER_PURCHASE, PACK_CREDITS, REGIONS
-from smscredits.domain.errors import LegacyAccount
-from smscredits.domain.orders import CURRENCY
+from smscredits.domain.errors import LegacyAccount, NotFound
+from smscredits.domain.orders import CURRENCY, Order
 from smscredits.services import orders
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
@@ -66,7 +66,7 @@ def create_checkout(
         save_card=auto.enabled,  # the owner opted in to auto-recharge: keep this card
     )
     if order.session_id and order.checkout_url:
-        return {"checkout_url": order.checkout_url, "session_id": order.session_id}  # a replay
+        return _answer(order)  # a replay
     # The order id is the pointer an event follows back to the order; the rest is for people reading Stripe.
     metadata = {
         "order_id": order.order_id,
@@ -87,7 +87,8 @@ def create_checkout(
             {
                 "price_data": {
                     "currency": order.currency,
-                    "unit_amount": REGIONS[region].pack_price_cents,
+                    # the order's price, not today's table: a replay after a price change asks what was recorded
+                    "unit_amount": order.amount_cents // order.packs,
                     "product_data": {"name": f"{PACK_CREDITS} {REGIONS[region].label} SMS credits"},
                 },
                 "quantity": quantity,
@@ -95,6 +96,10 @@ def create_checkout(
         ],
         "metadata": metadata,
         "payment_intent_data": intent_data,
+        # Adaptive Pricing (on by the Stripe account's dashboard setting unless a session says otherwise)
+        # presents a converted local price; the order records USD at the pack price, and the payment must match
+        # it exactly (docs.stripe.com/payments/currencies/localize-prices/adaptive-pricing).
+        "adaptive_pricing": {"enabled": False},
         "success_url": f"{public_base_url}/dashboard?checkout=success",
         "cancel_url": f"{public_base_url}/dashboard?checkout=cancel",
     }
@@ -102,7 +107,35 @@ def create_checkout(
     order = orders.record_session(ledger, order, session_id, url)
     if not auto.customer_id:
         remember_customer(ledger, account_id, customer, None)
-    return {"checkout_url": str(order.checkout_url), "session_id": str(order.session_id)}
+    return _answer(order)
+
+
+def _answer(order: Order) -> dict[str, str]:
+    return {
+        "checkout_url": str(order.checkout_url),
+        "session_id": str(order.session_id),
+        "order_id": order.order_id,
+    }
+
+
+def order_view(ledger: Ledger, account_id: str, order_id: str) -> dict[str, Any]:
+    """One of the account's orders (a checkout or a recharge) and what became of it; 404 for any other."""
+    order = orders.find_order(ledger, order_id)
+    if order is None or order.account_id != account_id:
+        raise NotFound("No such order.", {"order_id": order_id})
+    return {
+        "order_id": order.order_id,
+        "kind": order.kind,
+        "region": order.region,
+        "packs": order.packs,
+        "credits": order.credits,
+        "amount_cents": order.amount_cents,
+        "currency": order.currency,
+        "status": order.status,
+        "failure": order.failure,
+        "created_at": order.created_at,
+        "paid_at": order.paid_at,
+    }
 
 
 def _stripe_key(account_id: str, key: str) -> str:

@@ -73,6 +73,12 @@ def charge(
     """Claim, charge off-session, settle. Returns succeeded | pending | declined | authentication_required.
     Raises NotNeeded / RechargeInFlight / CapReached / RechargeRefused when no charge was made."""
     claimed = ledger.claim_recharge(account_id, region, needed)
+    if claimed.retried:
+        earlier = _earlier_intent(ledger, payments, claimed)
+        if earlier is not None:  # Stripe charged (or refused) it already: settle that, never charge again
+            result = _settle_found(ledger, events, account_id, claimed, earlier)
+            logger.info("recharge settled from its PaymentIntent", extra={"recharge_id": claimed.recharge_id})
+            return result
     metadata = {
         "order_id": claimed.recharge_id,  # the recharge's order; the rest is for people reading Stripe
         "account_id": account_id,
@@ -89,6 +95,9 @@ def charge(
         idempotency_key=claimed.recharge_id,
     )
     intent = outcome.payment_intent or {}
+    if intent.get("id") and outcome.result != "succeeded":
+        # Kept as soon as Stripe names it: a retried claim (after Stripe forgot the key) retrieves it.
+        ledger.note_order(claimed.recharge_id, payment_intent=stripe_id(intent["id"]))
     if outcome.result == "succeeded":
         settle_success(ledger, events, intent, source="charge")
     elif outcome.result in ("declined", "authentication_required"):
@@ -103,6 +112,36 @@ def charge(
         )
     logger.info("recharge", extra={"recharge_id": claimed.recharge_id, "result": outcome.result})
     return outcome.result
+
+
+def _earlier_intent(ledger: Ledger, payments: Payments, claimed: AR.Claim) -> dict[str, Any] | None:
+    """The PaymentIntent an earlier attempt of this recharge made at Stripe, if any."""
+    order = ledger.get_order(claimed.recharge_id)
+    return payments.find_recharge_intent(claimed.recharge_id, order.payment_intent if order else None)
+
+
+def _settle_found(
+    ledger: Ledger, events: EventPublisher, account_id: str, claimed: AR.Claim, intent: Mapping[str, Any]
+) -> str:
+    """Settle a retried recharge from the PaymentIntent its first attempt made, as the answer would have."""
+    status = intent.get("status")
+    if status == "succeeded":
+        settle_success(ledger, events, intent, source="lookup")
+        return "succeeded"
+    if status in ("requires_payment_method", "requires_action", "canceled"):
+        error = intent.get("last_payment_error") or {}
+        code = "authentication_required" if status == "requires_action" else "payment_failed"
+        record_failure(
+            ledger,
+            events,
+            account_id=account_id,
+            region=claimed.region,
+            recharge_id=claimed.recharge_id,
+            code=str(error.get("code") or error.get("decline_code") or code),
+            message=error.get("message"),
+        )
+        return "authentication_required" if code == "authentication_required" else "declined"
+    return "pending"  # processing: its payment_intent.* event settles it
 
 
 def settle_success(ledger: Ledger, events: EventPublisher, intent: Mapping[str, Any], *, source: str) -> str:
@@ -188,6 +227,7 @@ def settle_failed_intent(ledger: Ledger, events: EventPublisher, intent: Mapping
     ):
         logger.warning("payment failed", extra={"payment_intent": intent.get("id"), "order_id": order_id})
         return "ignored"
+    ledger.note_order(order.order_id, payment_intent=stripe_id(intent.get("id")))
     error = intent.get("last_payment_error") or {}
     return record_failure(
         ledger,

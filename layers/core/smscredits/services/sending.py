@@ -18,7 +18,7 @@ from smscredits.domain.errors import (
     InsufficientCredits,
 )
 from smscredits.domain.idempotency import IdempotencyKey, message_id_for, request_hash
-from smscredits.domain.movements import HoldRequest
+from smscredits.domain.movements import CountedWithStaleSetting, HoldRequest
 from smscredits.domain.regions import parse_recipient
 from smscredits.domain.segments import SegmentCount, count_segments, gsm_replacement, replace_non_gsm
 from smscredits.domain.text import has_visible, refuse_control_characters
@@ -165,29 +165,17 @@ def send_message(
     failures never change the answer: the message is out)."""
     account_id = command.account_id
     message_id = message_id_for(account_id, command.idempotency_key)
-    account = ledger.known_account(account_id)
-    prepared = prepare_message(command.to, command.body, smart_encoding=account.smart_encoding)
-    request = HoldRequest(
-        message_id=message_id,
-        segments=prepared.counted.segments,
-        region=prepared.region,
-        request_hash=request_hash({"to": command.to, "body": command.body}),
-        message={
-            "to": prepared.to,
-            "body": prepared.text,
-            "region": prepared.region,
-            "encoding": prepared.counted.encoding,
-            "segments": prepared.counted.segments,
-        },
-    )
-    attempt = uuid.uuid4().hex  # both tries below are this one call
+    attempt = uuid.uuid4().hex  # every try below is this one call
+    # This instance's cached view of the account: the hold checks it against the state it is pinned to.
+    smart_encoding = ledger.known_account(account_id).smart_encoding
     try:
-        hold, created = ledger.hold(account_id, request, attempt_id=attempt)
+        prepared, request, hold, created = _hold(ledger, command, message_id, smart_encoding, attempt)
     except InsufficientCredits as short:
         needed = int(short.details.get("needed", 1))
-        if recharger is None or not recharger.when_short(account_id, prepared.region, needed):
+        region = parse_recipient(command.to)[1]
+        if recharger is None or not recharger.when_short(account_id, region, needed):
             raise
-        hold, created = ledger.hold(account_id, request, attempt_id=attempt)
+        prepared, request, hold, created = _hold(ledger, command, message_id, smart_encoding, attempt)
     if hold.request_hash != request.request_hash:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used with a different request.", {"message_id": message_id}
@@ -204,6 +192,41 @@ def send_message(
                 "after-debit recharge failed", extra={"account_id": account_id, "region": prepared.region}
             )
     return result
+
+
+def _hold(
+    ledger: Ledger, command: SendCommand, message_id: str, smart_encoding: bool, attempt: str
+) -> tuple[PreparedMessage, HoldRequest, Hold, bool]:
+    """Hold the message as counted with `smart_encoding`; when the account the write is pinned to has the
+    other setting (this instance's cached view was older), count it again with that one and hold."""
+    prepared, request = _hold_request(command, message_id, smart_encoding)
+    try:
+        hold, created = ledger.hold(command.account_id, request, attempt_id=attempt)
+    except CountedWithStaleSetting as stale:
+        prepared, request = _hold_request(command, message_id, stale.smart_encoding)
+        hold, created = ledger.hold(command.account_id, request, attempt_id=attempt)
+    return prepared, request, hold, created
+
+
+def _hold_request(
+    command: SendCommand, message_id: str, smart_encoding: bool
+) -> tuple[PreparedMessage, HoldRequest]:
+    prepared = prepare_message(command.to, command.body, smart_encoding=smart_encoding)
+    request = HoldRequest(
+        message_id=message_id,
+        segments=prepared.counted.segments,
+        region=prepared.region,
+        request_hash=request_hash({"to": command.to, "body": command.body}),
+        message={
+            "to": prepared.to,
+            "body": prepared.text,
+            "region": prepared.region,
+            "encoding": prepared.counted.encoding,
+            "segments": prepared.counted.segments,
+        },
+        smart_encoding=smart_encoding,
+    )
+    return prepared, request
 
 
 def _hand_over(

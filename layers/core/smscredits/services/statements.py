@@ -33,6 +33,10 @@ def _credits(n: int) -> str:
     return f"{n} credit" if abs(n) == 1 else f"{n} credits"
 
 
+# Why credits came back to a pool, by entry kind.
+_RETURNED = {"void": "Message not sent", "refund": "Message failed", "reinstatement": "Dispute won"}
+
+
 def describe(record: LedgerRecord) -> str:
     """One line a person understands: "Monthly allowance granted — 100"."""
     ref, amount, pool = record.reference, record.amount, pool_label(record.pool)
@@ -50,10 +54,8 @@ def describe(record: LedgerRecord) -> str:
             return f"Message{target} — {_credits(-amount)} held from {pool}"
         case "post":
             return "Message sent — charged"
-        case "void":
-            return f"Message not sent — {_credits(amount)} returned to {pool}"
-        case "refund":
-            return f"Message failed — {_credits(amount)} returned to {pool}"
+        case "void" | "refund" | "reinstatement":
+            return f"{_RETURNED[record.kind]} — {_credits(amount)} returned to {pool}"
         case "expiry":
             return f"Unused included credits lapsed — {-amount}"
         case "adjustment":

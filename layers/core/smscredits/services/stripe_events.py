@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from smscredits.domain.clawbacks import DISPUTE_EVENTS
+from smscredits.domain.errors import MalformedProviderEvent
 from smscredits.domain.orders import Order, Paid, Unmatched, claims_to_be_ours, payment_summary, stripe_id
-from smscredits.observability import logger
-from smscredits.services import orders, recharge
-from smscredits.services.clawbacks import claw_back
+from smscredits.observability import count, logger
+from smscredits.services import clawbacks, orders, recharge
 from smscredits.services.purchases import remember_customer
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
@@ -52,8 +53,28 @@ def _async_succeeded(ports: StripePorts, session: Mapping[str, Any]) -> str:
     return _grant_session(ports, session, "checkout.session.async_payment_succeeded")[0]
 
 
-def _async_failed(_: StripePorts, session: Mapping[str, Any]) -> str:
-    logger.warning("checkout payment failed", extra={"session_id": session.get("id")})
+def _async_failed(ports: StripePorts, session: Mapping[str, Any]) -> str:
+    """A delayed method (a bank debit) failed: nothing was paid, so nothing is granted; the order says so."""
+    metadata = _metadata(session)
+    if not claims_to_be_ours(metadata):
+        return "ignored"  # another integration's session on a shared Stripe account
+    session_id = stripe_id(session.get("id"))
+    order = orders.find_order(ports.ledger, metadata.get("order_id"))
+    if order is None or order.kind != "checkout" or order.session_id != session_id:
+        logger.warning("failed checkout payment of no order of ours", extra={"session_id": session_id})
+        return "ignored"  # nothing was paid: there is nothing to resolve
+    if order.status == "failed":
+        return "duplicate"
+    noted = ports.ledger.note_order(
+        order.order_id,
+        payment_intent=_id(session.get("payment_intent")),
+        status="failed",
+        failure="async_payment_failed",
+    )
+    if noted is None:
+        return "ignored"  # it was paid after all (a grant is never undone by a failure)
+    count("CheckoutPaymentFailed")
+    logger.warning("checkout payment failed", extra={"session_id": session_id, "order_id": order.order_id})
     return "payment_failed"
 
 
@@ -149,26 +170,35 @@ def _charge_refunded(ports: StripePorts, charge: Mapping[str, Any]) -> str:
     refunds = ((charge.get("refunds") or {}).get("data")) or []
     # Stripe stopped embedding refunds in charges; the cumulative amount names this state just as well.
     event_key = str(refunds[0]["id"]) if refunds else f"refunded-{charge.get('amount_refunded')}"
-    return claw_back(
+    amount = charge.get("amount")
+    if not isinstance(amount, int) or amount <= 0:
+        raise MalformedProviderEvent("A refunded charge names its amount.", {"charge": charge.get("id")})
+    return clawbacks.refund(
         ports.ledger,
         payment_intent=intent,
         charge_id=str(charge.get("id")),
         event_key=event_key,
-        refunded_cents=int(charge.get("amount_refunded") or 0),
+        amount_refunded=int(charge.get("amount_refunded") or 0),
+        amount=amount,
     )
 
 
-def _dispute_created(ports: StripePorts, dispute: Mapping[str, Any]) -> str:
-    intent = _id(dispute.get("payment_intent"))
-    if not intent:
-        return "ignored"
-    return claw_back(
-        ports.ledger,
-        payment_intent=intent,
-        charge_id=str(_id(dispute.get("charge"))),
-        event_key=str(dispute.get("id")),
-        disputed=True,
-    )
+def _dispute(event_type: str) -> Callable[[StripePorts, Mapping[str, Any]], str]:
+    """The handler of one charge.dispute.* event type: every one carries the dispute as it is now."""
+
+    def handle(ports: StripePorts, dispute: Mapping[str, Any]) -> str:
+        intent = _id(dispute.get("payment_intent"))
+        if not intent:
+            return "ignored"
+        return clawbacks.dispute(
+            ports.ledger,
+            payment_intent=intent,
+            charge_id=str(_id(dispute.get("charge"))),
+            event_type=event_type,
+            dispute=dispute,
+        )
+
+    return handle
 
 
 def _id(value: Any) -> str | None:
@@ -185,5 +215,5 @@ _HANDLERS: dict[str, Callable[[StripePorts, Mapping[str, Any]], str]] = {
     "payment_intent.succeeded": _intent_succeeded,
     "payment_intent.payment_failed": _intent_failed,
     "charge.refunded": _charge_refunded,
-    "charge.dispute.created": _dispute_created,
+    **{kind: _dispute(kind) for kind in DISPUTE_EVENTS},
 }

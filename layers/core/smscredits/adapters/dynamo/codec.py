@@ -19,8 +19,9 @@ from smscredits.adapters.dynamo.values import to_value
 from smscredits.domain.account import Account, Hold, LedgerRecord
 from smscredits.domain.auto_recharge import AutoRecharge
 from smscredits.domain.changes import Guard
+from smscredits.domain.clawbacks import DisputeState, Refunds
 from smscredits.domain.ledger import Entry, Funding
-from smscredits.domain.orders import Order, Payment, Refunds, UnmatchedPayment
+from smscredits.domain.orders import Order, Payment, UnmatchedPayment
 from smscredits.domain.periods import iso, parse_iso
 
 ACCOUNT_SK = "ACCOUNT"
@@ -287,6 +288,7 @@ def order_from_item(raw: Mapping[str, Any]) -> Order:
         payment_method=raw.get("payment_method"),
         created_at=parse_iso(raw["created_at"]) if raw.get("created_at") else None,
         paid_at=parse_iso(raw["paid_at"]) if raw.get("paid_at") else None,
+        failure=raw.get("failure"),
     )
 
 
@@ -302,7 +304,7 @@ def payment_item(payment: Payment) -> dict[str, Any]:
         "amount_cents": payment.amount_cents,
         "session_id": payment.session_id,
         "order_id": payment.order_id,
-        **payment.refunds._asdict(),
+        **refunds_attributes(payment.refunds),
         "taken_credits": payment.taken_credits,
         "created_at": iso(payment.created_at) if payment.created_at else None,
     }
@@ -318,9 +320,37 @@ def payment_from_item(raw: Mapping[str, Any]) -> Payment:
         amount_cents=int(raw["amount_cents"]),
         order_id=raw["order_id"],
         session_id=raw.get("session_id"),
-        refunds=Refunds(int(raw["refunded_cents"]), int(raw["disputed_cents"]), int(raw["clawed_credits"])),
+        refunds=refunds_from_item(raw),
         taken_credits=int(raw.get("taken_credits", 0)),
         created_at=parse_iso(raw["created_at"]) if raw.get("created_at") else None,
+    )
+
+
+def refunds_attributes(refunds: Refunds) -> dict[str, Any]:
+    """A payment's refunds and disputes as the attributes of its item (`moves` numbers the steps applied)."""
+    return {
+        "refunded_cents": refunds.refunded_cents,
+        "disputed_cents": refunds.disputed_cents,
+        "clawed_credits": refunds.clawed_credits,
+        "disputes": {dispute_id: state._asdict() for dispute_id, state in refunds.disputes.items()},
+        "moves": refunds.moves,
+    }
+
+
+def refunds_from_item(raw: Mapping[str, Any]) -> Refunds:
+    """A payment item's refunds; an item written before disputes were kept has none and no steps counted."""
+    disputes = {
+        str(dispute_id): DisputeState(
+            int(state["withdrawn_cents"]), int(state["due"]), int(state["taken"]), bool(state["closed"])
+        )
+        for dispute_id, state in (raw.get("disputes") or {}).items()
+    }
+    return Refunds(
+        int(raw["refunded_cents"]),
+        int(raw["disputed_cents"]),
+        int(raw["clawed_credits"]),
+        disputes,
+        int(raw.get("moves", 0)),
     )
 
 

@@ -20,6 +20,7 @@ from smscredits.domain.changes import (
     NewOrder,
     NewPayment,
     NewUnmatched,
+    OrderNote,
     OrderPaid,
     OrderSession,
     PaymentRefunds,
@@ -115,6 +116,8 @@ def _transact(table: str, account_id: str, record: Record, now: str) -> dict[str
             return _put(table, C.payment_item(payment), NEW_PARTITION)
         case PaymentRefunds():
             return _payment_refunds(table, record)
+        case OrderNote():
+            return _order_note(table, record)
         case NewUnmatched(unmatched):
             return _put(table, C.unmatched_item(unmatched), NEW_PARTITION)
     raise TypeError(f"no DynamoDB write for {type(record).__name__}")
@@ -222,20 +225,44 @@ def _order_paid(table: str, record: OrderPaid) -> dict[str, Any]:
     )
 
 
+def _order_note(table: str, record: OrderNote) -> dict[str, Any]:
+    conditions = ["attribute_exists(pk)"]
+    assignments: list[str] = []
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    if record.payment_intent:
+        conditions.append("(attribute_not_exists(payment_intent) OR payment_intent = :intent)")
+        assignments.append("payment_intent = :intent")
+        values[":intent"] = record.payment_intent
+    if record.status:
+        conditions.append("#status <> :paid")
+        assignments += ["#status = :status", "#failure = :failure"]
+        values.update({":paid": "paid", ":status": record.status, ":failure": record.failure})
+        names.update({"#status": "status", "#failure": "failure"})
+    return _update(
+        table, C.order_key(record.order_id), "SET " + ", ".join(assignments), conditions, values, names
+    )
+
+
 def _payment_refunds(table: str, record: PaymentRefunds) -> dict[str, Any]:
+    """The payment's refunds moved on, only from the state the step was computed from: the same number of steps
+    applied (an item written before steps were counted has no `moves` and none applied)."""
     before, after = record.before, record.after
+    attributes = C.refunds_attributes(after)
+    unchanged = "moves = :m0" if before.moves else "(attribute_not_exists(moves) OR moves = :m0)"
     return _update(
         table,
         C.payment_key(record.payment_intent),
-        "SET refunded_cents = :r, disputed_cents = :d, clawed_credits = :c, taken_credits = taken_credits + :t",
-        ["refunded_cents = :r0 AND disputed_cents = :d0 AND clawed_credits = :c0"],
+        "SET "
+        + ", ".join(f"{name} = :{name}" for name in attributes)
+        + ", taken_credits = taken_credits + :t",
+        ["refunded_cents = :r0 AND disputed_cents = :d0 AND clawed_credits = :c0", unchanged],
         {
-            ":r": after.refunded_cents,
-            ":d": after.disputed_cents,
-            ":c": after.clawed_credits,
+            **{f":{name}": value for name, value in attributes.items()},
             ":t": record.taken,
             ":r0": before.refunded_cents,
             ":d0": before.disputed_cents,
             ":c0": before.clawed_credits,
+            ":m0": before.moves,
         },
     )
