@@ -250,6 +250,9 @@ class Router:
     def put(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
         return self.route("PUT", path, **options)
 
+    def patch(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **options)
+
 
 class Api:
     """One function's routes: `resolve(event)` answers every event, errors included."""
