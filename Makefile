@@ -59,7 +59,7 @@ local: $(STAMP)
 	$(PY) -m local.run
 
 token: $(STAMP)
-	@$(PY) -m local.token $(ACCOUNT) $(SCOPE)
+	@$(PY) -m local.token "$(ACCOUNT)" "$(SCOPE)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
