@@ -273,7 +273,8 @@ Try it:
   TOKEN={token.mint(DEMO_ACCOUNTS[0].account_id)}
   curl -s {gateway_url}/v1/messages/quote -H "Authorization: Bearer $TOKEN" \\
        -H 'Content-Type: application/json' -d '{body}'
-  curl -s {gateway_url}/v1/messages -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: $(python3 -c 'import uuid; print(uuid.uuid4())')" \\
+  curl -s {gateway_url}/v1/messages -H "Authorization: Bearer $TOKEN" \\
+       -H "Idempotency-Key: $(python3 -c 'import uuid; print(uuid.uuid4())')" \\
        -H 'Content-Type: application/json' -d '{body}'
   curl -s {gateway_url}/v1/balance -H "Authorization: Bearer $TOKEN"
 

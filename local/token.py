@@ -12,10 +12,9 @@ from typing import Any
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
-from local.template import parameter_default
-
 DEFAULT_SECRET = "local-dev-secret"
 DEFAULT_ISSUER = "sms-credits-local"
+DEFAULT_AUDIENCE = "sms-credits"
 LIFETIME_SECONDS = 24 * 3600
 
 
@@ -29,7 +28,8 @@ def issuer() -> str:
 
 
 def audience() -> str:
-    return parameter_default("JwtAudience")
+    """Stands in for the JwtAudience parameter (on AWS read from SSM Parameter Store at deploy time)."""
+    return os.environ.get("LOCAL_JWT_AUDIENCE") or DEFAULT_AUDIENCE
 
 
 def mint(account_id: str, scope: str = "", secret: str | None = None, **overrides: Any) -> str:

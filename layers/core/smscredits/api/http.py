@@ -102,6 +102,19 @@ class Request:
         return ((context.get("authorizer") or {}).get("jwt")) or {}
 
     @property
+    def api_base_url(self) -> str | None:
+        """The https address API Gateway received this request on: `requestContext.domainName`, which API
+        Gateway sets to the name it served the request under (its execute-api name or a custom domain mapped to
+        this API: a Host naming anything else never reaches this API), on the `$default` stage (no stage in
+        the path). None for another stage or outside API Gateway. Settings.public_base_url_of says when it is
+        used (docs/deploy.md argues why Twilio's signature stays safe)."""
+        context = self.event.get("requestContext") or {}
+        domain = context.get("domainName")
+        if not isinstance(domain, str) or not domain or context.get("stage") != "$default":
+            return None
+        return f"https://{domain}"
+
+    @property
     def claims(self) -> Mapping[str, Any]:
         found = self.authorizer.get("claims")
         return found if isinstance(found, Mapping) else {}
