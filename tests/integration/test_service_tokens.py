@@ -190,3 +190,11 @@ def test_the_log_names_the_account_a_service_token_acted_for_never_the_token(ser
     acting = [line for line in lines if line.get("acting_for") == "acct-2"]
     assert acting and acting[0]["service_subject"] == "saas-backend"
     assert all("Bearer" not in json.dumps(line) and "eyJ" not in json.dumps(line) for line in lines)
+
+
+def test_the_openapi_document_describes_the_header_on_account_routes_only(service):
+    status, document = call("account_api", "account_get_balance", claims=None, path="/v1/openapi.json")
+    assert status == 200
+    balance_headers = [p["name"] for p in document["paths"]["/v1/balance"]["get"].get("parameters", [])]
+    admin_headers = [p["name"] for p in document["paths"]["/v1/admin/accounts"]["get"].get("parameters", [])]
+    assert "X-Account-Id" in balance_headers and "X-Account-Id" not in admin_headers
