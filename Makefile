@@ -59,7 +59,7 @@ local: $(STAMP)
 	$(PY) -m local.run
 
 token: $(STAMP)
-	@$(PY) -m local.token $(ACCOUNT) $(SCOPE)
+	@$(PY) -m local.token "$(ACCOUNT)" "$(SCOPE)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -151,8 +151,9 @@ screenshots: $(STAMP)
 	else echo "pngquant not installed (apt-get install pngquant): the PNGs are left as Chromium wrote them"; fi
 	@du -ch docs/screenshots/*.png | tail -1
 
+# STACK=<name>: a deployed stack's table (AWS credentials and region from the environment), else local mode's.
 check-ledger: $(STAMP)
-	$(PY) -m local.check_ledger $(ACCOUNT)
+	$(PY) -m local.check_ledger $(if $(STACK),--stack $(STACK)) $(ACCOUNT)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .tools .aws-sam .aws-sam-build.log

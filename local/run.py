@@ -266,13 +266,15 @@ Twilio stand-in recipients:
 {stripe_cards}
 Demo accounts, with tokens valid 24 h (HS256, LOCAL_JWT_SECRET):
 {chr(10).join(tokens)}
-Mint more: make token ACCOUNT=<id> [SCOPE=admin]
+Mint more: make token ACCOUNT=<id> [SCOPE=admin]; the SaaS backend's token: make token SCOPE=service
+(it names the account in X-Account-Id)
 
 Try it:
   TOKEN={token.mint(DEMO_ACCOUNTS[0].account_id)}
   curl -s {gateway_url}/v1/messages/quote -H "Authorization: Bearer $TOKEN" \\
        -H 'Content-Type: application/json' -d '{body}'
-  curl -s {gateway_url}/v1/messages -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: $(uuidgen)" \\
+  curl -s {gateway_url}/v1/messages -H "Authorization: Bearer $TOKEN" \\
+       -H "Idempotency-Key: $(python3 -c 'import uuid; print(uuid.uuid4())')" \\
        -H 'Content-Type: application/json' -d '{body}'
   curl -s {gateway_url}/v1/balance -H "Authorization: Bearer $TOKEN"
 

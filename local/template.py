@@ -91,10 +91,6 @@ def schedules() -> list[Schedule]:
     return found
 
 
-def parameter_default(name: str) -> str:
-    return str(load()["Parameters"][name].get("Default", ""))
-
-
 def function_properties(name: str) -> dict[str, Any]:
     """A function's properties with the template's Globals applied (environment variables merged)."""
     defaults = dict(load().get("Globals", {}).get("Function", {}))

@@ -1,4 +1,5 @@
-"""Local JWTs: mint one for any account (`python -m local.token ACCOUNT_ID [admin]`) and verify them."""
+"""Local JWTs: mint one for any account (`python -m local.token ACCOUNT_ID [admin]`) or the SaaS backend's
+(`python -m local.token '' service`), and verify them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from typing import Any
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
-from local.template import parameter_default
-
 DEFAULT_SECRET = "local-dev-secret"
 DEFAULT_ISSUER = "sms-credits-local"
+DEFAULT_AUDIENCE = "sms-credits"
 LIFETIME_SECONDS = 24 * 3600
 
 
@@ -28,11 +28,13 @@ def issuer() -> str:
 
 
 def audience() -> str:
-    return parameter_default("JwtAudience")
+    """Stands in for the JwtAudience parameter (on AWS read from SSM Parameter Store at deploy time)."""
+    return os.environ.get("LOCAL_JWT_AUDIENCE") or DEFAULT_AUDIENCE
 
 
 def mint(account_id: str, scope: str = "", secret: str | None = None, **overrides: Any) -> str:
-    """An HS256 token for `account_id`, valid 24 h; `overrides` replace or add claims (None removes one)."""
+    """An HS256 token for `account_id`, valid 24 h; `overrides` replace or add claims (None removes one; the
+    account claim is `account_claim`)."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "sub": f"local|{account_id}",
@@ -43,6 +45,8 @@ def mint(account_id: str, scope: str = "", secret: str | None = None, **override
         "iat": now,
         "exp": now + LIFETIME_SECONDS,
     }
+    if "account_claim" in overrides:
+        claims["account_id"] = overrides.pop("account_claim")
     claims.update(overrides)
     claims = {name: value for name, value in claims.items() if value is not None}
     # The product fixes the local default secret at 16 bytes; PyJWT warns about short HMAC keys.
@@ -65,11 +69,28 @@ def verify(token: str) -> dict[str, Any]:
     )
 
 
+SERVICE_SUBJECT = "saas-backend"
+
+
+def service_token(secret: str | None = None) -> str:
+    """The SaaS backend's token: the `service` scope and no account claim."""
+    return mint(SERVICE_SUBJECT, "service", secret, account_claim=None)
+
+
 def main(argv: list[str]) -> int:
-    if not argv or len(argv) > 2:
-        print("usage: python -m local.token ACCOUNT_ID [SCOPE]   (SCOPE: admin for support routes)")
+    """ACCOUNT_ID [SCOPE] (`make token ACCOUNT=<id> [SCOPE=admin]`); SCOPE `service` alone (`make token
+    SCOPE=service`) is the SaaS backend's token: no account claim, it names the account in X-Account-Id. An
+    empty argument (an unset make variable) counts as absent."""
+    account, scope = (*argv, "", "")[:2] if len(argv) <= 2 else ("", "")
+    if scope == "service":
+        print(service_token())
+        return 0
+    if not account:
+        print(
+            "usage: python -m local.token ACCOUNT_ID [SCOPE]   (SCOPE: admin for support routes; or '' service)"
+        )
         return 2
-    print(mint(argv[0], argv[1] if len(argv) > 1 else ""))
+    print(mint(account, scope))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -20,12 +21,15 @@ from smscredits.adapters.memory_ledger import InMemoryLedger
 from smscredits.domain import auto_recharge as AR
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
+from smscredits.domain.account_settings import AccountPatch
 from smscredits.domain.audit import check_account
 from smscredits.domain.clawbacks import DisputeStage, PaymentMoved, dispute_step, refund_step
 from smscredits.domain.errors import (
     AccountExists,
+    BillingAnchorInFuture,
     HoldEnded,
     HoldsPending,
+    IdempotencyKeyReused,
     InsufficientCredits,
     InvalidRequest,
 )
@@ -511,20 +515,125 @@ def test_a_retry_of_the_same_refresh_call_reports_it_refreshed(ledger, clock, ac
 
 
 def test_an_upgrade_grants_the_difference_once_and_a_downgrade_waits(backend, ledger, account):
-    after, outcome = ledger.change_plan(ACCT, "growth", actor="support")
-    assert (dict(outcome), after.plan, after.allowance) == (
-        {"granted": 50, "effective": "now"},
+    after, outcome = ledger.change_plan(ACCT, "growth", actor="support", op_id="plan:k1")
+    assert (outcome["granted"], outcome["effective"], after.plan, after.allowance) == (
+        50,
+        "now",
         "growth",
         100,
     )
-    assert ledger.change_plan(ACCT, "growth", actor="support")[1] == {"granted": 0, "effective": "unchanged"}
+    again = ledger.change_plan(ACCT, "growth", actor="support", op_id="plan:k2")[1]
+    assert (again["granted"], again["effective"]) == (0, "unchanged")
     assert nonzero(backend.sound().pools) == {L.INCLUDED: 100}
-    after, outcome = ledger.change_plan(ACCT, "starter", actor="support")
+    after, outcome = ledger.change_plan(ACCT, "starter", actor="support", op_id="plan:k3")
     assert (dict(outcome), after.plan, after.pending_plan) == (
-        {"granted": 0, "effective": "next_refresh"},
+        {"plan": "growth", "pending_plan": "starter", "granted": 0, "effective": "next_refresh"},
         "growth",
         "starter",
     )
+
+
+def test_a_plan_change_retried_with_its_key_answers_the_first_answer_and_moves_nothing(
+    backend, ledger, account
+):
+    first = ledger.change_plan(ACCT, "growth", actor="support", op_id="plan:k1")[1]
+    before = backend.stored()
+    assert ledger.change_plan(ACCT, "growth", actor="support", op_id="plan:k1")[1] == first
+    assert backend.stored() == before
+    with pytest.raises(IdempotencyKeyReused):
+        ledger.change_plan(ACCT, "starter", actor="support", op_id="plan:k1")
+    assert backend.stored() == before
+
+
+def test_a_plan_change_back_in_the_same_period_under_a_new_key_applies(backend, ledger, account):
+    ledger.change_plan(ACCT, "starter", actor="support", op_id="plan:k0")  # unchanged
+    ledger.change_plan(ACCT, "growth", actor="support", op_id="plan:k1")
+    ledger.change_plan(ACCT, "starter", actor="support", op_id="plan:k2")
+    after, outcome = ledger.change_plan(ACCT, "growth", actor="support", op_id="plan:k3")
+    assert (after.pending_plan, outcome["effective"]) == (None, "now")
+
+
+# ---- account settings -----------------------------------------------------------------------------------
+
+
+def test_a_settings_change_is_one_write_once_per_key(backend, ledger, account, clock):
+    patch = AccountPatch(stripe_customer_id="cus_saas1", low_balance_threshold=5, smart_encoding=True)
+    after, answer = ledger.update_account(ACCT, patch, actor="support", op_id="settings:k1")
+    assert (after.auto_recharge.customer_id, after.low_balance_threshold, after.smart_encoding) == (
+        "cus_saas1",
+        5,
+        True,
+    )
+    assert (answer["stripe_customer_id"], answer["low_balance_threshold"]) == ("cus_saas1", 5)
+    stored = backend.sound()
+    assert (stored.auto_recharge.customer_id, stored.low_balance_threshold) == ("cus_saas1", 5)
+    assert nonzero(stored.pools) == {L.INCLUDED: 50}
+    before = backend.stored()
+    assert ledger.update_account(ACCT, patch, actor="support", op_id="settings:k1")[1] == answer
+    assert backend.stored() == before
+    with pytest.raises(IdempotencyKeyReused):
+        ledger.update_account(
+            ACCT, patch._replace(low_balance_threshold=6), actor="support", op_id="settings:k1"
+        )
+    assert backend.stored() == before
+
+
+def test_a_new_billing_day_moves_the_next_refresh_and_keeps_the_period(backend, ledger, account, clock):
+    # today 2026-11-10, anchor the 5th: period 2026-11-05 .. 2026-12-05
+    after, _ = ledger.update_account(
+        ACCT, AccountPatch(billing_anchor=date(2026, 10, 20)), actor="support", op_id="settings:k1"
+    )
+    assert (after.billing_anchor, after.period_start, after.next_refresh_at) == (
+        date(2026, 10, 20),
+        date(2026, 11, 5),
+        datetime(2026, 11, 20, tzinfo=UTC),
+    )
+    assert nonzero(backend.sound().pools) == {L.INCLUDED: 50}  # nothing granted or lapsed at the change
+
+
+def test_a_future_billing_anchor_is_refused_and_writes_nothing(backend, ledger, account):
+    before = backend.stored()
+    with pytest.raises(BillingAnchorInFuture):
+        ledger.update_account(
+            ACCT, AccountPatch(billing_anchor=date(2027, 1, 15)), actor="support", op_id="settings:k1"
+        )
+    assert backend.stored() == before
+
+
+def test_a_refresh_computed_for_the_old_billing_day_changes_nothing(backend, ledger, account, clock):
+    ledger.update_account(ACCT, AccountPatch(billing_anchor=date(2026, 10, 20)), actor="support", op_id="s:1")
+    clock.advance(days=25)  # 2026-12-05: the old anchor's day
+    before = backend.stored()
+    assert not refresh(ledger, clock)[1]
+    assert backend.stored() == before
+
+
+def test_a_new_stripe_customer_drops_the_card_of_the_old_one(backend, ledger, account):
+    ledger.update_auto_recharge(ACCT, lambda auto: AR.with_customer(auto, "cus_old", "pm_old"), op_id="c1")
+    after, answer = ledger.update_account(
+        ACCT, AccountPatch(stripe_customer_id="cus_new"), actor="support", op_id="settings:k1"
+    )
+    assert (after.auto_recharge.customer_id, after.auto_recharge.payment_method_id) == ("cus_new", None)
+    assert answer["card_on_file"] is False
+
+
+def test_accounts_are_listed_by_id_a_page_at_a_time(backend, ledger):
+    for account_id in ("acct-c", "acct-a", "acct-d", "acct-b", "acct-e"):
+        ledger.create_account(new_account(account_id), reference={})
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page, cursor = backend.statements.list_accounts(limit=2, cursor=cursor)
+        assert len(page) <= 2
+        seen += [account.account_id for account in page]
+        pages += 1
+        if cursor is None:
+            break
+    assert seen == ["acct-a", "acct-b", "acct-c", "acct-d", "acct-e"]
+    assert pages == 3
+    with pytest.raises(InvalidRequest):
+        backend.statements.list_accounts(limit=2, cursor="not a cursor")
 
 
 # ---- migration ------------------------------------------------------------------------------------------
@@ -538,7 +647,7 @@ def legacy(ledger: LedgerOperations) -> Account:
 
 
 def test_migration_converts_the_legacy_pool_once(backend, ledger, legacy):
-    done = ledger.migrate("acct-l", ratio=(1, 1), actor="support")
+    done = ledger.migrate("acct-l", ratio=(1, 1), actor="support", op_id="migrate:k1")
     assert (done.outcome, done.converted, done.before.credit_model, done.after.credit_model) == (
         "migrated",
         80,
@@ -547,16 +656,22 @@ def test_migration_converts_the_legacy_pool_once(backend, ledger, legacy):
     )
     assert nonzero(backend.sound("acct-l").pools) == {AU: 80}
     before = backend.stored()
-    again = ledger.migrate("acct-l", ratio=(1, 1), actor="support")
+    again = ledger.migrate("acct-l", ratio=(1, 1), actor="support", op_id="migrate:k2")
     assert (again.outcome, again.converted) == ("already_migrated", 0)
     assert backend.stored() == before
+    retried = ledger.migrate("acct-l", ratio=(1, 1), actor="support", op_id="migrate:k1")
+    assert retried.outcome == "migrated" and retried.replayed is not None
+    assert (retried.replayed["converted"], retried.replayed["after"]["purchased"]["AU"]) == (80, 80)
+    assert backend.stored() == before
+    with pytest.raises(IdempotencyKeyReused):
+        ledger.migrate("acct-l", ratio=(2, 1), actor="support", op_id="migrate:k1")
 
 
 def test_migration_waits_for_held_messages(backend, ledger, legacy):
     ledger.hold("acct-l", hold_request("m1"))
     before = backend.stored()
     with pytest.raises(HoldsPending):
-        ledger.migrate("acct-l", ratio=(1, 1), actor="support")
+        ledger.migrate("acct-l", ratio=(1, 1), actor="support", op_id="migrate:k1")
     assert backend.stored() == before
 
 

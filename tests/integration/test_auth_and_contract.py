@@ -142,6 +142,7 @@ def test_plan_upgrade_grants_the_difference_once_and_downgrade_waits(service, tw
             method="PUT",
             path=path,
             path_params={"account_id": "acct-1"},
+            headers={"idempotency-key": "plan-up"},
         )
     assert status == 200 and answer["plan"] == "growth"
     assert balance()["included"]["available"] == 100 and balance()["included"]["allowance"] == 100
@@ -153,6 +154,7 @@ def test_plan_upgrade_grants_the_difference_once_and_downgrade_waits(service, tw
         method="PUT",
         path=path,
         path_params={"account_id": "acct-1"},
+        headers={"idempotency-key": "plan-down"},
     )
     assert answer["effective"] == "next_refresh" and answer["pending_plan"] == "starter"
     assert balance()["included"]["available"] == 100 and balance()["plan"] == "growth"

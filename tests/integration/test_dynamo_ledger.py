@@ -367,7 +367,7 @@ def test_migration_with_a_lost_reply_reports_migrated(faulty, reader, ledger):
     ledger.create_account(new_account("acct-l", model="legacy"), reference={})
     faulty_ledger.get_account("acct-l")  # warm
     client.faults = [("lost", timeout())]
-    done = faulty_ledger.migrate("acct-l", ratio=(1, 1), actor="support")
+    done = faulty_ledger.migrate("acct-l", ratio=(1, 1), actor="support", op_id="migrate:k1")
     assert (done.outcome, done.converted, done.before.credit_model) == ("migrated", 50, "legacy")
     assert nonzero(sound(reader, "acct-l").pools) == {AU: 50}
 

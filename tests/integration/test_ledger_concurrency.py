@@ -21,6 +21,7 @@ import random
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
+from smscredits.domain.account_settings import AccountPatch
 from smscredits.domain.audit import check_account
 from smscredits.domain.errors import InsufficientCredits
 from smscredits.domain.movements import HoldRequest
@@ -225,3 +227,36 @@ def test_concurrent_grants_with_one_op_id_grant_once(endpoint, dynamo_fidelity):
     account, entries, _ = sound(reader, "acct-grant")
     assert {pool: value for pool, value in account.pools.items() if value} == {L.INCLUDED: 50, AU: 100}
     assert [e.amount for e in entries if e.op_id == "purchase:cs_once"] == [100]
+
+
+@pytest.mark.slow
+def test_support_changes_race_sends_without_losing_a_credit_and_one_key_applies_once(
+    endpoint, dynamo_fidelity
+):
+    """Half the threads retry one PATCH (one Idempotency-Key), half hold a credit each: every hold lands, the
+    PATCH applies once and every retry answers its first answer, and the pools still match the entries."""
+    setup = DynamoLedger(TABLE, client=client_for(endpoint))
+    setup.create_account(new_account("acct-patch"), reference={})
+    reader = DynamoStatements(TABLE, client=client_for(endpoint))
+    stores = [DynamoLedger(TABLE, client=client_for(endpoint), max_attempts=200) for _ in range(THREADS)]
+    patch = AccountPatch(
+        low_balance_threshold=5, billing_anchor=date(2026, 1, 20), stripe_customer_id="cus_Race1"
+    )
+
+    def work(index: int) -> Any:
+        if index % 2:
+            return stores[index].update_account("acct-patch", patch, actor="support", op_id="settings:race")[
+                1
+            ]
+        return stores[index].hold("acct-patch", draft(f"m{index}", 1))
+
+    results = run_threads(work)
+    answers = [dict(result) for index, result in enumerate(results) if index % 2]
+    assert all(answer == answers[0] for answer in answers)
+    account, entries, holds = sound(reader, "acct-patch")
+    assert (account.low_balance_threshold, account.auto_recharge.customer_id) == (5, "cus_Race1")
+    assert account.billing_anchor == date(2026, 1, 20)
+    assert len(holds) == THREADS // 2 and account.held == THREADS // 2
+    assert account.pools[L.INCLUDED] == 50 - THREADS // 2
+    assert answers[0]["next_refresh_at"] == account.next_refresh_at.isoformat().replace("+00:00", ".000Z")
+    assert [e.kind for e in entries].count("grant") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +29,9 @@ def create_legacy(account_id: str = "acct-1") -> dict[str, Any]:
 
 
 def migrate(
-    dry_run: bool, account_id: str = "acct-1", claims: dict[str, str] | None = None
+    dry_run: bool, account_id: str = "acct-1", claims: dict[str, str] | None = None, key: str | None = None
 ) -> tuple[int, Any]:
+    """A migration call; each call has a fresh Idempotency-Key unless `key` is given."""
     path = f"/v1/admin/accounts/{account_id}/migration"
     return call(
         "account_api",
@@ -38,6 +40,7 @@ def migrate(
         path_params={"account_id": account_id},
         body={"dry_run": dry_run},
         claims=claims or admin(),
+        headers={"idempotency-key": key or uuid.uuid4().hex},
     )
 
 
@@ -148,6 +151,31 @@ def test_a_second_migration_changes_nothing(service, twilio, dynamodb):
     assert table_items(dynamodb) == before
 
 
+def test_a_migration_retried_with_its_key_answers_as_the_first_time(service, twilio, dynamodb):
+    create_legacy()
+    status, first = migrate(dry_run=False, key="mig-1")
+    assert status == 200 and (first["outcome"], first["converted"]) == ("migrated", 50)
+    before = table_items(dynamodb)
+    assert migrate(dry_run=False, key="mig-1") == (200, first)
+    assert table_items(dynamodb) == before
+    assert audit() == []
+
+
+def test_a_migration_without_an_idempotency_key_is_refused(service, twilio, dynamodb):
+    create_legacy()
+    before = table_items(dynamodb)
+    status, answer = call(
+        "account_api",
+        "admin_post_account",
+        path="/v1/admin/accounts/acct-1/migration",
+        path_params={"account_id": "acct-1"},
+        body={"dry_run": False},
+        claims=admin(),
+    )
+    assert (status, answer["error"]["code"]) == (400, "idempotency_key_required")
+    assert table_items(dynamodb) == before
+
+
 def test_migration_waits_for_pending_holds(service, twilio, dynamodb):
     """Our rule: a hold drew legacy credits; voided after the switch it would return them to a pool the
     account no longer has, so the migration is refused (409) until holds settle. Nothing is written."""
@@ -206,5 +234,6 @@ def test_a_malformed_migration_request_is_refused(service, twilio, body):
         path_params={"account_id": "acct-1"},
         body=body,
         claims=admin(),
+        headers={"idempotency-key": "m-1"},
     )
     assert status == 422

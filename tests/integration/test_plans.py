@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,8 @@ from tests.integration.test_send_path import balance
 pytestmark = pytest.mark.memory_ledger
 
 
-def change(plan: str, account_id: str = "acct-1") -> dict[str, Any]:
+def change(plan: str, account_id: str = "acct-1", key: str | None = None) -> dict[str, Any]:
+    """A plan change; each call has a fresh Idempotency-Key unless `key` is given."""
     status, answer = call(
         "account_api",
         "admin_post_account",
@@ -28,6 +30,7 @@ def change(plan: str, account_id: str = "acct-1") -> dict[str, Any]:
         path_params={"account_id": account_id},
         body={"plan": plan},
         claims=admin(),
+        headers={"idempotency-key": key or uuid.uuid4().hex},
     )
     assert status == 200, answer
     return answer

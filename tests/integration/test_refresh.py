@@ -153,7 +153,7 @@ def test_a_pending_downgrade_applies_at_the_refresh(scheduled, service):
     clock = service
     store, reader = runtime.container().ledger, runtime.container().statements
     make(store, "down", date(2026, 1, 5), plan="growth")
-    answer = accounts.change_plan(store, account_id="down", plan="starter", actor="support")
+    answer = accounts.change_plan(store, account_id="down", plan="starter", actor="support", key="down-1")
     assert (answer["plan"], answer["pending_plan"], answer["effective"]) == (
         "growth",
         "starter",

@@ -99,6 +99,7 @@ def migrate(account_id: str) -> tuple[int, Any]:
         claims=admin(),
         path=f"/v1/admin/accounts/{account_id}/migration",
         path_params={"account_id": account_id},
+        headers={"idempotency-key": f"migrate-{account_id}"},  # support's retry sends the same key
     )
 
 

@@ -11,23 +11,32 @@ def settings(**environment: str) -> Settings:
     return Settings.model_validate(environment)
 
 
-def test_on_lambda_the_public_base_url_must_be_configured_and_is_refused_loudly_at_first_use():
+def test_on_lambda_without_a_request_or_configuration_the_public_base_url_is_refused_loudly_at_first_use():
     deployed = settings(AWS_LAMBDA_FUNCTION_NAME="sms-credits-send")
     assert deployed.table_name == "CreditsTable"  # everything else still reads: only its first use fails
     with pytest.raises(RuntimeError, match="PUBLIC_BASE_URL is not configured"):
         _ = deployed.public_base_url
-    with pytest.raises(RuntimeError, match="PublicBaseUrl"):
-        _ = settings(AWS_LAMBDA_FUNCTION_NAME="fn", PUBLIC_BASE_URL=PLACEHOLDER_BASE_URL).public_base_url
+    with pytest.raises(RuntimeError, match="placeholder"):
+        _ = settings(AWS_LAMBDA_FUNCTION_NAME="fn", PUBLIC_BASE_URL=PLACEHOLDER_BASE_URL).public_base_url_of(
+            "https://abc.execute-api.ap-southeast-2.amazonaws.com"
+        )
 
 
-def test_a_configured_public_base_url_is_used_without_its_trailing_slash():
-    assert settings(
-        AWS_LAMBDA_FUNCTION_NAME="fn", PUBLIC_BASE_URL="https://sms.example.org/"
-    ).public_base_url == ("https://sms.example.org")
+def test_on_lambda_the_address_api_gateway_received_the_request_on_is_the_base_url():
+    deployed = settings(AWS_LAMBDA_FUNCTION_NAME="sms-credits-send")
+    received = "https://abc.execute-api.ap-southeast-2.amazonaws.com"
+    assert deployed.public_base_url_of(received) == received
+
+
+def test_a_configured_public_base_url_overrides_the_request_and_loses_its_trailing_slash():
+    configured = settings(AWS_LAMBDA_FUNCTION_NAME="fn", PUBLIC_BASE_URL="https://sms.example.org/")
+    assert configured.public_base_url == "https://sms.example.org"
+    assert configured.public_base_url_of("https://abc.execute-api.amazonaws.com") == "https://sms.example.org"
 
 
 def test_off_lambda_the_public_base_url_defaults_to_local_mode():
     assert settings().public_base_url == LOCAL_BASE_URL
+    assert settings().public_base_url_of("https://elsewhere.example.org") == LOCAL_BASE_URL
     assert (
         settings(PUBLIC_BASE_URL=PLACEHOLDER_BASE_URL).public_base_url == PLACEHOLDER_BASE_URL
     )  # the tests'

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from local.template import ROOT, functions, load, resources, routes
-from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS, PLACEHOLDER_BASE_URL
+from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
 
 OWN_RESOURCE = re.compile(r"\$\{(\w+)(\.Arn)?\}")
 ALLOWED_MANAGED_POLICIES: set[str] = set()
@@ -86,10 +86,39 @@ def test_functions_skip_pydantics_plugin_scan_on_cold_start():
 
 
 def test_the_code_defaults_are_the_templates():
-    """One sweep grace default and one placeholder base URL: the template's."""
+    """One sweep grace default: the template's. PublicBaseUrl is an optional override, empty by default."""
     parameters = load()["Parameters"]
     assert int(parameters["SweepGraceSeconds"]["Default"]) == DEFAULT_SWEEP_GRACE_SECONDS
-    assert parameters["PublicBaseUrl"]["Default"] == PLACEHOLDER_BASE_URL
+    assert parameters["PublicBaseUrl"]["Default"] == ""
+
+
+def _refs(value: Any) -> set[str]:
+    """Every resource or parameter a template value names (Ref, GetAtt, ${...} in Sub)."""
+    text = json.dumps(value)
+    return (
+        set(re.findall(r'"Ref": "(\w+)"', text))
+        | set(re.findall(r"\$\{(\w+)", text))
+        | set(re.findall(r'"Fn::GetAtt": \["(\w+)"', text))
+    )
+
+
+def test_one_deploy_is_enough():
+    """No second pass: no function behind the HTTP API may name the API (SAM's generated API body names every
+    such function: a cycle CloudFormation refuses), so they derive the base URL from the request; the
+    outputs fall back to the API's own URL; samconfig.toml names no address to hand-edit."""
+    api_functions = {route.function for route in routes()}
+    template = load()
+    assert "HttpApi" not in _refs(template["Globals"])
+    for name in api_functions:
+        own = {k: v for k, v in functions()[name]["Properties"].items() if k != "Events"}
+        assert "HttpApi" not in _refs(own), name
+    outputs = template["Outputs"]
+    for name in ("TwilioStatusCallbackUrl", "StripeWebhookUrl", "DashboardUrl", "PublicUrl"):
+        assert "HttpApi" in _refs(outputs[name]["Value"]) and "PublicBaseUrl" in _refs(outputs[name]["Value"])
+    samconfig = (ROOT / "samconfig.toml").read_text()
+    assert "example.com" not in samconfig and "PublicBaseUrl=" not in samconfig
+    for name in ("JwtIssuer", "JwtAudience"):
+        assert template["Parameters"][name]["Type"] == "AWS::SSM::Parameter::Value<String>"
 
 
 def test_tables_are_durable():

@@ -16,7 +16,7 @@ from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE, DEFAUL
 
 # template.yaml's SweepGraceSeconds default (tests/unit/test_template.py holds them equal): the one default.
 DEFAULT_SWEEP_GRACE_SECONDS = 3600
-# template.yaml's PublicBaseUrl default: a placeholder, never a deployment's address.
+# The placeholder older samconfig.toml files carried: never a deployment's address (refused on Lambda).
 PLACEHOLDER_BASE_URL = "https://api.example.com"
 LOCAL_BASE_URL = "http://127.0.0.1:3000"
 
@@ -72,15 +72,32 @@ class Settings(BaseModel):
 
     @property
     def public_base_url(self) -> str:
+        """This API's public base URL outside a request (a function no HTTP request reaches): see
+        `public_base_url_of`."""
+        return self.public_base_url_of(None)
+
+    def public_base_url_of(self, received_on: str | None) -> str:
         """The exact public base URL of this API (Twilio signs its callbacks over it; Checkout returns to it).
-        On Lambda it must be configured: a function that needs it fails loudly (a 500, alarmed) rather than
-        send callbacks and checkouts to a placeholder. Elsewhere it defaults to local mode's address."""
+        PUBLIC_BASE_URL when configured (a custom domain, or one with an API mapping path, which API Gateway
+        does not pass on); else, on Lambda, `received_on`: the https address API Gateway received this request
+        on (`Request.api_base_url`), so a first deploy needs no second pass. A function with neither fails
+        loudly (a 500, alarmed) rather than send callbacks and checkouts to a placeholder. Off Lambda it
+        defaults to local mode's address."""
         configured = (self.configured_base_url or "").rstrip("/")
-        if self.lambda_function_name and configured in ("", PLACEHOLDER_BASE_URL):
+        if not self.lambda_function_name:
+            return configured or LOCAL_BASE_URL
+        if configured == PLACEHOLDER_BASE_URL:
             raise RuntimeError(
-                "PUBLIC_BASE_URL is not configured: deploy with the PublicBaseUrl parameter set to this API's address"
+                f"PUBLIC_BASE_URL is the placeholder {PLACEHOLDER_BASE_URL}: set PublicBaseUrl or leave it empty"
             )
-        return configured or LOCAL_BASE_URL
+        if configured:
+            return configured
+        if received_on:
+            return received_on
+        raise RuntimeError(
+            "PUBLIC_BASE_URL is not configured and this invocation came through no API Gateway request: "
+            "set the function's PUBLIC_BASE_URL (docs/deploy.md)"
+        )
 
 
 @cache

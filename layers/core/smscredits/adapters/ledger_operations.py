@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from smscredits.adapters.payment_operations import PaymentOperations, new_attempt, ours
 from smscredits.domain import movements as M
 from smscredits.domain.account import Account, Hold
+from smscredits.domain.account_settings import AccountPatch
 from smscredits.domain.catalog import PLANS
 from smscredits.domain.changes import (
     Change,
@@ -80,14 +81,6 @@ class LedgerOperations(PaymentOperations):
         answers the first outcome; with any other, idempotency_key_reused."""
         request_hash = hashed({"pool": pool, "credits": credits, "reason": reason})
 
-        def replayed(guard: Guard) -> Mapping[str, Any]:
-            if guard.request_hash != request_hash:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was already used with a different adjustment.",
-                    {"header": "Idempotency-Key"},
-                )
-            return dict(guard.outcome)
-
         def build(state: Account) -> Change:
             return M.adjust(
                 state, pool, credits, op_id=op_id, actor=actor, reason=reason, request_hash=request_hash
@@ -100,23 +93,47 @@ class LedgerOperations(PaymentOperations):
             guard = self.find_operation(account_id, op_id)
             if guard is None:
                 raise
-            return self.known_account(account_id), replayed(guard)
+            return self.known_account(account_id), replayed(guard, request_hash, "adjustment")
         if isinstance(outcome, Refused):
             assert isinstance(outcome.found, Guard) and outcome.account is not None
-            return outcome.account, replayed(outcome.found)
+            return outcome.account, replayed(outcome.found, request_hash, "adjustment")
         return outcome.account, outcome.change.result
 
-    def change_plan(self, account_id: str, plan: str, *, actor: str) -> tuple[Account, Mapping[str, Any]]:
-        """An upgrade grants the difference now, a downgrade waits for the refresh; answers (account, outcome)."""
-        try:
-            outcome = self._commit(
-                account_id, lambda state: M.change_plan(state, plan, allowances=PLANS, actor=actor)
+    def change_plan(
+        self, account_id: str, plan: str, *, actor: str, op_id: str
+    ) -> tuple[Account, Mapping[str, Any]]:
+        """An upgrade grants the difference now, a downgrade waits for the refresh, once per op_id (a repeat
+        answers the first outcome; the op_id with another plan: idempotency_key_reused). Answers (account,
+        outcome)."""
+        request_hash = hashed({"plan": plan})
+
+        def build(state: Account) -> Change:
+            return M.change_plan(
+                state, plan, allowances=PLANS, actor=actor, op_id=op_id, request_hash=request_hash
             )
-        except Unchanged as unchanged:
-            return unchanged.account, unchanged.answer
+
+        outcome = self._commit(account_id, build)
         if isinstance(outcome, Refused):
-            assert isinstance(outcome.found, Guard)
-            return self.get_account(account_id), dict(outcome.found.outcome)
+            assert isinstance(outcome.found, Guard) and outcome.account is not None
+            return outcome.account, replayed(outcome.found, request_hash, "plan change")
+        return outcome.account, outcome.change.result
+
+    def update_account(
+        self, account_id: str, patch: AccountPatch, *, actor: str, op_id: str
+    ) -> tuple[Account, Mapping[str, Any]]:
+        """Support's change of an account's settings, once per op_id; answers (account, the account's view as
+        the change left it), a repeat the first view."""
+        request_hash = hashed({"patch": patch.requested()})
+
+        def build(state: Account) -> Change:
+            return M.update_account(
+                state, patch, today=self.clock().date(), actor=actor, op_id=op_id, request_hash=request_hash
+            )
+
+        outcome = self._commit(account_id, build)
+        if isinstance(outcome, Refused):
+            assert isinstance(outcome.found, Guard) and outcome.account is not None
+            return outcome.account, replayed(outcome.found, request_hash, "change")
         return outcome.account, outcome.change.result
 
     def refresh_allowance(
@@ -144,28 +161,50 @@ class LedgerOperations(PaymentOperations):
         return outcome.account, True
 
     def migrate(
-        self, account_id: str, *, ratio: tuple[int, int], actor: str, attempt_id: str | None = None
+        self,
+        account_id: str,
+        *,
+        ratio: tuple[int, int],
+        actor: str,
+        op_id: str,
+        attempt_id: str | None = None,
     ) -> M.Migration:
-        """A legacy account's pool converted into purchased credits of its home region, once."""
+        """A legacy account's pool converted into purchased credits of its home region, once. The op_id (the
+        caller's Idempotency-Key) repeated answers what it answered first; another op_id after the migration
+        answers already_migrated."""
         attempt = new_attempt(attempt_id)
+        request_hash = hashed({"ratio": list(ratio)})
         pinned: list[Account] = []
 
         def build(state: Account) -> Change:
             pinned[:] = [state]
-            return M.migrate(state, ratio=ratio, actor=actor, now=self.clock(), attempt_id=attempt)
+            return M.migrate(
+                state,
+                ratio=ratio,
+                actor=actor,
+                now=self.clock(),
+                attempt_id=attempt,
+                op_id=op_id,
+                request_hash=request_hash,
+            )
 
         try:
             outcome = self._commit(account_id, build)
         except Unchanged as done:
+            guard = self.find_operation(account_id, op_id)
+            if guard is not None:  # this key migrated it: its answer
+                answer = replayed(guard, request_hash, "migration")
+                return M.Migration("migrated", done.account, done.account, 0, answer)
             return M.Migration("already_migrated", done.account, done.account, 0)
-        if isinstance(outcome, Refused):  # the guard exists: migrated by a concurrent call, or by this one
+        if isinstance(outcome, Refused):
             current = self.get_account(account_id)
-            if ours(outcome.found, attempt):
-                assert isinstance(outcome.found, Guard)
-                return M.Migration(
-                    "migrated", pinned[0], current, int(outcome.found.outcome.get("converted", 0))
-                )
-            return M.Migration("already_migrated", current, current, 0)
+            found = outcome.found
+            if isinstance(found, Guard) and found.op_id == op_id:
+                answer = replayed(found, request_hash, "migration")
+                if ours(found, attempt):  # this call's own write, whose reply was lost
+                    return M.Migration("migrated", pinned[0], current, int(answer["converted"]))
+                return M.Migration("migrated", current, current, 0, answer)
+            return M.Migration("already_migrated", current, current, 0)  # migrated under another key
         before, converted = outcome.change.result
         return M.Migration("migrated", before, outcome.account, converted)
 
@@ -263,3 +302,13 @@ class LedgerOperations(PaymentOperations):
         """Note a later delivery status on a charged message (no credits move). False when its condition
         refused it (the hold changed since it was read)."""
         return self._write(DeliveryStatus(hold.account_id, hold.message_id, status, sid, settled)) is None
+
+
+def replayed(guard: Guard, request_hash: str, what: str) -> Mapping[str, Any]:
+    """The first answer of an operation whose id (the caller's Idempotency-Key) came again: refused when the
+    request differs from the first one's."""
+    if guard.request_hash != request_hash:
+        raise IdempotencyKeyReused(
+            f"This Idempotency-Key was already used with a different {what}.", {"header": "Idempotency-Key"}
+        )
+    return dict(guard.outcome)

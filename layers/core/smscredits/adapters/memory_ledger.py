@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters.ledger_operations import LedgerOperations
 from smscredits.domain.account import Account, Hold, LedgerRecord
+from smscredits.domain.account_settings import list_cursor, listed_after
 from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE
 from smscredits.domain.changes import (
     Change,
@@ -282,6 +283,14 @@ class InMemoryLedger(LedgerOperations):
 
     def require_account(self, account_id: str) -> None:
         self.get_account(account_id)
+
+    def list_accounts(self, *, limit: int, cursor: str | None = None) -> tuple[list[Account], str | None]:
+        """Accounts by id; a full page has a cursor (the next page may be empty), as DynamoDB's Query."""
+        after = listed_after(cursor) if cursor is not None else None
+        with self._lock:
+            ids = sorted(account_id for account_id in self._accounts if after is None or account_id > after)
+            page = [self._accounts[account_id] for account_id in ids[:limit]]
+        return page, list_cursor(page[-1].account_id) if len(page) == limit else None
 
     def partition(self, account_id: str) -> tuple[Account, list[LedgerRecord], list[Hold]]:
         with self._lock:

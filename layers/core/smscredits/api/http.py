@@ -8,6 +8,7 @@ its answer, or any exception, into the Lambda proxy response. Routes hold no try
 
 import base64
 import json
+import re
 from collections.abc import Callable, Mapping
 from enum import Enum
 from functools import cached_property
@@ -16,6 +17,7 @@ from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ValidationError
 
+from smscredits.domain.account import ACCOUNT_ID_PATTERN
 from smscredits.domain.errors import DomainError, Forbidden, MalformedRequest, Unauthorized
 from smscredits.domain.idempotency import IdempotencyKey
 from smscredits.observability import count, logger
@@ -23,10 +25,15 @@ from smscredits.schemas.decoding import body_text, parse_json
 from smscredits.settings import get_settings
 
 MAX_VALIDATION_ERRORS = 20
+ACCOUNT_HEADER = "x-account-id"  # names the account a `service` token acts for on the account routes
+SERVICE_SCOPE = "service"
+ADMIN_SCOPE = "admin"
 
 
 class Auth(Enum):
-    ACCOUNT = "account"  # a JWT with the account claim: the account comes from the token, never the request
+    # A JWT with the account claim: the account comes from the token, never the request. A token with the
+    # `service` scope (the SaaS backend) names the account in the X-Account-Id header instead (docs/product.md §9).
+    ACCOUNT = "account"
     ADMIN = "admin"  # a JWT with the `admin` scope (support staff)
     TOKEN = "token"  # any JWT the gateway's authorizer accepted; the route reads no claim (the price table)
     PUBLIC = "public"  # no token: the docs and the dashboard page
@@ -51,6 +58,20 @@ class MethodNotAllowed(DomainError):
 
 class UnsupportedMediaType(DomainError):
     status = 415
+
+
+class AccountHeaderRequired(DomainError):
+    """A `service` token on an account route without X-Account-Id: it acts for no account of its own."""
+
+    code = "account_header_required"
+    status = 400
+
+
+class AccountHeaderInvalid(DomainError):
+    """X-Account-Id that cannot be an account id (the path parameter's pattern)."""
+
+    code = "account_header_invalid"
+    status = 400
 
 
 class RequestInvalid(DomainError):
@@ -81,26 +102,69 @@ class Request:
         return ((context.get("authorizer") or {}).get("jwt")) or {}
 
     @property
+    def api_base_url(self) -> str | None:
+        """The https address API Gateway received this request on: `requestContext.domainName`, which API
+        Gateway sets to the name it served the request under (its execute-api name or a custom domain mapped to
+        this API: a Host naming anything else never reaches this API), on the `$default` stage (no stage in
+        the path). None for another stage or outside API Gateway. Settings.public_base_url_of says when it is
+        used (docs/deploy.md argues why Twilio's signature stays safe)."""
+        context = self.event.get("requestContext") or {}
+        domain = context.get("domainName")
+        if not isinstance(domain, str) or not domain or context.get("stage") != "$default":
+            return None
+        return f"https://{domain}"
+
+    @property
     def claims(self) -> Mapping[str, Any]:
         found = self.authorizer.get("claims")
         return found if isinstance(found, Mapping) else {}
+
+    @property
+    def scopes(self) -> set[str]:
+        """The verified token's scopes: its `scope` claim and what the authorizer lists."""
+        found = set(str(self.claims.get("scope", "")).split())
+        found.update(str(s) for s in self.authorizer.get("scopes") or [])
+        return found
 
     def admit(self, auth: Auth) -> None:
         """Check the caller a route's `auth` asks for, from the claims of the token the JWT authorizer verified."""
         token = self.claims
         if auth is Auth.ACCOUNT:
-            account_id = token.get(get_settings().account_id_claim)
-            if not isinstance(account_id, str) or not account_id:
-                raise Unauthorized("A valid token with an account claim is required.")
-            self._account_id = account_id
+            self._account_id = (
+                self._service_account() if SERVICE_SCOPE in self.scopes else self._own_account()
+            )
         elif auth is Auth.ADMIN:
             if not token:
                 raise Unauthorized("A valid token is required.")
-            scopes = set(str(token.get("scope", "")).split())
-            scopes.update(str(s) for s in self.authorizer.get("scopes") or [])
-            if "admin" not in scopes:
+            if ADMIN_SCOPE not in self.scopes:
                 raise Forbidden("This route is for support staff (admin scope).")
             self._actor = str(token.get("sub") or "unknown")
+
+    def _own_account(self) -> str:
+        """The account claim of a user's token; an X-Account-Id header is ignored (it names no one's account)."""
+        account_id = self.claims.get(get_settings().account_id_claim)
+        if not isinstance(account_id, str) or not account_id:
+            raise Unauthorized("A valid token with an account claim is required.")
+        return account_id
+
+    def _service_account(self) -> str:
+        """The account a `service` token acts for: the X-Account-Id header, required and shaped as an account
+        id (whether the account exists is the route's 404, as for any token). The token's own account claim, if
+        any, is not used. Logged with the token's subject, never the token."""
+        account_id = self.headers.get(ACCOUNT_HEADER, "").strip()
+        if not account_id:
+            raise AccountHeaderRequired(
+                "A service token names the account it acts for in the X-Account-Id header.",
+                {"header": "X-Account-Id"},
+            )
+        if not re.fullmatch(ACCOUNT_ID_PATTERN, account_id):
+            raise AccountHeaderInvalid(
+                "X-Account-Id must be an account id (1-64 letters, digits, '-' or '_').",
+                {"header": "X-Account-Id"},
+            )
+        logger.append_keys(acting_for=account_id, service_subject=str(self.claims.get("sub") or "unknown"))
+        logger.info("service token acting for an account")
+        return account_id
 
     @property
     def account_id(self) -> str:
@@ -249,6 +313,9 @@ class Router:
 
     def put(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
         return self.route("PUT", path, **options)
+
+    def patch(self, path: str, **options: Unpack[RouteOptions]) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **options)
 
 
 class Api:

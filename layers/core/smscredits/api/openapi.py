@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from smscredits.api.http import Auth, Route
+from smscredits.domain.account import ACCOUNT_ID_PATTERN
 
 TITLE = "SMS credits API"
 VERSION = "1.0.0"
@@ -174,5 +175,16 @@ def _headers(route: Route) -> list[dict[str, Any]]:
     if route.signature_header is not None:
         headers.append(
             {"name": route.signature_header, "in": "header", "required": True, "schema": {"type": "string"}}
+        )
+    if route.auth is Auth.ACCOUNT:
+        headers.append(
+            {
+                "name": "X-Account-Id",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": ACCOUNT_ID_PATTERN},
+                "description": "Required with a `service` token: the account it acts for (400 "
+                "account_header_required without it). Ignored with a user's token, which acts for its own.",
+            }
         )
     return headers

@@ -106,6 +106,6 @@ def post_checkout(request: Request, body: CheckoutRequest, key: IdempotencyKey) 
         idempotency_key=key,
         region=_region(body.region),
         quantity=body.quantity,
-        public_base_url=ports.settings.public_base_url,
+        public_base_url=ports.settings.public_base_url_of(request.api_base_url),
     )
     return CheckoutResponse.model_validate(answer)

@@ -23,7 +23,8 @@ router = Router()
 )
 def post_message(request: Request, body: MessageRequest, key: IdempotencyKey) -> SendResponse:
     ports = runtime.container()
-    command = sending.SendCommand(request.account_id, key, body.to, body.body, ports.settings.public_base_url)
+    base_url = ports.settings.public_base_url_of(request.api_base_url)
+    command = sending.SendCommand(request.account_id, key, body.to, body.body, base_url)
     return answer(sending.send_message(ports.ledger, ports.sender, ports.recharger, command))
 
 

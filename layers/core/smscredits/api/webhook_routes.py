@@ -15,9 +15,11 @@ router = Router()
 
 
 def _signed_url(request: Request) -> str:
-    """The exact public URL Twilio signed: configuration + path + query, never the Host header."""
+    """The exact public URL Twilio signed: the API's public base URL (configured, or the name API Gateway
+    received the request on, never a header the client sets) + path + query."""
     query = request.event.get("rawQueryString") or ""
-    return runtime.container().settings.public_base_url + request.path + (f"?{query}" if query else "")
+    base = runtime.container().settings.public_base_url_of(request.api_base_url)
+    return base + request.path + (f"?{query}" if query else "")
 
 
 def _verified_form(request: Request) -> dict[str, str]:

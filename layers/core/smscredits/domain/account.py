@@ -13,6 +13,11 @@ from smscredits.domain.auto_recharge import NEVER_SET_UP, AutoRecharge
 from smscredits.domain.changes import NOTHING
 from smscredits.domain.ledger import CreditModel, Funding
 
+# What an account id may be (a path parameter, a token claim, the X-Account-Id header of a service token).
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# credits.low fires when a region's spendable credits fall below this, unless support sets another (§7).
+DEFAULT_LOW_BALANCE_THRESHOLD = 20
+
 
 class Account(NamedTuple):
     account_id: str
@@ -31,6 +36,7 @@ class Account(NamedTuple):
     pending_plan: str | None = None  # a downgrade waiting for the next refresh
     auto_recharge: AutoRecharge = NEVER_SET_UP
     migrated_at: datetime | None = None
+    low_balance_threshold: int = DEFAULT_LOW_BALANCE_THRESHOLD
 
 
 class Hold(NamedTuple):

@@ -22,6 +22,12 @@ class InvalidRequest(DomainError):
     status = 422
 
 
+class BillingAnchorInFuture(InvalidRequest):
+    """A billing anchor after today: refused rather than read as a day of this month (docs/billing-rules.md)."""
+
+    code = "billing_anchor_in_future"
+
+
 class MalformedRequest(DomainError):
     """The request could not be read at all: bytes that are not UTF-8, JSON nested beyond reason."""
 

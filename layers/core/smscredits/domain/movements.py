@@ -13,9 +13,12 @@ from typing import Any, NamedTuple
 
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
+from smscredits.domain.account_settings import AccountPatch, account_view, patched_fields
+from smscredits.domain.catalog import REGIONS
 from smscredits.domain.changes import Change, Guard, HoldTransition, NewHold, Unchanged
 from smscredits.domain.delivery import FINAL_STATUSES
 from smscredits.domain.errors import HoldsPending, InvalidRequest
+from smscredits.domain.periods import anniversary, iso
 from smscredits.domain.regions import mask_number
 
 MIGRATION_OP = "migration"
@@ -43,12 +46,13 @@ class CountedWithStaleSetting(Exception):
 
 class Migration(NamedTuple):
     """What a migration did: migrated (now), already_migrated (before this call), with the balance before and
-    after and the credits converted."""
+    after and the credits converted; `replayed`: the answer its Idempotency-Key gave the first time."""
 
     outcome: str
     before: Account
     after: Account
     converted: int
+    replayed: Mapping[str, Any] | None = None
 
 
 # ---- accounts ---------------------------------------------------------------------------------------
@@ -87,8 +91,11 @@ def refresh(
 ) -> Change:
     """The refresh for one period: lapse what is left, grant the allowance of the plan in force (a pending
     downgrade, else the current plan), move the next refresh time on. Unchanged when the balance already
-    belongs to this period or a later one."""
+    belongs to this period or a later one, or when the period is not one of the account's billing anchor (a
+    refresh computed before support moved the anchor: the new anchor's refresh comes at its own time)."""
     if state.period_start >= period_start:
+        raise Unchanged(state)
+    if anniversary(state.billing_anchor.day, period_start.year, period_start.month) != period_start:
         raise Unchanged(state)
     plan = state.pending_plan or state.plan
     allowance = allowances[plan]
@@ -109,28 +116,49 @@ def refresh(
     )
 
 
-def change_plan(state: Account, plan: str, *, allowances: Mapping[str, int], actor: str) -> Change:
-    """An upgrade grants the difference at once; a downgrade waits for the next refresh (our rule).
-
-    The guard is keyed by the balance version the change is computed from (the write is pinned to it), so
-    a later change back to a plan in the same period is not taken for a duplicate. Unchanged when the plan is
-    already in place with nothing pending."""
-    if plan == state.plan and state.pending_plan is None:
-        raise Unchanged(state, {"granted": 0, "effective": "unchanged"})
-    op_id = f"plan:{state.period_start.isoformat()}:{state.version}:{plan}"
+def change_plan(
+    state: Account, plan: str, *, allowances: Mapping[str, int], actor: str, op_id: str, request_hash: str
+) -> Change:
+    """An upgrade grants the difference at once; a downgrade waits for the next refresh (our rule); the plan
+    already in place with nothing pending changes nothing. Once per `op_id` (the caller's Idempotency-Key): its
+    guard keeps the answer, whatever the request did."""
     difference = allowances[plan] - state.allowance
-    if difference > 0:
+    changes: dict[str, Any]
+    if plan == state.plan and state.pending_plan is None:
+        movement, changes = L.no_movement(state.pools, state.held), {}
+        granted, effective = 0, "unchanged"
+    elif difference > 0:
         pool = L.LEGACY if state.credit_model == "legacy" else L.INCLUDED
         movement = L.grant_movement(state.pools, state.held, pool, difference)
-        changes: dict[str, Any] = {"plan": plan, "allowance": allowances[plan], "pending_plan": None}
-        result = {"granted": difference, "effective": "now"}
+        changes = {"plan": plan, "allowance": allowances[plan], "pending_plan": None}
+        granted, effective = difference, "now"
     elif plan == state.plan:  # cancelling a pending downgrade
         movement, changes = L.no_movement(state.pools, state.held), {"pending_plan": None}
-        result = {"granted": 0, "effective": "now"}
+        granted, effective = 0, "now"
     else:
         movement, changes = L.no_movement(state.pools, state.held), {"pending_plan": plan}
-        result = {"granted": 0, "effective": "next_refresh"}
-    return Change(op_id, movement, {"actor": actor, "plan": plan}, changes, (Guard(op_id, result),), result)
+        granted, effective = 0, "next_refresh"
+    after = state._replace(**changes)
+    result = {
+        "plan": after.plan,
+        "pending_plan": after.pending_plan,
+        "granted": granted,
+        "effective": effective,
+    }
+    guard = Guard(op_id, result, request_hash=request_hash)
+    return Change(op_id, movement, {"actor": actor, "plan": plan}, changes, (guard,), result)
+
+
+def update_account(
+    state: Account, patch: AccountPatch, *, today: date, actor: str, op_id: str, request_hash: str
+) -> Change:
+    """Support's change of an account's settings (domain/account_settings.py), no credits moved, once per
+    `op_id`: its guard keeps the account as the change left it, which a repeat answers."""
+    changes = patched_fields(state, patch, today)
+    answer = account_view(state._replace(**changes))
+    guard = Guard(op_id, answer, request_hash=request_hash)
+    movement = L.no_movement(state.pools, state.held)
+    return Change(op_id, movement, {"actor": actor}, changes, (guard,), answer)
 
 
 class RetryWithMigrationRatio(Exception):
@@ -158,20 +186,63 @@ def refuse_pending_holds(account: Account) -> None:
         )
 
 
-def migrate(state: Account, *, ratio: tuple[int, int], actor: str, now: datetime, attempt_id: str) -> Change:
-    """Legacy pool → purchased credits of the home region, model switched, once (guarded by `migration`).
+def migration_balance(account: Account) -> dict[str, Any]:
+    """A balance as a migration's answer shows it (before and after)."""
+    pools = account.pools
+    return {
+        "credit_model": account.credit_model,
+        "legacy": pools.get(L.LEGACY, 0) if account.credit_model == "legacy" else None,
+        "included": pools.get(L.INCLUDED, 0),
+        "purchased": {code: pools.get(L.purchased_pool(code), 0) for code in REGIONS},
+        "held": account.held,
+    }
+
+
+def migration_answer(
+    before: Account, after: Account, *, dry_run: bool, outcome: str, ratio: tuple[int, int], converted: int
+) -> dict[str, Any]:
+    """What a migration answers, as plain values (its Idempotency-Key's guard keeps it)."""
+    return {
+        "account_id": before.account_id,
+        "dry_run": dry_run,
+        "outcome": outcome,
+        "ratio": f"{ratio[0]}:{ratio[1]}",
+        "converted": converted,
+        "before": migration_balance(before),
+        "after": migration_balance(after),
+        "migrated_at": iso(after.migrated_at) if after.migrated_at else None,
+    }
+
+
+def migrate(
+    state: Account,
+    *,
+    ratio: tuple[int, int],
+    actor: str,
+    now: datetime,
+    attempt_id: str,
+    op_id: str,
+    request_hash: str,
+) -> Change:
+    """Legacy pool → purchased credits of the home region, model switched, once per account (the `migration`
+    guard) and once per `op_id` (the caller's Idempotency-Key, whose guard keeps the answer).
     Result: (the account before, the credits converted). Unchanged for an account already migrated."""
     if state.credit_model != "legacy":
         raise Unchanged(state)
     refuse_pending_holds(state)
     movement, converted = migrated_pools(state.pools, state.held, state.home_region, ratio)
     outcome = {"converted": converted, "ratio": f"{ratio[0]}:{ratio[1]}"}
+    changes: dict[str, Any] = {"credit_model": "segment", "migrated_at": now}
+    after = state._replace(pools=dict(movement.pools), held=movement.held, **changes)
+    answer = migration_answer(
+        state, after, dry_run=False, outcome="migrated", ratio=ratio, converted=converted
+    )
     return Change(
         MIGRATION_OP,
         movement,
         {"actor": actor, **outcome},
-        {"credit_model": "segment", "migrated_at": now},
-        (Guard(MIGRATION_OP, outcome, attempt_id),),
+        changes,
+        (Guard(op_id, answer, attempt_id, request_hash), Guard(MIGRATION_OP, outcome, attempt_id)),
         (state, converted),
     )
 

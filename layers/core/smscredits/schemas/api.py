@@ -6,14 +6,20 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from pydantic.config import JsonDict
 
+from smscredits.domain.account import ACCOUNT_ID_PATTERN, DEFAULT_LOW_BALANCE_THRESHOLD
+from smscredits.domain.account_settings import MAX_LOW_BALANCE_THRESHOLD, STRIPE_CUSTOMER_PATTERN
 from smscredits.domain.catalog import PLANS, REGION_INPUTS
 from smscredits.schemas.base import Model, Query, Request
 from smscredits.schemas.messages import FundingOut
 
 # Plans and regions come from the catalog: adding one is one row there.
 _REGIONS = "|".join(REGION_INPUTS)
-AccountId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+AccountId = Annotated[StrictStr, Field(pattern=ACCOUNT_ID_PATTERN)]
 PlanName = Literal[*PLANS]  # type: ignore[valid-type]
+StripeCustomerId = Annotated[StrictStr, Field(pattern=STRIPE_CUSTOMER_PATTERN)]
+LowBalanceThreshold = Annotated[StrictInt, Field(ge=0, le=MAX_LOW_BALANCE_THRESHOLD)]
+# One page of the account list is one BatchGetItem of the balance items (100 keys at most).
+MAX_ACCOUNTS_PAGE = 100
 PoolName = Annotated[StrictStr, Field(pattern=rf"^(included|legacy|purchased:({_REGIONS}))$")]
 
 
@@ -262,8 +268,51 @@ class CreateAccountRequest(Request):
     home_region: Annotated[StrictStr, Field(pattern=rf"^({_REGIONS})$")]
     created_at: datetime | None = None
     smart_encoding: StrictBool = False
+    stripe_customer_id: StripeCustomerId | None = None
+    low_balance_threshold: LowBalanceThreshold = DEFAULT_LOW_BALANCE_THRESHOLD
 
     model_config = ConfigDict(extra="forbid", strict=False)  # dates arrive as ISO strings
+
+
+class AccountPatchRequest(Request):
+    """The settings to change; a field left out stays as it is."""
+
+    billing_anchor: date | None = None
+    home_region: Annotated[StrictStr | None, Field(pattern=rf"^({_REGIONS})$")] = None
+    stripe_customer_id: StripeCustomerId | None = None
+    low_balance_threshold: LowBalanceThreshold | None = None
+    smart_encoding: StrictBool | None = None
+
+    model_config = ConfigDict(extra="forbid", strict=False)  # dates arrive as ISO strings
+
+
+class AccountResponse(Model):
+    """An account's settings and billing period, as support reads and changes them."""
+
+    account_id: str
+    plan: str
+    pending_plan: str | None
+    credit_model: Literal["segment", "legacy"]
+    home_region: str
+    billing_anchor: date
+    period_start: date
+    next_refresh_at: datetime
+    stripe_customer_id: str | None
+    card_on_file: bool
+    low_balance_threshold: int
+    smart_encoding: bool
+    created_at: datetime
+    migrated_at: datetime | None
+
+
+class AccountListQuery(Query):
+    limit: Annotated[int, Field(ge=1, le=MAX_ACCOUNTS_PAGE)] = 50
+    cursor: Annotated[str | None, Field(max_length=200)] = None
+
+
+class AccountPage(Model):
+    accounts: list[AccountResponse]
+    next_cursor: str | None
 
 
 class PlanChangeRequest(Request):

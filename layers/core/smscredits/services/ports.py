@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from smscredits.domain.account import Account, Hold, LedgerRecord
+    from smscredits.domain.account_settings import AccountPatch
     from smscredits.domain.auto_recharge import AutoRecharge, Claim
     from smscredits.domain.clawbacks import Clawback, Clawed
     from smscredits.domain.movements import HoldRequest, Migration
@@ -44,12 +45,23 @@ class Ledger(Protocol):
     def adjust(
         self, account_id: str, pool: str, credits: int, *, op_id: str, actor: str, reason: str
     ) -> tuple[Account, Mapping[str, Any]]: ...
-    def change_plan(self, account_id: str, plan: str, *, actor: str) -> tuple[Account, Mapping[str, Any]]: ...
+    def change_plan(
+        self, account_id: str, plan: str, *, actor: str, op_id: str
+    ) -> tuple[Account, Mapping[str, Any]]: ...
+    def update_account(
+        self, account_id: str, patch: AccountPatch, *, actor: str, op_id: str
+    ) -> tuple[Account, Mapping[str, Any]]: ...
     def refresh_allowance(
         self, account_id: str, *, period_start: date, next_refresh_at: datetime, attempt_id: str | None = None
     ) -> tuple[Account, bool]: ...
     def migrate(
-        self, account_id: str, *, ratio: tuple[int, int], actor: str, attempt_id: str | None = None
+        self,
+        account_id: str,
+        *,
+        ratio: tuple[int, int],
+        actor: str,
+        op_id: str,
+        attempt_id: str | None = None,
     ) -> Migration: ...
 
     # -- messages
@@ -114,8 +126,15 @@ class Statements(Protocol):
         end: datetime | None = None,
     ) -> tuple[list[LedgerRecord], str | None]: ...
     def require_account(self, account_id: str) -> None: ...
+    def list_accounts(self, *, limit: int, cursor: str | None = None) -> tuple[list[Account], str | None]:
+        """Accounts by id, one page of at most `limit` (the cursor continues after the page's last)."""
+        ...
+
     def partition(self, account_id: str) -> tuple[Account, list[LedgerRecord], list[Hold]]: ...
-    def account_ids(self) -> Iterator[str]: ...
+    def account_ids(self) -> Iterator[str]:
+        """Every account id, in no order (the ledger check reads them all)."""
+        ...
+
     def due_accounts(self, now: datetime) -> Iterator[str]: ...
     def stale_holds(self, now: datetime) -> Iterator[tuple[str, str]]: ...
 

@@ -2,8 +2,9 @@
 
 One table holds everything. An account's partition (`ACCT#<id>`) has its balance item (`ACCOUNT`), its ledger
 entries (`LEDGER#<version>#<index>`), its holds (`HOLD#<message id>`) and its operation guards (`OP#<op id>`);
-orders, granted payments and unmatched payments have partitions of their own. Two sparse indexes: accounts by
-next refresh time (`DueRefresh`) and pending holds by sweep time (`OpenHolds`), each sharded.
+orders, granted payments and unmatched payments have partitions of their own. Three sparse indexes: accounts by
+next refresh time (`DueRefresh`) and pending holds by sweep time (`OpenHolds`), each sharded, and accounts by
+id (`Accounts`, for support's list).
 
 One module on purpose, though over 350 lines: every key and attribute name of the table is here and nowhere
 else, so a change to the layout is read and reviewed in one place."""
@@ -16,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 from smscredits.adapters.dynamo.values import to_value
-from smscredits.domain.account import Account, Hold, LedgerRecord
+from smscredits.domain.account import DEFAULT_LOW_BALANCE_THRESHOLD, Account, Hold, LedgerRecord
 from smscredits.domain.auto_recharge import AutoRecharge
 from smscredits.domain.changes import Guard
 from smscredits.domain.clawbacks import DisputeState, Refunds
@@ -32,6 +33,10 @@ PAYMENT_SK = "PAYMENT"
 UNMATCHED_SK = "UNMATCHED"
 REFRESH_INDEX = "DueRefresh"
 SWEEP_INDEX = "OpenHolds"
+# Support's account list: every balance item carries `account_list` = ACCOUNT_LIST, written once at creation and
+# never changed, so the index (keys only) is written once per account and never by a credit movement.
+ACCOUNTS_INDEX = "Accounts"
+ACCOUNT_LIST = "ACCOUNTS"
 # Shards of the two sparse indexes: spreads a million accounts' refresh times (and open holds) over
 # partitions so no single index partition is hot; a sweep queries each shard.
 REFRESH_SHARDS = 16
@@ -122,6 +127,7 @@ def account_item(account: Account) -> dict[str, Any]:
         "account_id": account.account_id,
         **account_attributes(fields),
         "refresh_shard": shard_of(account.account_id, REFRESH_SHARDS, "RS"),
+        "account_list": ACCOUNT_LIST,
     }
 
 
@@ -143,6 +149,7 @@ def account_from_item(raw: Mapping[str, Any]) -> Account:
         pending_plan=raw.get("pending_plan"),
         auto_recharge=AutoRecharge.from_dict(raw.get("auto_recharge") or {}),
         migrated_at=parse_iso(raw["migrated_at"]) if raw.get("migrated_at") else None,
+        low_balance_threshold=int(raw.get("low_balance_threshold", DEFAULT_LOW_BALANCE_THRESHOLD)),
     )
 
 

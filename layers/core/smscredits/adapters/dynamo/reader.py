@@ -1,17 +1,20 @@
-"""The Statements port on DynamoDB: an account's statement, its whole partition for the check, and the two
-sparse indexes (due refreshes, stale holds). Reads never move credits."""
+"""The Statements port on DynamoDB: an account's statement, its whole partition for the check, support's list of
+accounts, and the two sparse indexes (due refreshes, stale holds). Reads never move credits."""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from smscredits.adapters.dynamo.client import dynamodb_client
 from smscredits.adapters.dynamo.codec import (
+    ACCOUNT_LIST,
     ACCOUNT_SK,
+    ACCOUNTS_INDEX,
     HOLD_PREFIX,
     LEDGER_PREFIX,
     REFRESH_INDEX,
@@ -28,7 +31,8 @@ from smscredits.adapters.dynamo.codec import (
 )
 from smscredits.adapters.dynamo.values import from_item, to_value
 from smscredits.domain.account import Account, Hold, LedgerRecord
-from smscredits.domain.errors import InvalidRequest, NotFound
+from smscredits.domain.account_settings import list_cursor, listed_after
+from smscredits.domain.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from smscredits.domain.periods import iso
 
 
@@ -99,6 +103,48 @@ class DynamoStatements:
         )
         if "Item" not in found:
             raise NotFound(f"Account {account_id} does not exist.", {"account_id": account_id})
+
+    def list_accounts(self, *, limit: int, cursor: str | None = None) -> tuple[list[Account], str | None]:
+        """Accounts by id, a page of at most `limit` (100 at most: one BatchGetItem): one Query of the Accounts
+        index for the page's ids, then their balance items, read consistently. The index itself is eventually
+        consistent: an account created a moment ago is listed a moment later. A full page has a cursor (the
+        next page may be empty), as DynamoDB's own Query answers."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": ACCOUNTS_INDEX,
+            "KeyConditionExpression": "account_list = :list",
+            "ExpressionAttributeValues": {":list": to_value(ACCOUNT_LIST)},
+            "Limit": limit,
+        }
+        if cursor is not None:
+            after = listed_after(cursor)
+            start = {"account_list": to_value(ACCOUNT_LIST), "account_id": to_value(after)}
+            kwargs["ExclusiveStartKey"] = {**account_key(after), **start}
+        page = self.client.query(**kwargs)
+        ids = [str(from_item(item)["account_id"]) for item in page.get("Items", [])]
+        found = self._balances(ids)
+        accounts = [found[account_id] for account_id in ids if account_id in found]
+        return accounts, list_cursor(ids[-1]) if ids and "LastEvaluatedKey" in page else None
+
+    def _balances(self, ids: list[str], attempts: int = 8) -> dict[str, Account]:
+        """The balance items of up to 100 accounts (BatchGetItem), retrying the keys DynamoDB left unprocessed."""
+        found: dict[str, Account] = {}
+        keys = [account_key(account_id) for account_id in ids]
+        for attempt in range(attempts):
+            if not keys:
+                return found
+            if attempt:
+                time.sleep(min(0.2, 0.01 * 2**attempt))
+            answer = self.client.batch_get_item(
+                RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
+            )
+            for item in answer.get("Responses", {}).get(self.table, []):
+                account = account_from_item(from_item(item))
+                found[account.account_id] = account
+            keys = answer.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+        if keys:
+            raise UpstreamUnavailable("The table is too busy right now; try again.", {"operation": "list"})
+        return found
 
     def account_ids(self) -> Iterator[str]:
         """Every account id (a scan: for the operator's check command, never for a request path)."""
