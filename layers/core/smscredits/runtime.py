@@ -14,7 +14,6 @@ from smscredits.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import (
-        EventPublisher,
         Ledger,
         Payments,
         Recharger,
@@ -23,7 +22,7 @@ if TYPE_CHECKING:  # the ports are only types here: their module is not imported
         Statements,
     )
 
-PORTS = ("settings", "ledger", "statements", "sender", "payments", "events", "refresh_queue", "recharger")
+PORTS = ("settings", "ledger", "statements", "sender", "payments", "refresh_queue", "recharger")
 
 
 class Container:
@@ -90,13 +89,6 @@ class Container:
         return StripePayments(client, credentials.webhook_secret)
 
     @cached_property
-    def events(self) -> EventPublisher:
-        from smscredits.adapters.events import EventBridgePublisher, RecordingPublisher
-
-        bus = self.settings.event_bus_name
-        return EventBridgePublisher(bus) if bus else RecordingPublisher()
-
-    @cached_property
     def refresh_queue(self) -> RefreshQueue | None:
         from smscredits.adapters.refresh_queue import SqsRefreshQueue
 
@@ -108,7 +100,7 @@ class Container:
         # The recharge use cases load on a send's first request, the Stripe SDK only when one charges.
         from smscredits.services.recharge import AutoRecharger
 
-        return AutoRecharger(self.ledger, lambda: self.payments, self.events)
+        return AutoRecharger(self.ledger, lambda: self.payments)
 
 
 _current: Container | None = None

@@ -32,8 +32,9 @@ from smscredits.domain.errors import (
     InvalidRequest,
     NotFound,
 )
+from smscredits.domain.events import SEGMENTS_MISMATCH
 from smscredits.domain.idempotency import request_hash as hashed
-from smscredits.observability import count
+from smscredits.observability import count, logger
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import Clock
@@ -227,6 +228,9 @@ class LedgerOperations(PaymentOperations):
                 {"message_id": hold.message_id, "status": current.status},
             )
         count("CreditsPosted" if status == "posted" else "CreditsVoided", hold.credits)
+        if any(event.detail_type == SEGMENTS_MISMATCH for event in outcome.change.events):
+            count("SegmentsMismatch")
+            logger.warning("twilio counted other segments", extra={"message_id": hold.message_id})
         ended: Hold = outcome.change.result
         return ended
 

@@ -29,7 +29,9 @@ from smscredits.domain.changes import (
     Refused,
 )
 from smscredits.domain.errors import AccountExists, InvalidRequest, NotFound
+from smscredits.domain.events import alerting, detail_of
 from smscredits.domain.orders import Order, Payment, UnmatchedPayment
+from smscredits.domain.periods import iso
 from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
@@ -58,6 +60,7 @@ class InMemoryLedger(LedgerOperations):
         self._orders: dict[str, Order] = {}
         self._payments: dict[str, Payment] = {}
         self._unmatched: dict[str, UnmatchedPayment] = {}
+        self._outbox: list[tuple[str, dict[str, Any]]] = []
 
     # -- reads ------------------------------------------------------------------------------------------
 
@@ -103,7 +106,13 @@ class InMemoryLedger(LedgerOperations):
                 "orders": dict(self._orders),
                 "payments": dict(self._payments),
                 "unmatched": dict(self._unmatched),
+                "outbox": list(self._outbox),
             }
+
+    def outbox(self) -> list[tuple[str, dict[str, Any]]]:
+        """The events written with the movements, oldest first: (detail type, detail)."""
+        with self._lock:
+            return list(self._outbox)
 
     # -- writes -----------------------------------------------------------------------------------------
 
@@ -120,7 +129,7 @@ class InMemoryLedger(LedgerOperations):
     def _commit(self, account_id: str, build: Callable[[Account], Change]) -> Committed | Refused:
         with self._lock:
             state = self._account(account_id)
-            change = build(state)  # under the lock: the state it is pinned to is the current one
+            change = alerting(build)(state)  # under the lock: the state it is pinned to is the current one
             for record in change.records:
                 passed, found = self._check(account_id, record)
                 if not passed:
@@ -135,6 +144,11 @@ class InMemoryLedger(LedgerOperations):
             )
             self._accounts[account_id] = after
             self._add_entries(after, change)
+            occurred_at = iso(self.clock())
+            self._outbox.extend(
+                (event.detail_type, detail_of(account_id, change.op_id, index, event, occurred_at))
+                for index, event in enumerate(change.events)
+            )
             return Committed(after, change)
 
     def _write(self, record: Record) -> Refused | None:

@@ -31,6 +31,8 @@ class Account(NamedTuple):
     pending_plan: str | None = None  # a downgrade waiting for the next refresh
     auto_recharge: AutoRecharge = NEVER_SET_UP
     migrated_at: datetime | None = None
+    # The low-balance alerts fired and not yet re-armed, per region (domain/events.py): "low" or "depleted".
+    balance_alerts: Mapping[str, str] = NOTHING
 
 
 class Hold(NamedTuple):

@@ -8,9 +8,10 @@ Change was computed from, each record only if its precondition holds. When a rec
 the implementation hands back that record as it is now (`Refused.found`), and the operation decides what
 that means (a duplicate, a message that already ended, its own earlier write).
 
-Extending it: records written without touching the balance (a hot account's posts) are one more field of
-Change that tells the implementations to skip the balance write; events written in the same transaction as
-the movement that causes them (an outbox) are one more field, a tuple of event records.
+The events a Change causes (`events`) are written in the same atomic write (the outbox, docs/events.md): a
+movement that lands has its events, one that is refused has none. Extending it: records written without
+touching the balance (a hot account's posts) are one more field of Change that tells the implementations to
+skip the balance write; their events ride along the same way.
 
 NamedTuples rather than dataclasses: each costs about a tenth of a frozen dataclass to define, and the send
 function's cold start defines all of them (docs/performance.md).
@@ -135,6 +136,13 @@ Record = (
 )
 
 
+class Event(NamedTuple):
+    """An event a movement causes (domain/events.py names them); its id and time are added when written."""
+
+    detail_type: str
+    detail: Mapping[str, Any]
+
+
 class Change(NamedTuple):
     """One atomic write: the balance movement pinned to the version it was computed from, the account fields
     set with it, and `records` in order (a refusal names the first whose precondition failed)."""
@@ -145,6 +153,7 @@ class Change(NamedTuple):
     account: Mapping[str, Any] = NOTHING  # Account fields set with the movement
     records: tuple[Record, ...] = ()
     result: Any = None  # what the operation answers when the Change lands
+    events: tuple[Event, ...] = ()  # written with it (the outbox), in this order
 
 
 class Committed(NamedTuple):

@@ -1,5 +1,5 @@
 """The ports the use cases depend on, with domain values only: the ledger (its movements and the reader side),
-how a message leaves (Sender), how money comes in (Payments), where events go, the refresh queue, the send
+how a message leaves (Sender), how money comes in (Payments), the refresh queue, the send
 path's auto-recharge (Recharger) and the clock. Adapters implement them; runtime wires them."""
 
 from __future__ import annotations
@@ -169,10 +169,6 @@ class Payments(Protocol):
         metadata: Mapping[str, str],
         idempotency_key: str,
     ) -> ChargeOutcome: ...
-
-
-class EventPublisher(Protocol):
-    def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None: ...
 
 
 class RefreshQueue(Protocol):

@@ -13,6 +13,7 @@ from smscredits.adapters.ledger_operations import LedgerOperations
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE
 from smscredits.domain.changes import Change, Committed, Guard, Record, Refused
+from smscredits.domain.events import alerting
 from smscredits.domain.orders import Order, Payment
 from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
 
@@ -72,7 +73,7 @@ class DynamoLedger(LedgerOperations):
         return C.guard_from_item(raw) if raw else None
 
     def _commit(self, account_id: str, build: Callable[[Account], Change]) -> Committed | Refused:
-        return self.engine.commit(account_id, build)
+        return self.engine.commit(account_id, alerting(build))
 
     def _create(self, account: Account, change: Change) -> None:
         self.engine.create(account, change)

@@ -59,7 +59,12 @@ def transaction(table: str, state: Account, change: Change, now: str) -> list[di
         }
     }
     records = [_transact(table, state.account_id, record, now) for record in change.records]
-    return [balance, *records, *entries(table, state.account_id, version, change, now)]
+    return [
+        balance,
+        *records,
+        *entries(table, state.account_id, version, change, now),
+        *outbox(table, state.account_id, change, now),
+    ]
 
 
 def creation(table: str, account: Account, change: Change, now: str) -> list[dict[str, Any]]:
@@ -86,6 +91,20 @@ def entries(table: str, account_id: str, version: int, change: Change, now: str)
             }
         }
         for index, entry in enumerate(change.movement.entries)
+    ]
+
+
+def outbox(table: str, account_id: str, change: Change, now: str) -> list[dict[str, Any]]:
+    """The change's events as outbox items. No condition of their own: the balance version (or the record
+    that pins a write without a balance) makes the whole write happen once, and every item key is new."""
+    return [
+        {
+            "Put": {
+                "TableName": table,
+                "Item": to_item(C.outbox_item(account_id, change.op_id, index, event, now)),
+            }
+        }
+        for index, event in enumerate(change.events)
     ]
 
 
