@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from smscredits import runtime
+from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.outbox import outbox_items
 from smscredits.adapters.memory_ledger import InMemoryLedger
 from tests.conftest import TABLE
@@ -17,6 +18,7 @@ def written(*, client: Any = None) -> list[tuple[str, dict[str, Any]]]:
         ledger = runtime.container().ledger
         if isinstance(ledger, InMemoryLedger):
             return ledger.outbox()
+        assert isinstance(ledger, DynamoLedger)
         client = ledger.engine.client
     return [(item["detail_type"], item["detail"]) for item in outbox_items(client, TABLE)]
 
