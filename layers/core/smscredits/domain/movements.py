@@ -17,6 +17,7 @@ from smscredits.domain.account import Account, Hold
 from smscredits.domain.changes import Change, Event, Guard, HoldTransition, NewHold, Unchanged
 from smscredits.domain.delivery import FINAL_STATUSES
 from smscredits.domain.errors import HoldsPending
+from smscredits.domain.periods import iso
 from smscredits.domain.regions import mask_number
 
 MIGRATION_OP = "migration"
@@ -85,7 +86,7 @@ def refresh(
         period_start=period_start.isoformat(),
         plan=plan,
         allowance=allowance,
-        next_refresh_at=next_refresh_at.isoformat(),
+        next_refresh_at=iso(next_refresh_at),
     )
     return Change(
         op_id,
