@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 
 from local.template import ROOT, functions, load, resources, routes
-from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS, PLACEHOLDER_BASE_URL
+from smscredits.settings import (
+    DEFAULT_MESSAGE_RETENTION_DAYS,
+    DEFAULT_SWEEP_GRACE_SECONDS,
+    PLACEHOLDER_BASE_URL,
+)
 
 OWN_RESOURCE = re.compile(r"\$\{(\w+)(\.Arn)?\}")
 ALLOWED_MANAGED_POLICIES: set[str] = set()
@@ -93,6 +97,7 @@ def test_the_code_defaults_are_the_templates():
     """One sweep grace default and one placeholder base URL: the template's."""
     parameters = load()["Parameters"]
     assert int(parameters["SweepGraceSeconds"]["Default"]) == DEFAULT_SWEEP_GRACE_SECONDS
+    assert int(parameters["MessageRetentionDays"]["Default"]) == DEFAULT_MESSAGE_RETENTION_DAYS
     assert parameters["PublicBaseUrl"]["Default"] == PLACEHOLDER_BASE_URL
 
 

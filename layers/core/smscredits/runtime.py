@@ -53,6 +53,7 @@ class Container:
             settings.table_name,
             legacy_rates=settings.legacy_credits_per_message,
             sweep_grace_seconds=settings.sweep_grace_seconds,
+            message_retention_seconds=settings.message_retention_days * 86_400,
         )
 
     @cached_property

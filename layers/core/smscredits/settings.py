@@ -16,6 +16,9 @@ from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE, DEFAUL
 
 # template.yaml's SweepGraceSeconds default (tests/unit/test_template.py holds them equal): the one default.
 DEFAULT_SWEEP_GRACE_SECONDS = 3600
+# template.yaml's MessageRetentionDays default: how long an ended message's body and number are kept.
+DEFAULT_MESSAGE_RETENTION_DAYS = 30
+DEFAULT_MESSAGE_RETENTION_SECONDS = DEFAULT_MESSAGE_RETENTION_DAYS * 86_400
 # template.yaml's PublicBaseUrl default: a placeholder, never a deployment's address.
 PLACEHOLDER_BASE_URL = "https://api.example.com"
 LOCAL_BASE_URL = "http://127.0.0.1:3000"
@@ -31,6 +34,10 @@ class Settings(BaseModel):
     account_id_claim: str = Field(default="account_id", alias="ACCOUNT_ID_CLAIM")
     configured_base_url: str | None = Field(default=None, alias="PUBLIC_BASE_URL")
     sweep_grace_seconds: int = Field(default=DEFAULT_SWEEP_GRACE_SECONDS, alias="SWEEP_GRACE_SECONDS", ge=60)
+    # An ended message (its body and full number) is deleted this long after it ended (docs/security.md).
+    message_retention_days: int = Field(
+        default=DEFAULT_MESSAGE_RETENTION_DAYS, alias="MESSAGE_RETENTION_DAYS", ge=1, le=3650
+    )
     # Secrets Manager secrets of the providers (on AWS); in local mode the values below come from the environment.
     twilio_secret_name: str | None = Field(default=None, alias="TWILIO_SECRET_NAME")
     stripe_secret_name: str | None = Field(default=None, alias="STRIPE_SECRET_NAME")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters.payment_operations import PaymentOperations, new_attempt, ours
@@ -41,10 +41,18 @@ if TYPE_CHECKING:  # the ports are only types here: their module is not imported
 
 
 class LedgerOperations(PaymentOperations):
-    def __init__(self, *, clock: Clock, legacy_rates: Mapping[str, int], sweep_grace_seconds: int) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        legacy_rates: Mapping[str, int],
+        sweep_grace_seconds: int,
+        message_retention_seconds: int,
+    ) -> None:
         self.clock = clock
         self.legacy_rates = legacy_rates
         self.sweep_grace_seconds = sweep_grace_seconds
+        self.message_retention = timedelta(seconds=message_retention_seconds)
 
     # -- what each ledger provides ----------------------------------------------------------------------
 
@@ -214,7 +222,9 @@ class LedgerOperations(PaymentOperations):
 
     def _end(self, hold: Hold, status: str, provider: Mapping[str, Any], sid: str | None) -> Hold:
         def build(state: Account) -> Change:
-            return M.end_hold(state, hold, status, provider, sid=sid, now=self.clock())
+            return M.end_hold(
+                state, hold, status, provider, sid=sid, now=self.clock(), retention=self.message_retention
+            )
 
         outcome = self._commit(hold.account_id, build)
         if isinstance(outcome, Refused):

@@ -32,7 +32,7 @@ from smscredits.domain.errors import AccountExists, InvalidRequest, NotFound
 from smscredits.domain.events import alerting, detail_of
 from smscredits.domain.orders import Order, Payment, UnmatchedPayment
 from smscredits.domain.periods import iso
-from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
+from smscredits.settings import DEFAULT_MESSAGE_RETENTION_SECONDS, DEFAULT_SWEEP_GRACE_SECONDS
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import Clock
@@ -49,8 +49,14 @@ class InMemoryLedger(LedgerOperations):
         clock: Clock = utc_now,
         legacy_rates: Mapping[str, int] = DEFAULT_LEGACY_CREDITS_PER_MESSAGE,
         sweep_grace_seconds: int = DEFAULT_SWEEP_GRACE_SECONDS,
+        message_retention_seconds: int = DEFAULT_MESSAGE_RETENTION_SECONDS,
     ) -> None:
-        super().__init__(clock=clock, legacy_rates=legacy_rates, sweep_grace_seconds=sweep_grace_seconds)
+        super().__init__(
+            clock=clock,
+            legacy_rates=legacy_rates,
+            sweep_grace_seconds=sweep_grace_seconds,
+            message_retention_seconds=message_retention_seconds,
+        )
         self._lock = threading.Lock()
         self._accounts: dict[str, Account] = {}
         self._entries: dict[str, list[LedgerRecord]] = {}

@@ -52,7 +52,8 @@ class NewHold(NamedTuple):
 class HoldTransition(NamedTuple):
     """Hold `message_id` moves from status `expected` to `status` with the provider map `provider`, provided
     the SID recorded on it, if any, is `sid` (when given) and the provider status recorded on it is none of
-    `settled`. `ended_at` set: the hold ends now (posted or voided) and leaves the sweeper's index."""
+    `settled`. `ended_at` set: the hold ends now (posted or voided) and leaves the sweeper's index; the
+    message (its body and full number) may then be deleted after `expires_at` (docs/security.md)."""
 
     account_id: str
     message_id: str
@@ -62,6 +63,7 @@ class HoldTransition(NamedTuple):
     ended_at: datetime | None
     sid: str | None = None
     settled: frozenset[str] = frozenset()
+    expires_at: datetime | None = None
 
 
 class DeliveryStatus(NamedTuple):

@@ -206,10 +206,18 @@ def hold_message(
 
 
 def end_hold(
-    state: Account, hold: Hold, status: str, provider: Mapping[str, Any], *, sid: str | None, now: datetime
+    state: Account,
+    hold: Hold,
+    status: str,
+    provider: Mapping[str, Any],
+    *,
+    sid: str | None,
+    now: datetime,
+    retention: timedelta,
 ) -> Change:
     """Post (charge) or void (return) a pending hold. A void of a hold from an earlier period lapses its
-    included part instead of returning it to this period's allowance."""
+    included part instead of returning it to this period's allowance. The ended message may be deleted
+    `retention` after it ended (its credits are in the ledger entries, which never expire)."""
     if status == "posted":
         movement = L.post_movement(state.pools, state.held, hold.funding)
     else:
@@ -218,7 +226,9 @@ def end_hold(
     merged = {**dict(hold.provider), **dict(provider)}
     ended = hold._replace(status=status, ended_at=now, provider=merged)
     reference = {"message_id": hold.message_id, **{k: v for k, v in merged.items() if k == "sid"}}
-    transition = HoldTransition(hold.account_id, hold.message_id, "pending", status, merged, now, sid)
+    transition = HoldTransition(
+        hold.account_id, hold.message_id, "pending", status, merged, now, sid, expires_at=now + retention
+    )
     events = message_events(hold, status, merged)
     return Change(
         f"{status}:{hold.message_id}", movement, reference, records=(transition,), result=ended, events=events

@@ -15,7 +15,7 @@ from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE
 from smscredits.domain.changes import Change, Committed, Guard, Record, Refused
 from smscredits.domain.events import alerting
 from smscredits.domain.orders import Order, Payment
-from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
+from smscredits.settings import DEFAULT_MESSAGE_RETENTION_SECONDS, DEFAULT_SWEEP_GRACE_SECONDS
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import Clock
@@ -36,11 +36,17 @@ class DynamoLedger(LedgerOperations):
         clock: Clock = utc_now,
         legacy_rates: Mapping[str, int] = DEFAULT_LEGACY_CREDITS_PER_MESSAGE,
         sweep_grace_seconds: int = DEFAULT_SWEEP_GRACE_SECONDS,
+        message_retention_seconds: int = DEFAULT_MESSAGE_RETENTION_SECONDS,
         max_attempts: int = 8,
         cache_size: int = 10_000,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(clock=clock, legacy_rates=legacy_rates, sweep_grace_seconds=sweep_grace_seconds)
+        super().__init__(
+            clock=clock,
+            legacy_rates=legacy_rates,
+            sweep_grace_seconds=sweep_grace_seconds,
+            message_retention_seconds=message_retention_seconds,
+        )
         self.engine = CommitEngine(
             table_name,
             client=client,

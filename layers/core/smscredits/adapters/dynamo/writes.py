@@ -189,6 +189,9 @@ def _hold_transition(table: str, record: HoldTransition) -> dict[str, Any]:
         {":status": record.status, ":provider": dict(record.provider), ":expected": record.expected}
     )
     expression = "SET #status = :status, provider = :provider"
+    if record.expires_at is not None:
+        expression += f", {C.TTL_ATTRIBUTE} = :expires"
+        values[":expires"] = int(record.expires_at.timestamp())
     if record.ended_at is not None:
         expression += ", ended_at = :now REMOVE sweep_shard, sweep_after"
         values[":now"] = iso(record.ended_at)
