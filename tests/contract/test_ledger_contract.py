@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -888,3 +888,11 @@ def test_concurrent_holds_that_cross_the_threshold_fire_credits_low_once(backend
         thread.join()
     assert backend.sound().pools[L.INCLUDED] == 19
     assert low_balance_events(backend) == [(E.CREDITS_LOW, "AU", 19)]
+
+
+def test_a_statement_request_reads_a_bounded_number_of_entries_and_its_cursor_resumes(backend, history):
+    cast(Any, backend.statements).max_scanned = 3
+    page, cursor = backend.statements.statement(ACCT, limit=10, kinds=("purchase",))
+    assert (page, cursor is not None) == ([], True)  # three newest entries read, none a purchase: short page
+    assert read_all(backend.statements, 10, kinds=("purchase",)) == [f"{ACCT}:2:0"]
+    assert read_all(backend.statements, 2) == history

@@ -4,6 +4,8 @@ use-case tests and for the contract tests that hold both ledgers to the same rul
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ from smscredits.domain.changes import (
 )
 from smscredits.domain.errors import AccountExists, InvalidRequest, NotFound
 from smscredits.domain.events import alerting, detail_of
+from smscredits.domain.ledger import STATEMENT_MAX_SCANNED
 from smscredits.domain.orders import Order, Payment, UnmatchedPayment
 from smscredits.domain.periods import iso
 from smscredits.settings import DEFAULT_MESSAGE_RETENTION_SECONDS, DEFAULT_SWEEP_GRACE_SECONDS
@@ -50,6 +53,7 @@ class InMemoryLedger(LedgerOperations):
         legacy_rates: Mapping[str, int] = DEFAULT_LEGACY_CREDITS_PER_MESSAGE,
         sweep_grace_seconds: int = DEFAULT_SWEEP_GRACE_SECONDS,
         message_retention_seconds: int = DEFAULT_MESSAGE_RETENTION_SECONDS,
+        max_scanned: int = STATEMENT_MAX_SCANNED,
     ) -> None:
         super().__init__(
             clock=clock,
@@ -57,6 +61,7 @@ class InMemoryLedger(LedgerOperations):
             sweep_grace_seconds=sweep_grace_seconds,
             message_retention_seconds=message_retention_seconds,
         )
+        self.max_scanned = max_scanned
         self._lock = threading.Lock()
         self._accounts: dict[str, Account] = {}
         self._entries: dict[str, list[LedgerRecord]] = {}
@@ -270,24 +275,28 @@ class InMemoryLedger(LedgerOperations):
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> tuple[list[LedgerRecord], str | None]:
-        """Ledger entries newest first, filtered by kind and time, one page of at most `limit`; the cursor is
-        the last entry's id."""
+        """Ledger entries newest first (by time, then place in the ledger), at most `limit`, reading at most
+        `max_scanned` entries of the time range (as on DynamoDB: a page may come back short with a cursor)."""
         with self._lock:
-            entries = list(reversed(self._entries.get(account_id, [])))
+            entries = sorted(self._entries.get(account_id, []), key=_time_key, reverse=True)
         if cursor is not None:
-            ids = [entry.entry_id for entry in entries]
-            if cursor not in ids:
-                raise InvalidRequest("The cursor is not one this API returned.", {"cursor": "invalid"})
-            entries = entries[ids.index(cursor) + 1 :]
-        chosen = [
+            after = _cursor_key(cursor, account_id)
+            entries = [entry for entry in entries if _time_key(entry) < after]
+        in_range = [
             entry
             for entry in entries
-            if (not kinds or entry.kind in kinds)
-            and (start is None or entry.created_at >= start)
-            and (end is None or entry.created_at < end)
+            if (start is None or entry.created_at >= start) and (end is None or entry.created_at < end)
         ]
-        page = chosen[:limit]
-        return page, page[-1].entry_id if len(chosen) > limit or (page and len(page) == limit) else None
+        page: list[LedgerRecord] = []
+        for entry in in_range[: self.max_scanned]:
+            if kinds and entry.kind not in kinds:
+                continue
+            page.append(entry)
+            if len(page) == limit:
+                return page, _cursor(account_id, entry)
+        if len(in_range) > self.max_scanned:
+            return page, _cursor(account_id, in_range[self.max_scanned - 1])
+        return page, None
 
     def require_account(self, account_id: str) -> None:
         self.get_account(account_id)
@@ -311,6 +320,27 @@ class InMemoryLedger(LedgerOperations):
     def stale_holds(self, now: datetime) -> Iterator[tuple[str, str]]:
         with self._lock:
             return iter([key for key, after in self._sweep_after.items() if after <= now])
+
+
+def _time_key(entry: LedgerRecord) -> tuple[str, int, int]:
+    """LedgerByTime's order: the time, then the place in the ledger (the entry id's version and index)."""
+    _, version, index = entry.entry_id.rsplit(":", 2)
+    return iso(entry.created_at), int(version), int(index)
+
+
+def _cursor(account_id: str, entry: LedgerRecord) -> str:
+    at, version, index = _time_key(entry)
+    return base64.urlsafe_b64encode(json.dumps([account_id, at, version, index]).encode()).decode()
+
+
+def _cursor_key(cursor: str, account_id: str) -> tuple[str, int, int]:
+    try:
+        owner, at, version, index = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if owner != account_id:
+            raise ValueError("cursor of another account")
+        return str(at), int(version), int(index)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest("The cursor is not one this API returned.", {"cursor": "invalid"}) from exc
 
 
 def _hold_allows(hold: Hold, record: HoldTransition | DeliveryStatus) -> bool:

@@ -6,7 +6,7 @@ orders, granted payments and unmatched payments have partitions of their own. Th
 the movement that causes them) is a key space of its own, `OUTBOX#<shard>` / `<time>#<event id>`: an event
 costs no write unit of the account's partition, and the local poller reads it by time without a scan. Two
 sparse indexes: accounts by next refresh time (`DueRefresh`) and pending holds by sweep time (`OpenHolds`), each
-sharded.
+sharded; a third has an account's ledger entries by time (`LedgerByTime`, `ledger_at`) for its statements.
 
 One module on purpose, though over 350 lines: every key and attribute name of the table is here and nowhere
 else, so a change to the layout is read and reviewed in one place."""
@@ -35,6 +35,7 @@ PAYMENT_SK = "PAYMENT"
 UNMATCHED_SK = "UNMATCHED"
 REFRESH_INDEX = "DueRefresh"
 SWEEP_INDEX = "OpenHolds"
+LEDGER_TIME_INDEX = "LedgerByTime"  # an account's entries by `ledger_at` (statements)
 # Shards of the two sparse indexes: spreads a million accounts' refresh times (and open holds) over
 # partitions so no single index partition is hot; a sweep queries each shard.
 REFRESH_SHARDS = 16
@@ -62,6 +63,11 @@ def account_id_of(pk: str) -> str:
 
 def ledger_sk(version: int, index: int) -> str:
     return f"{LEDGER_PREFIX}{version:012d}#{index:02d}"
+
+
+def ledger_at(created_at: str, version: int, index: int) -> str:
+    """An entry's key in LedgerByTime: its time, then its place in the ledger (entries of one instant)."""
+    return f"{created_at}#{version:012d}#{index:02d}"
 
 
 def hold_sk(message_id: str) -> str:
@@ -174,6 +180,7 @@ def entry_item(
     return {
         "pk": account_pk(account_id),
         "sk": ledger_sk(version, index),
+        "ledger_at": ledger_at(now, version, index),
         "type": "ledger",
         "entry_id": f"{account_id}:{version}:{index}",
         "account_id": account_id,
