@@ -63,6 +63,7 @@ def message_view(hold: Hold) -> dict[str, Any]:
         "region": hold.message.get("region", ""),
         "encoding": hold.message.get("encoding", ""),
         "segments": int(hold.message.get("segments", 0)),
+        "provider_segments": hold.provider.get("num_segments"),
         "credits": hold.credits,
         "funding": [{"pool": f.pool, "credits": f.credits} for f in hold.funding],
         "created_at": hold.created_at,

@@ -129,6 +129,7 @@ class SendOutcome(NamedTuple):
     status: str | None = None
     error_code: int | None = None
     error_message: str | None = None
+    num_segments: int | None = None  # Twilio's count, from its answer to the create (compared with ours)
 
 
 class Sender(Protocol):
