@@ -1,16 +1,25 @@
 """Statements that scale on DynamoDB: a date range is a key condition of LedgerByTime (only the entries in
-the range are read), a kind filter reads a bounded number of entries per request."""
+the range are read), a kind filter reads a bounded number of entries per request, and a CSV too large for a
+Lambda response is exported to S3 behind a presigned link."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+import boto3
+
+from smscredits import runtime
 from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements
+from smscredits.adapters.statement_exports import S3StatementExports
 from smscredits.domain import ledger as L
+from smscredits.services import statements
 from tests.conftest import TABLE, Clock, new_account
+from tests.functions import Context, call, event, load_function, user
 from tests.ledgers import ACCT
+from tests.reliability import support as S
 
 START = datetime(2026, 11, 10, 0, 0, tzinfo=UTC)
 
@@ -59,3 +68,27 @@ def test_a_rare_kind_reads_at_most_the_bound_per_request(dynamodb):
         pages += 1
     assert [entry.kind for entry in page] == ["grant"]  # the account's first allowance
     assert pages == 5 and max(scanned) <= 10
+
+
+def test_a_csv_too_large_for_a_lambda_response_is_exported_behind_a_303(service, monkeypatch):
+    """Past the inline bound (6 MB on Lambda; a few hundred bytes here) the CSV is
+    put in the exports bucket and the answer is 303 to a presigned link that downloads the same CSV."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="exports")
+    runtime.use(runtime.container().replace(statement_exports=S3StatementExports("exports", client=s3)))
+    assert S.create()[0] == 201
+    for index in range(5):
+        assert S.send(f"k{index}")[0] == 202
+    status, inline = call("account_api", "account_get_ledger", claims=user(), path="/v1/ledger.csv", query={})
+    assert status == 200 and inline.count("\n") == 12  # the header, 1 grant, 5 holds and 5 posts
+    monkeypatch.setattr(statements, "CSV_INLINE_MAX_BYTES", len(inline.encode()) - 1)
+    response = load_function("account_api").lambda_handler(
+        event("account_get_ledger", claims=user(), path="/v1/ledger.csv", query={}), Context()
+    )
+    assert response["statusCode"] == 303
+    link = urlsplit(response["headers"]["Location"])
+    assert link.path.startswith("/exports/statements/acct-1/") or link.path.startswith("/statements/acct-1/")
+    key = link.path.split("/statements/", 1)[1]
+    exported = s3.get_object(Bucket="exports", Key=f"statements/{key}")
+    assert exported["Body"].read().decode() == inline
+    assert exported["ContentDisposition"] == 'attachment; filename="ledger-acct-1.csv"'

@@ -19,10 +19,20 @@ if TYPE_CHECKING:  # the ports are only types here: their module is not imported
         Recharger,
         RefreshQueue,
         Sender,
+        StatementExports,
         Statements,
     )
 
-PORTS = ("settings", "ledger", "statements", "sender", "payments", "refresh_queue", "recharger")
+PORTS = (
+    "settings",
+    "ledger",
+    "statements",
+    "sender",
+    "payments",
+    "refresh_queue",
+    "recharger",
+    "statement_exports",
+)
 
 
 class Container:
@@ -88,6 +98,13 @@ class Container:
             timeout=settings.provider_timeout_seconds,
         )
         return StripePayments(client, credentials.webhook_secret)
+
+    @cached_property
+    def statement_exports(self) -> StatementExports | None:
+        from smscredits.adapters.statement_exports import S3StatementExports
+
+        bucket = self.settings.statement_export_bucket
+        return S3StatementExports(bucket) if bucket else None
 
     @cached_property
     def refresh_queue(self) -> RefreshQueue | None:

@@ -61,6 +61,8 @@ class Settings(BaseModel):
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
     refresh_queue_url: str | None = Field(default=None, alias="REFRESH_QUEUE_URL")
     refresh_inline_max: int = Field(default=25, alias="REFRESH_INLINE_MAX", ge=0)
+    # Where a statement CSV too large for a Lambda response goes (a presigned link); unset in local mode.
+    statement_export_bucket: str | None = Field(default=None, alias="STATEMENT_EXPORT_BUCKET")
 
     model_config = {"populate_by_name": True}
 

@@ -172,6 +172,12 @@ class Payments(Protocol):
     ) -> ChargeOutcome: ...
 
 
+class StatementExports(Protocol):
+    def export(self, account_id: str, filename: str, body: bytes) -> str:
+        """Keep a statement too large to answer inline; returns a short-lived URL that downloads it."""
+        ...
+
+
 class RefreshQueue(Protocol):
     def send(self, account_ids: Sequence[str]) -> int:
         """Queue every id; returns how many were refused (they stay due)."""
