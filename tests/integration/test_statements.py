@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import boto3
 
 from smscredits import runtime
+from smscredits.adapters.dynamo.backfill import backfill_ledger_time
 from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements
 from smscredits.adapters.statement_exports import S3StatementExports
@@ -92,3 +93,17 @@ def test_a_csv_too_large_for_a_lambda_response_is_exported_behind_a_303(service,
     exported = s3.get_object(Bucket="exports", Key=f"statements/{key}")
     assert exported["Body"].read().decode() == inline
     assert exported["ContentDisposition"] == 'attachment; filename="ledger-acct-1.csv"'
+
+
+def test_entries_written_before_the_index_are_backfilled_into_statements(dynamodb):
+    adjustments(dynamodb, 3)
+    old = dynamodb.scan(TableName=TABLE, FilterExpression="attribute_exists(ledger_at)")["Items"]
+    for item in old[:2]:  # as written before LedgerByTime existed
+        dynamodb.update_item(
+            TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]}, UpdateExpression="REMOVE ledger_at"
+        )
+    statements = DynamoStatements(TABLE, client=dynamodb)
+    assert len(statements.statement(ACCT, limit=100)[0]) == 2
+    assert backfill_ledger_time(dynamodb, TABLE) == 2
+    assert backfill_ledger_time(dynamodb, TABLE) == 0
+    assert len(statements.statement(ACCT, limit=100)[0]) == 4
