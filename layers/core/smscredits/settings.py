@@ -56,7 +56,7 @@ class Settings(BaseModel):
     )
     migration_ratio: tuple[int, int] = Field(default=DEFAULT_MIGRATION_RATIO, alias="MIGRATION_RATIO")
     provider_timeout_seconds: float = Field(default=8.0, alias="PROVIDER_TIMEOUT_SECONDS", gt=0)
-    # The refresh: where allowance.refreshed goes, and where due accounts fan out when more than
+    # Where the outbox publisher puts the events (docs/events.md); where due accounts fan out when more than
     # refresh_inline_max are due (without a queue, as in local mode, every due account is refreshed inline).
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
     refresh_queue_url: str | None = Field(default=None, alias="REFRESH_QUEUE_URL")
