@@ -243,11 +243,10 @@ def _due_account(account: str) -> None:
 
 def _refresh(account: str) -> None:
     from smscredits import runtime
-    from smscredits.adapters.events import RecordingPublisher
     from smscredits.services.refresh import refresh_account
 
     ledger = runtime.container().ledger
-    assert refresh_account(ledger, account, ledger.clock(), events=RecordingPublisher()).refreshed
+    assert refresh_account(ledger, account, ledger.clock()).refreshed
 
 
 def _measure(meter: Meter, action: Callable[[], Any]) -> Cost:

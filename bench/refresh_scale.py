@@ -50,7 +50,6 @@ def _measure(total: int) -> tuple[int, int, int, float, float | None, float]:
     from local.moto_dynamo import create_tables
     from smscredits.adapters.dynamo.ledger import DynamoLedger
     from smscredits.adapters.dynamo.reader import DynamoStatements
-    from smscredits.adapters.events import RecordingPublisher
     from smscredits.services.refresh import run_scheduled
 
     with mock_aws():
@@ -71,7 +70,7 @@ def _measure(total: int) -> tuple[int, int, int, float, float | None, float]:
             return due, items, queries, finding, None, seeding
         ledger = DynamoLedger(TABLE, client=client, clock=lambda: NOW)
         started = time.perf_counter()
-        counts = run_scheduled(ledger, reader, events=RecordingPublisher(), queue=None, inline_max=25)
+        counts = run_scheduled(ledger, reader, queue=None, inline_max=25)
         whole = time.perf_counter() - started
         assert counts["refreshed"] == due, counts
     return due, items, queries, finding, whole, seeding

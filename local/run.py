@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response
 from local import dynamo_fidelity, run_file, stripe_standin, token
 from local.gateway import Gateway
 from local.moto_dynamo import create_tables, moto_client, patch_moto
+from local.outbox import OutboxPoller
 from local.schedules import Timers
 from local.template import function_properties, functions, load, schedules, table_definitions
 from local.twilio_standin import TwilioStandIn, describe
@@ -81,8 +82,9 @@ def template_environment(parameters: Mapping[str, str]) -> Environment:
 
     A Ref to a parameter takes `parameters[name]` or the parameter's default (the user's environment may
     override it). A Ref to a table names the local table. A Ref to anything local mode does not run (an
-    event bus, a queue) stays unset: the service then takes its local path (events recorded in memory,
-    every due refresh inline). Every worker of every function gets this one environment: the union."""
+    event bus, a queue) stays unset: the service then takes its local path (events published from the
+    outbox by local/outbox.py, every due refresh inline). Every worker of every function gets this one
+    environment: the union."""
     declared = load().get("Parameters", {})
     tables = set(table_definitions())
     environment = Environment()
@@ -208,6 +210,7 @@ class Started:
     mounts: dict[str, Any]
     timers: Timers | None
     concurrency: int
+    outbox: OutboxPoller  # the events published so far: `outbox.published()` (for GET /__local/events)
 
 
 def banner(run: Started) -> str:
@@ -317,7 +320,11 @@ def start(running: contextlib.ExitStack) -> Started:
     warming = threading.Thread(target=gateway.workers.pools[seeding.route.function].warm) if seeding else None
     if warming is not None:
         warming.start()
-    create_tables(moto_client(moto_url))
+    tables = moto_client(moto_url)
+    create_tables(tables)
+    outbox = OutboxPoller(tables, environment.forced.get("TABLE_NAME", "CreditsTable"))
+    outbox.start()
+    running.callback(outbox.stop)
     dynamo_fidelity.configure(dynamo_fidelity.Fidelity.from_environment(default_on=True))
 
     mounts: dict[str, Any] = {"/__local/demo-tokens": demo_tokens, "/__local/workers": gateway.workers_app}
@@ -342,7 +349,7 @@ def start(running: contextlib.ExitStack) -> Started:
     path = run_file()
     path.write_text(json.dumps({"pid": os.getpid(), "gateway": gateway_url, "moto": moto_url}) + "\n")
     running.callback(path.unlink, missing_ok=True)
-    return Started(gateway_url, moto_url, environment, mounts, timers, gateway.workers.limit)
+    return Started(gateway_url, moto_url, environment, mounts, timers, gateway.workers.limit, outbox)
 
 
 def main() -> int:

@@ -15,7 +15,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     return run_scheduled(
         ports.ledger,
         ports.statements,
-        events=ports.events,
         queue=ports.refresh_queue,
         inline_max=ports.settings.refresh_inline_max,
     )

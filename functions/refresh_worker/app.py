@@ -18,9 +18,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> None:
     ports = runtime.container()
-    refresh_account(
-        ports.ledger, json.loads(record.body)["account_id"], ports.ledger.clock(), events=ports.events
-    )
+    refresh_account(ports.ledger, json.loads(record.body)["account_id"], ports.ledger.clock())
 
 
 @instrument

@@ -10,15 +10,17 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from smscredits.adapters.dynamo.ledger import DynamoLedger
+from smscredits.adapters.dynamo.outbox import outbox_items
 from smscredits.adapters.dynamo.reader import DynamoStatements
 from smscredits.adapters.ledger_operations import LedgerOperations
 from smscredits.adapters.memory_ledger import InMemoryLedger
 from smscredits.domain import auto_recharge as AR
+from smscredits.domain import events as E
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.account_settings import AccountPatch
@@ -68,12 +70,14 @@ class Backend:
             self.statements: Statements = memory
             self.other: LedgerOperations = memory
             self.stored: Callable[[], Any] = memory.snapshot
+            self.events: Callable[[], list[tuple[str, dict[str, Any]]]] = memory.outbox
         else:
             client = request.getfixturevalue("dynamodb")
             self.ledger = DynamoLedger(TABLE, client=client, clock=clock)
             self.statements = DynamoStatements(TABLE, client=client)
             self.other = DynamoLedger(TABLE, client=client, clock=clock)
             self.stored = lambda: scan(client)
+            self.events = lambda: [(i["detail_type"], i["detail"]) for i in outbox_items(client, TABLE)]
 
     def sound(self, account_id: str = ACCT) -> Account:
         """The account as stored, after checking that its pools, entries and holds agree."""
@@ -684,7 +688,7 @@ def test_a_legacy_message_refunded_after_migration_returns_to_the_pool_that_repl
     hold, _ = ledger.hold("acct-l", hold_request("m1"))  # a flat legacy rate: 1 legacy credit
     posted = ledger.post(hold, {"sid": "SM1", "provider_status": "sent"})
     assert [f.pool for f in posted.funding] == [L.LEGACY]
-    ledger.migrate("acct-l", ratio=(3, 1), actor="support")  # 79 legacy credits → 237
+    ledger.migrate("acct-l", ratio=(3, 1), actor="support", op_id="migrate:1")  # 79 legacy credits → 237
     assert nonzero(backend.sound("acct-l").pools) == {AU: 237}
     refunded, applied = ledger.refund(posted, {"sid": "SM1", "provider_status": "failed"})
     assert applied and refunded.status == "refunded"
@@ -990,3 +994,104 @@ def test_a_refusal_from_a_stale_view_is_checked_against_the_stored_balance(ledge
     hold, created = ledger.hold(ACCT, hold_request("m2", segments=10))
     assert created
     assert hold.funding == (Funding(AU, 10),)
+
+
+# ---- events: written with the movement that causes them (the outbox) -----------------------------------
+
+
+def test_a_movement_writes_its_events_with_stable_ids_and_a_repeat_writes_none(
+    backend, ledger, clock, funded
+):
+    clock.advance(days=30)
+    assert refresh(ledger, clock)[1]
+    written = [(kind, detail) for kind, detail in backend.events() if kind == E.ALLOWANCE_REFRESHED]
+    assert len(written) == 1
+    kind, detail = written[0]
+    op_id = f"refresh:{detail['period_start']}"
+    assert detail["event_id"] == E.event_id(ACCT, op_id, 0, kind)
+    assert (detail["account_id"], detail["plan"], detail["allowance"]) == (ACCT, "starter", 50)
+    before = backend.stored()
+    assert not refresh(ledger, clock)[1]
+    assert not backend.other.refresh_allowance(
+        ACCT, period_start=clock.now.date().replace(day=5), next_refresh_at=clock.now
+    )[1]
+    assert backend.stored() == before  # a repeat: no entry, no event
+
+
+def test_a_hold_posted_writes_message_sent_and_a_void_message_failed(backend, ledger, funded):
+    sent, _ = ledger.hold(ACCT, hold_request("m-sent"))
+    ledger.post(sent, {"sid": "SM1", "provider_status": "queued"})
+    refused, _ = ledger.hold(ACCT, hold_request("m-refused"))
+    ledger.void(refused, {"result": "rejected", "error_code": 21211})
+    ledger.post(sent, {"sid": "SM1"})  # a repeat: nothing moves, nothing written
+    messages = sorted(((k, d) for k, d in backend.events() if k.startswith("message.")), reverse=True)
+    assert [(k, d["message_id"]) for k, d in messages] == [
+        (E.MESSAGE_SENT, "m-sent"),
+        (E.MESSAGE_FAILED, "m-refused"),
+    ]
+    assert messages[0][1]["sid"] == "SM1" and messages[0][1]["segments"] == 1
+    assert (messages[1][1]["reason"], messages[1][1]["error_code"]) == ("rejected", 21211)
+
+
+def test_twilio_counting_other_segments_writes_segments_mismatch_with_the_post(backend, ledger, funded):
+    hold, _ = ledger.hold(ACCT, hold_request("m-2", segments=2))
+    ledger.post(hold, {"sid": "SM2", "num_segments": 3})
+    mismatches = [d for k, d in backend.events() if k == E.SEGMENTS_MISMATCH]
+    assert [(d["message_id"], d["segments"], d["provider_segments"]) for d in mismatches] == [("m-2", 2, 3)]
+    assert backend.sound().pools[L.INCLUDED] == 48  # we bill what we quoted
+
+
+def low_balance_events(backend: Backend) -> list[tuple[str, str, int]]:
+    """The low-balance events written, sorted (the outbox keeps no order among events of the same instant)."""
+    return sorted(
+        (kind, detail["region"], detail["spendable"])
+        for kind, detail in backend.events()
+        if kind in (E.CREDITS_LOW, E.CREDITS_DEPLETED)
+    )
+
+
+def test_credits_low_and_depleted_fire_once_per_crossing_and_rearm_when_the_balance_rises(
+    backend, ledger, account
+):
+    def adjust(credits: int, key: str) -> None:
+        ledger.adjust(ACCT, L.INCLUDED, credits, op_id=key, actor="support", reason=key)
+
+    adjust(-31, "a")  # 50 → 19: below 20
+    adjust(-1, "b")  # 18: still below, already fired
+    assert low_balance_events(backend) == [(E.CREDITS_LOW, "AU", 19)]
+    assert dict(backend.sound().balance_alerts) == {"AU": E.LOW}
+    adjust(-18, "c")  # 0: depleted
+    adjust(25, "d")  # 25: re-armed
+    assert dict(backend.sound().balance_alerts) == {}
+    adjust(-25, "e")  # straight to 0: both, once each
+    assert low_balance_events(backend) == [
+        (E.CREDITS_DEPLETED, "AU", 0),
+        (E.CREDITS_DEPLETED, "AU", 0),
+        (E.CREDITS_LOW, "AU", 0),
+        (E.CREDITS_LOW, "AU", 19),
+    ]
+
+
+def test_concurrent_holds_that_cross_the_threshold_fire_credits_low_once(backend, ledger, account):
+    ledger.adjust(ACCT, L.INCLUDED, -25, op_id="down", actor="support", reason="to 25")
+    barrier = threading.Barrier(6)
+
+    def send(index: int) -> None:
+        barrier.wait()
+        backend.other.hold(ACCT, hold_request(f"c-{index}"))
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert backend.sound().pools[L.INCLUDED] == 19
+    assert low_balance_events(backend) == [(E.CREDITS_LOW, "AU", 19)]
+
+
+def test_a_statement_request_reads_a_bounded_number_of_entries_and_its_cursor_resumes(backend, history):
+    cast(Any, backend.statements).max_scanned = 3
+    page, cursor = backend.statements.statement(ACCT, limit=10, kinds=("purchase",))
+    assert (page, cursor is not None) == ([], True)  # three newest entries read, none a purchase: short page
+    assert read_all(backend.statements, 10, kinds=("purchase",)) == [f"{ACCT}:2:0"]
+    assert read_all(backend.statements, 2) == history

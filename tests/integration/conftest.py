@@ -36,6 +36,7 @@ class FakeTwilioHttp(HttpClient):
         self.requests: list[dict[str, Any]] = []
         self.mode = "accept"  # accept | reject | error500 | timeout | connect_timeout
         self.on_request: Any = None  # called with the form data before answering (to interleave a callback)
+        self.num_segments = "1"  # what Twilio's answer says it counted
 
     def request(
         self,
@@ -68,7 +69,7 @@ class FakeTwilioHttp(HttpClient):
             "status": "queued",
             "to": data["To"],
             "body": data["Body"],
-            "num_segments": "1",
+            "num_segments": self.num_segments,
         }
         return Response(201, json.dumps(message))
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from smscredits import runtime
-from smscredits.adapters.events import RecordingPublisher
 from smscredits.domain.audit import check_account
 from smscredits.services.refresh import refresh_account
 from tests.conftest import TABLE
@@ -171,18 +170,12 @@ def test_a_new_billing_day_moves_the_next_refresh_and_the_refresh_comes_then(ser
     )
     ledger = runtime.container().ledger
     assert ledger.get_account("acct-1").pools["included"] == 50
-    early = refresh_account(
-        ledger, "acct-1", datetime(2026, 11, 19, 23, tzinfo=UTC), events=RecordingPublisher()
-    )
+    early = refresh_account(ledger, "acct-1", datetime(2026, 11, 19, 23, tzinfo=UTC))
     assert not early.refreshed
-    due = refresh_account(
-        ledger, "acct-1", datetime(2026, 11, 20, 0, 30, tzinfo=UTC), events=RecordingPublisher()
-    )
+    due = refresh_account(ledger, "acct-1", datetime(2026, 11, 20, 0, 30, tzinfo=UTC))
     assert due.refreshed and due.period_start == "2026-11-20"
     assert read()["next_refresh_at"] == "2026-12-20T00:00:00Z"
-    old_day = refresh_account(
-        ledger, "acct-1", datetime(2026, 12, 5, 0, 30, tzinfo=UTC), events=RecordingPublisher()
-    )
+    old_day = refresh_account(ledger, "acct-1", datetime(2026, 12, 5, 0, 30, tzinfo=UTC))
     assert not old_day.refreshed
     grants = [e.amount for e in runtime.container().statements.partition("acct-1")[1] if e.kind == "grant"]
     assert grants == [50, 50]

@@ -7,11 +7,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
+from smscredits.adapters.dynamo.codec import ledger_at
 from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements, encode_cursor
 from smscredits.domain import auto_recharge as AR
@@ -21,6 +23,7 @@ from smscredits.domain.audit import check_account
 from smscredits.domain.errors import InvalidRequest
 from smscredits.domain.ledger import Funding
 from smscredits.domain.orders import Paid
+from smscredits.domain.periods import iso
 from tests.conftest import TABLE, Clock, RequestCounter, new_account
 from tests.ledgers import ACCT, buy, hold_request, nonzero, pack_order, refresh
 
@@ -158,6 +161,8 @@ def _b64(value: Any) -> str:
         _b64({"pk": {"S": "ACCT#acct-1"}, "sk": {"S": 5}}),
         _b64({"pk": {"S": "ACCT#acct-1"}, "sk": {"S": "LEDGER#000000000001#00", "N": "1"}}),
         _b64({"pk": {"S": "ACCT#acct-1", "B": "AA=="}, "sk": {"S": "LEDGER#000000000001#00"}}),
+        _b64({"pk": {"S": "ACCT#acct-1"}, "sk": {"S": "LEDGER#000000000001#00"}}),  # no ledger_at
+        _b64({"pk": {"S": "ACCT#acct-1"}, "sk": {"S": "LEDGER#000000000001#00"}, "ledger_at": {"N": "1"}}),
     ],
 )
 def test_statement_refuses_a_bad_cursor(reader, history, cursor):
@@ -167,7 +172,11 @@ def test_statement_refuses_a_bad_cursor(reader, history, cursor):
 
 
 def test_statement_accepts_its_own_cursor_format(reader, history):
-    cursor = encode_cursor({"pk": {"S": f"ACCT#{ACCT}"}, "sk": {"S": "LEDGER#000000000005#00"}})
+    # Entry 5:0 (the void) was written four hours in: LedgerByTime's key is its time, version and index.
+    at = ledger_at(iso(datetime(2026, 11, 10, 16, 0, tzinfo=UTC)), 5, 0)
+    cursor = encode_cursor(
+        {"pk": {"S": f"ACCT#{ACCT}"}, "sk": {"S": "LEDGER#000000000005#00"}, "ledger_at": {"S": at}}
+    )
     page, _ = reader.statement(ACCT, limit=10, cursor=cursor)
     assert [e.entry_id for e in page] == history[3:]
 

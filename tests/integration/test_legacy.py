@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from smscredits import runtime
-from smscredits.adapters.events import RecordingPublisher
 from smscredits.domain.audit import check_account
 from smscredits.domain.movements import HoldRequest
 from smscredits.services.refresh import refresh_account
@@ -81,9 +80,7 @@ def test_legacy_refresh_tops_up_the_pool_without_lapse(service, twilio):
     create_legacy()
     send(LONG)
     service.now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
-    assert refresh_account(
-        runtime.container().ledger, "acct-1", service.now, events=RecordingPublisher()
-    ).refreshed
+    assert refresh_account(runtime.container().ledger, "acct-1", service.now).refreshed
     assert balance()["legacy"] == 49 + 50
     assert audit() == []
 
@@ -200,7 +197,7 @@ def test_a_send_after_migration_is_a_segment_send(service, twilio):
     assert (answer["segments"], answer["credits"]) == (3, 3)
     assert answer["funding"] == [{"pool": "purchased:AU", "credits": 3}]
     service.now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
-    refresh_account(runtime.container().ledger, "acct-1", service.now, events=RecordingPublisher())
+    refresh_account(runtime.container().ledger, "acct-1", service.now)
     _, answer = send("short", key="after-refresh")
     assert answer["funding"] == [{"pool": "included", "credits": 1}]
     view = balance()

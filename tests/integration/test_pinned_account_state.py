@@ -47,7 +47,7 @@ def test_an_adjustment_to_the_legacy_pool_after_another_instance_migrated_the_ac
     create("acct-l", created_at="2025-01-01T00:00:00Z")
     here, there = service_ledger(dynamodb, service), service_ledger(dynamodb, service)
     assert here.known_account("acct-l").credit_model == "legacy"
-    there.migrate("acct-l", ratio=(1, 1), actor="support")
+    there.migrate("acct-l", ratio=(1, 1), actor="support", op_id="migrate:elsewhere")
     try:
         here.adjust("acct-l", L.LEGACY, 5, op_id="adjust:late", actor="support", reason="old view")
     except InvalidRequest as refused:

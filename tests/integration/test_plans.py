@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from smscredits import runtime
-from smscredits.adapters.events import RecordingPublisher
 from smscredits.domain.audit import check_account
 from smscredits.services.refresh import refresh_account
 from tests.functions import admin, call
@@ -46,9 +45,7 @@ def audit() -> list[str]:
 
 def refresh(service: Any) -> None:
     service.now = datetime(2026, 12, 5, 0, 30, tzinfo=UTC)
-    assert refresh_account(
-        runtime.container().ledger, "acct-1", service.now, events=RecordingPublisher()
-    ).refreshed
+    assert refresh_account(runtime.container().ledger, "acct-1", service.now).refreshed
 
 
 def test_upgrade_grants_the_difference_once(service, twilio):

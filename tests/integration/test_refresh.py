@@ -21,17 +21,18 @@ from smscredits.adapters.dynamo.codec import account_item
 from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements
 from smscredits.adapters.dynamo.values import to_item
-from smscredits.adapters.events import RecordingPublisher
 from smscredits.adapters.refresh_queue import SqsRefreshQueue
 from smscredits.domain import ledger as L
 from smscredits.domain.audit import check_account
 from smscredits.domain.catalog import PLANS
+from smscredits.domain.events import ALLOWANCE_REFRESHED
 from smscredits.domain.movements import HoldRequest
 from smscredits.domain.periods import anniversary, iso
 from smscredits.services import accounts
 from smscredits.services.ports import Ledger, Statements
-from smscredits.services.refresh import REFRESHED_EVENT, refresh_account, run_scheduled
+from smscredits.services.refresh import refresh_account, run_scheduled
 from smscredits.settings import get_settings
+from tests import outbox
 from tests.conftest import TABLE, Clock, new_account
 from tests.functions import Context, event, load_function
 
@@ -66,11 +67,14 @@ def reader(dynamodb: Any) -> DynamoStatements:
 
 
 @pytest.fixture
-def scheduled(service: Clock, monkeypatch: pytest.MonkeyPatch) -> RecordingPublisher:
-    """The refresh handlers wired to moto and the test clock, with no queue and a recording bus."""
-    publisher = RecordingPublisher()
-    runtime.use(runtime.container().replace(events=publisher, refresh_queue=None))
-    return publisher
+def scheduled(service: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refresh handlers wired to moto and the test clock, with no queue."""
+    runtime.use(runtime.container().replace(refresh_queue=None))
+
+
+def refreshed_events() -> list[dict[str, Any]]:
+    """The allowance.refreshed events written with the refreshes, oldest first."""
+    return outbox.published(ALLOWANCE_REFRESHED)
 
 
 def run_hourly_handler() -> dict[str, int]:
@@ -91,9 +95,9 @@ def test_fourteen_months_one_refresh_per_period_on_the_clamped_day(scheduled, se
         make(store, f"a{day}", date(2026, 1, day))
     refreshed_on: dict[str, list[date]] = {f"a{day}": [] for day in ANCHOR_DAYS}
     while clock.now.date() <= date(2028, 3, 31):
-        seen = len(scheduled.published)
+        seen = len(refreshed_events())
         run_hourly_handler()
-        for _, detail in scheduled.published[seen:]:
+        for detail in refreshed_events()[seen:]:
             refreshed_on[detail["account_id"]].append(clock.now.date())
         clock.advance(days=1)
     months = [(2027, m) for m in range(1, 13)] + [(2028, 1), (2028, 2), (2028, 3)]
@@ -130,7 +134,7 @@ def test_late_run_refreshes_once_for_the_current_period(scheduled, service):
         ("expiry", -40),
         ("grant", 50),
     ]
-    assert len(scheduled.published) == 1
+    assert len(refreshed_events()) == 1
     assert audit(reader, "late") == []
 
 
@@ -142,10 +146,10 @@ def test_firing_twice_grants_once_and_publishes_once(scheduled, service):
     assert run_hourly_handler()["refreshed"] == 1
     assert run_hourly_handler() == {"due": 0, "queued": 0, "refreshed": 0, "failed": 0}
     # A duplicate that got past the index (it is eventually consistent) still changes nothing.
-    again = refresh_account(store, "twice", clock.now, events=scheduled)
+    again = refresh_account(store, "twice", clock.now)
     assert not again.refreshed and again.period_start == "2026-12-05"
     assert kinds(reader, "twice")["grant"] == 2
-    assert [kind for kind, _ in scheduled.published] == [REFRESHED_EVENT]
+    assert outbox.kinds() == [ALLOWANCE_REFRESHED]
     assert audit(reader, "twice") == []
 
 
@@ -165,7 +169,7 @@ def test_a_pending_downgrade_applies_at_the_refresh(scheduled, service):
     account = store.get_account("down")
     assert (account.plan, account.pending_plan, account.allowance) == ("starter", None, 50)
     assert account.pools[L.INCLUDED] == 50
-    assert scheduled.published[0][1]["plan"] == "starter"
+    assert refreshed_events()[0]["plan"] == "starter"
     assert audit(reader, "down") == []
 
 
@@ -240,7 +244,7 @@ def test_fan_out_through_sqs_and_the_worker(scheduled, service, dynamodb, monkey
     for index in range(23):
         assert store.get_account(f"q{index}").period_start == date(2026, 12, 5)
         assert audit(reader, f"q{index}") == []
-    assert len(scheduled.published) == 23
+    assert len(refreshed_events()) == 23
 
 
 def sqs_record(message_id: str, body: str) -> dict[str, Any]:
@@ -292,18 +296,6 @@ def test_inline_run_goes_on_past_a_failing_account(scheduled, service, monkeypat
     assert store.get_account("bad").period_start == date(2026, 11, 5)  # still due for the next run
 
 
-def test_a_failed_publish_does_not_undo_or_repeat_the_refresh(service, dynamodb, reader):
-    class Refusing:
-        def publish(self, detail_type: str, detail: Any) -> None:
-            raise RuntimeError("bus unavailable")
-
-    store = runtime.container().ledger
-    make(store, "pub", date(2026, 1, 5))
-    service.now = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
-    assert refresh_account(store, "pub", service.now, events=Refusing()).refreshed
-    assert kinds(reader, "pub")["grant"] == 2
-
-
 # ---- concurrency: threads against a moto server, each with its own store -----------------------------
 
 
@@ -332,7 +324,6 @@ def test_concurrent_runs_grant_once_per_account_and_period(moto_server):
     barrier = threading.Barrier(len(clients))
     outcomes: list[bool] = []
     errors: list[BaseException] = []
-    publisher = RecordingPublisher()
 
     def worker(client: Any) -> None:
         store = DynamoLedger(TABLE, client=client, clock=lambda: now)
@@ -342,7 +333,7 @@ def test_concurrent_runs_grant_once_per_account_and_period(moto_server):
         barrier.wait()
         try:
             for account_id in order:
-                outcomes.append(refresh_account(store, account_id, now, events=publisher).refreshed)
+                outcomes.append(refresh_account(store, account_id, now).refreshed)
         except BaseException as error:  # surfaced by the assertion below
             errors.append(error)
 
@@ -354,7 +345,8 @@ def test_concurrent_runs_grant_once_per_account_and_period(moto_server):
     assert errors == []
     assert len(outcomes) == len(ids) * len(clients)
     assert sum(outcomes) == len(ids)
-    assert sorted(detail["account_id"] for _, detail in publisher.published) == sorted(ids)
+    refreshed = outbox.published(ALLOWANCE_REFRESHED, client=clients[0])
+    assert sorted(detail["account_id"] for detail in refreshed) == sorted(ids)
     reader = DynamoStatements(TABLE, client=clients[0])
     for account_id in ids:
         account, entries, holds = reader.partition(account_id)
@@ -394,9 +386,8 @@ def test_scale_reads_only_due_accounts(dynamodb, clock, reader):
         "after-call.dynamodb.Query", lambda parsed, **_: returned.append(len(parsed.get("Items", [])))
     )
     store = DynamoLedger(TABLE, client=dynamodb, clock=clock)
-    publisher = RecordingPublisher()
     started = time.perf_counter()
-    counts = run_scheduled(store, reader, events=publisher, queue=None, inline_max=25)
+    counts = run_scheduled(store, reader, queue=None, inline_max=25)
     took = time.perf_counter() - started
     print(
         f"\nscale: {total} accounts, {len(due_ids)} due; index items returned {sum(returned)} in "

@@ -188,10 +188,10 @@ def test_dispute_events_delivered_at_once_from_many_instances_settle_one_way(ser
     random.shuffle(bodies)
     barrier = threading.Barrier(len(bodies))
     outcomes: list[str] = []
-    payments, events = runtime.container().payments, runtime.container().events
+    payments = runtime.container().payments
 
     def worker(body: dict[str, Any]) -> None:
-        ports = stripe_events.StripePorts(service_ledger(dynamodb, service), payments, events)
+        ports = stripe_events.StripePorts(service_ledger(dynamodb, service), payments)
         barrier.wait()
         outcomes.append(stripe_events.handle_event(ports, body))
 

@@ -128,7 +128,7 @@ def test_sixteen_parallel_sends_at_zero_make_one_charge_and_all_send(service, st
         # 16 writers on one balance item outlast the default 8 optimistic attempts (a 503 "too busy");
         # more attempts keep this test about the recharge, not about the ledger's contention budget.
         ledger = service_ledger(dynamodb, service, max_attempts=64)
-        recharger = AutoRecharger(ledger, lambda: ports.payments, ports.events)
+        recharger = AutoRecharger(ledger, lambda: ports.payments)
         command = sending.SendCommand(
             "acct-1", IdempotencyKey(f"p{n}"), AU, "Hello", "https://api.example.com"
         )
@@ -281,7 +281,7 @@ def test_a_failed_threshold_recharge_never_changes_the_send_answer(service, stri
         raise RuntimeError("Stripe client could not be built")
 
     ports = runtime.container()
-    runtime.use(ports.replace(recharger=AutoRecharger(ports.ledger, broken, ports.events)))
+    runtime.use(ports.replace(recharger=AutoRecharger(ports.ledger, broken)))
     status, answer = send("k2")  # 9 left: the decline is retried, and this time the client breaks
     assert status == 202 and answer["status"] == "sent", answer
     assert balance()["purchased"]["AU"] == 9 and audit() == []

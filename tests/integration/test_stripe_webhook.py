@@ -107,10 +107,10 @@ def test_eight_concurrent_deliveries_grant_once(service, stripe_api, dynamodb):
     body = checkout(stripe_api).session_event()
     barrier = threading.Barrier(8)
     outcomes: list[str] = []
-    payments, events = runtime.container().payments, runtime.container().events
+    payments = runtime.container().payments
 
     def worker() -> None:
-        ports = stripe_events.StripePorts(service_ledger(dynamodb, service), payments, events)
+        ports = stripe_events.StripePorts(service_ledger(dynamodb, service), payments)
         barrier.wait()
         outcomes.append(stripe_events.handle_event(ports, body))
 
@@ -315,10 +315,10 @@ def test_racing_payment_intents_for_one_order_grant_once_and_the_rest_are_unmatc
     bought = checkout(stripe_api)
     barrier = threading.Barrier(8)
     outcomes: list[str] = []
-    payments, events = runtime.container().payments, runtime.container().events
+    payments = runtime.container().payments
 
     def worker(n: int) -> None:
-        ports = stripe_events.StripePorts(service_ledger(dynamodb, service), payments, events)
+        ports = stripe_events.StripePorts(service_ledger(dynamodb, service), payments)
         body = bought.intent_event(id=f"pi_race_{n}")
         barrier.wait()
         outcomes.append(stripe_events.handle_event(ports, body))

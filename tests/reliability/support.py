@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-from smscredits import runtime
+from tests import outbox
 from tests.conftest import Clock
 from tests.functions import Context, admin, call, event, load_function, user
 from tests.integration.conftest import TWILIO_TOKEN, FakeTwilioHttp
@@ -138,5 +138,5 @@ def webhook(body: dict[str, Any]) -> tuple[int, Any]:
 
 
 def published(kind: str) -> list[dict[str, Any]]:
-    recorder: Any = runtime.container().events
-    return [detail for name, detail in recorder.published if name == kind]
+    """The events of `kind` the movements wrote (the outbox the publisher reads)."""
+    return outbox.published(kind)

@@ -64,6 +64,10 @@ def test_send_crashes(
         outcome = "conservative: not sent, credits returned"
     assert included in (49, 50)
     assert not (included == 49 and not twilio.sent)  # charged only for what went out
+    # Each event exactly once, written with the movement: message.sent with the post, message.failed with
+    # the void that returned the credits.
+    sent, failed = len(S.published("message.sent")), len(S.published("message.failed"))
+    assert (sent, failed) == ((1, 0) if included == 49 else (0, 1))
     OUTCOMES.append(("send", f"{step} (callback {callback})", f"{first}; {outcome}"))
     FIGURES["4 crashes"]["cases"] += 1
     FIGURES["4 crashes"]["credits checked"] += credits_in(state)
@@ -108,7 +112,7 @@ def test_checkout_crashes(
 RECHARGE_STEPS = {
     "after claim, before the charge": "charge_off_session",
     "after the charge, before the grant": "settle_success",
-    "after the grant (same write as the claim release)": "publish",
+    "after the grant (same write as the claim release)": "count",
 }
 
 
@@ -144,6 +148,7 @@ def test_recharge_crashes(
     state = audit(["acct-1"])
     assert state["acct-1"]["pools"]["purchased:AU"] == 99  # one pack bought, one credit spent
     assert len({c["idempotency_key"] for c in stripe_api.charges}) == 1 and len(twilio.sent) == 1
+    assert len(S.published("recharge.succeeded")) == 1  # written with the grant: never lost, never doubled
     OUTCOMES.append(("recharge", step, f"{first}; equal to crash-free (1 charge, 100 granted, 1 sent)"))
     FIGURES["4 crashes"]["cases"] += 1
     FIGURES["4 crashes"]["credits checked"] += credits_in(state)
@@ -151,7 +156,7 @@ def test_recharge_crashes(
 
 REFRESH_STEPS = {
     "between accounts": (refresh, "refresh_account", 1),
-    "after the refresh, before the event": (refresh, "announce", 0),
+    "after the refresh's write, before its answer": (refresh, "count", 0),
 }
 
 
@@ -180,10 +185,9 @@ def test_refresh_crashes(
     S.refresh()
     state = audit(accounts)
     assert all(s["pools"]["included"] == 50 for s in state.values())
-    events = len(S.published("allowance.refreshed"))
-    outcome = "equal to crash-free (each account reset once)"
-    if events < 2:
-        outcome += f"; allowance.refreshed published {events} of 2 times (event lost with the crash)"
+    # allowance.refreshed is written with the refresh: once per account, whatever step the crash hit.
+    assert sorted(e["account_id"] for e in S.published("allowance.refreshed")) == accounts
+    outcome = "equal to crash-free (each account reset once, allowance.refreshed once each)"
     OUTCOMES.append(("refresh", step, f"{first}; {outcome}"))
     FIGURES["4 crashes"]["cases"] += 1
     FIGURES["4 crashes"]["credits checked"] += credits_in(state)

@@ -32,6 +32,7 @@ FORBIDDEN = {
     "refresh": EVERY_FUNCTION,
     "refresh_worker": EVERY_FUNCTION,
     "sweeper": EVERY_FUNCTION,
+    "outbox_publisher": (*EVERY_FUNCTION, "stripe", "twilio"),
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from local.template import ROOT, functions, load, resources, routes
-from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
+from smscredits.settings import DEFAULT_MESSAGE_RETENTION_DAYS, DEFAULT_SWEEP_GRACE_SECONDS
 
 OWN_RESOURCE = re.compile(r"\$\{(\w+)(\.Arn)?\}")
 ALLOWED_MANAGED_POLICIES: set[str] = set()
@@ -78,7 +78,11 @@ def test_secret_access_is_scoped_to_named_secrets():
 def test_no_secret_values_in_the_template():
     text = (ROOT / "template.yaml").read_text()
     assert not re.search(r"(sk_live|sk_test|whsec_|AC[0-9a-f]{32})", text)
-    assert "{{resolve:secretsmanager" not in text  # plaintext in the function configuration
+    # A dynamic reference would put the secret in plaintext in a function's configuration. The one allowed
+    # is the SaaS connection's API key: EventBridge keeps a connection's credentials in a secret of its own.
+    connection = resources("AWS::Events::Connection")["SaasEventsConnection"]["Properties"]
+    allowed = connection["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyValue"]["Fn::Sub"]
+    assert text.count("{{resolve:secretsmanager") == 1 and allowed.startswith("{{resolve:secretsmanager:")
 
 
 def test_functions_skip_pydantics_plugin_scan_on_cold_start():
@@ -90,6 +94,7 @@ def test_the_code_defaults_are_the_templates():
     parameters = load()["Parameters"]
     assert int(parameters["SweepGraceSeconds"]["Default"]) == DEFAULT_SWEEP_GRACE_SECONDS
     assert parameters["PublicBaseUrl"]["Default"] == ""
+    assert int(parameters["MessageRetentionDays"]["Default"]) == DEFAULT_MESSAGE_RETENTION_DAYS
 
 
 def _refs(value: Any) -> set[str]:
@@ -222,6 +227,13 @@ def _dead_letter_queues() -> set[str]:
         for event in props.get("Events", {}).values():
             if "Arn" in event["Properties"].get("DeadLetterConfig", {}):
                 found.add(_queue_of(event["Properties"]["DeadLetterConfig"]["Arn"]))
+            on_failure = event["Properties"].get("DestinationConfig", {}).get("OnFailure", {})
+            if on_failure.get("Type") == "SQS":
+                found.add(_queue_of(on_failure["Destination"]))
+    for rule in resources("AWS::Events::Rule").values():
+        for target in rule["Properties"].get("Targets", []):
+            if "DeadLetterConfig" in target:
+                found.add(_queue_of(target["DeadLetterConfig"]["Arn"]))
     return found
 
 

@@ -14,16 +14,25 @@ from smscredits.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import (
-        EventPublisher,
         Ledger,
         Payments,
         Recharger,
         RefreshQueue,
         Sender,
+        StatementExports,
         Statements,
     )
 
-PORTS = ("settings", "ledger", "statements", "sender", "payments", "events", "refresh_queue", "recharger")
+PORTS = (
+    "settings",
+    "ledger",
+    "statements",
+    "sender",
+    "payments",
+    "refresh_queue",
+    "recharger",
+    "statement_exports",
+)
 
 
 class Container:
@@ -54,6 +63,7 @@ class Container:
             settings.table_name,
             legacy_rates=settings.legacy_credits_per_message,
             sweep_grace_seconds=settings.sweep_grace_seconds,
+            message_retention_seconds=settings.message_retention_days * 86_400,
         )
 
     @cached_property
@@ -90,11 +100,11 @@ class Container:
         return StripePayments(client, credentials.webhook_secret)
 
     @cached_property
-    def events(self) -> EventPublisher:
-        from smscredits.adapters.events import EventBridgePublisher, RecordingPublisher
+    def statement_exports(self) -> StatementExports | None:
+        from smscredits.adapters.statement_exports import S3StatementExports
 
-        bus = self.settings.event_bus_name
-        return EventBridgePublisher(bus) if bus else RecordingPublisher()
+        bucket = self.settings.statement_export_bucket
+        return S3StatementExports(bucket) if bucket else None
 
     @cached_property
     def refresh_queue(self) -> RefreshQueue | None:
@@ -108,7 +118,7 @@ class Container:
         # The recharge use cases load on a send's first request, the Stripe SDK only when one charges.
         from smscredits.services.recharge import AutoRecharger
 
-        return AutoRecharger(self.ledger, lambda: self.payments, self.events)
+        return AutoRecharger(self.ledger, lambda: self.payments)
 
 
 _current: Container | None = None

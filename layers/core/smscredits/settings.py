@@ -16,6 +16,9 @@ from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE, DEFAUL
 
 # template.yaml's SweepGraceSeconds default (tests/unit/test_template.py holds them equal): the one default.
 DEFAULT_SWEEP_GRACE_SECONDS = 3600
+# template.yaml's MessageRetentionDays default: how long an ended message's body and number are kept.
+DEFAULT_MESSAGE_RETENTION_DAYS = 30
+DEFAULT_MESSAGE_RETENTION_SECONDS = DEFAULT_MESSAGE_RETENTION_DAYS * 86_400
 # The placeholder older samconfig.toml files carried: never a deployment's address (refused on Lambda).
 PLACEHOLDER_BASE_URL = "https://api.example.com"
 LOCAL_BASE_URL = "http://127.0.0.1:3000"
@@ -31,6 +34,10 @@ class Settings(BaseModel):
     account_id_claim: str = Field(default="account_id", alias="ACCOUNT_ID_CLAIM")
     configured_base_url: str | None = Field(default=None, alias="PUBLIC_BASE_URL")
     sweep_grace_seconds: int = Field(default=DEFAULT_SWEEP_GRACE_SECONDS, alias="SWEEP_GRACE_SECONDS", ge=60)
+    # An ended message (its body and full number) is deleted this long after it ended (docs/security.md).
+    message_retention_days: int = Field(
+        default=DEFAULT_MESSAGE_RETENTION_DAYS, alias="MESSAGE_RETENTION_DAYS", ge=1, le=3650
+    )
     # Secrets Manager secrets of the providers (on AWS); in local mode the values below come from the environment.
     twilio_secret_name: str | None = Field(default=None, alias="TWILIO_SECRET_NAME")
     stripe_secret_name: str | None = Field(default=None, alias="STRIPE_SECRET_NAME")
@@ -49,11 +56,13 @@ class Settings(BaseModel):
     )
     migration_ratio: tuple[int, int] = Field(default=DEFAULT_MIGRATION_RATIO, alias="MIGRATION_RATIO")
     provider_timeout_seconds: float = Field(default=8.0, alias="PROVIDER_TIMEOUT_SECONDS", gt=0)
-    # The refresh: where allowance.refreshed goes, and where due accounts fan out when more than
+    # Where the outbox publisher puts the events (docs/events.md); where due accounts fan out when more than
     # refresh_inline_max are due (without a queue, as in local mode, every due account is refreshed inline).
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
     refresh_queue_url: str | None = Field(default=None, alias="REFRESH_QUEUE_URL")
     refresh_inline_max: int = Field(default=25, alias="REFRESH_INLINE_MAX", ge=0)
+    # Where a statement CSV too large for a Lambda response goes (a presigned link); unset in local mode.
+    statement_export_bucket: str | None = Field(default=None, alias="STATEMENT_EXPORT_BUCKET")
 
     model_config = {"populate_by_name": True}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters.payment_operations import PaymentOperations, new_attempt, ours
@@ -33,18 +33,27 @@ from smscredits.domain.errors import (
     InvalidRequest,
     NotFound,
 )
+from smscredits.domain.events import SEGMENTS_MISMATCH
 from smscredits.domain.idempotency import request_hash as hashed
-from smscredits.observability import count
+from smscredits.observability import count, logger
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import Clock
 
 
 class LedgerOperations(PaymentOperations):
-    def __init__(self, *, clock: Clock, legacy_rates: Mapping[str, int], sweep_grace_seconds: int) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        legacy_rates: Mapping[str, int],
+        sweep_grace_seconds: int,
+        message_retention_seconds: int,
+    ) -> None:
         self.clock = clock
         self.legacy_rates = legacy_rates
         self.sweep_grace_seconds = sweep_grace_seconds
+        self.message_retention = timedelta(seconds=message_retention_seconds)
 
     # -- what each ledger provides ----------------------------------------------------------------------
 
@@ -252,7 +261,9 @@ class LedgerOperations(PaymentOperations):
 
     def _end(self, hold: Hold, status: str, provider: Mapping[str, Any], sid: str | None) -> Hold:
         def build(state: Account) -> Change:
-            return M.end_hold(state, hold, status, provider, sid=sid, now=self.clock())
+            return M.end_hold(
+                state, hold, status, provider, sid=sid, now=self.clock(), retention=self.message_retention
+            )
 
         outcome = self._commit(hold.account_id, build)
         if isinstance(outcome, Refused):
@@ -266,6 +277,9 @@ class LedgerOperations(PaymentOperations):
                 {"message_id": hold.message_id, "status": current.status},
             )
         count("CreditsPosted" if status == "posted" else "CreditsVoided", hold.credits)
+        if any(event.detail_type == SEGMENTS_MISMATCH for event in outcome.change.events):
+            count("SegmentsMismatch")
+            logger.warning("twilio counted other segments", extra={"message_id": hold.message_id})
         ended: Hold = outcome.change.result
         return ended
 

@@ -4,6 +4,8 @@ use-case tests and for the contract tests that hold both ledgers to the same rul
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -31,8 +33,11 @@ from smscredits.domain.changes import (
     Refused,
 )
 from smscredits.domain.errors import AccountExists, InvalidRequest, NotFound
+from smscredits.domain.events import alerting, detail_of
+from smscredits.domain.ledger import STATEMENT_MAX_SCANNED
 from smscredits.domain.orders import Order, Payment, UnmatchedPayment
-from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
+from smscredits.domain.periods import iso
+from smscredits.settings import DEFAULT_MESSAGE_RETENTION_SECONDS, DEFAULT_SWEEP_GRACE_SECONDS
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import Clock
@@ -49,8 +54,16 @@ class InMemoryLedger(LedgerOperations):
         clock: Clock = utc_now,
         legacy_rates: Mapping[str, int] = DEFAULT_LEGACY_CREDITS_PER_MESSAGE,
         sweep_grace_seconds: int = DEFAULT_SWEEP_GRACE_SECONDS,
+        message_retention_seconds: int = DEFAULT_MESSAGE_RETENTION_SECONDS,
+        max_scanned: int = STATEMENT_MAX_SCANNED,
     ) -> None:
-        super().__init__(clock=clock, legacy_rates=legacy_rates, sweep_grace_seconds=sweep_grace_seconds)
+        super().__init__(
+            clock=clock,
+            legacy_rates=legacy_rates,
+            sweep_grace_seconds=sweep_grace_seconds,
+            message_retention_seconds=message_retention_seconds,
+        )
+        self.max_scanned = max_scanned
         self._lock = threading.Lock()
         self._accounts: dict[str, Account] = {}
         self._entries: dict[str, list[LedgerRecord]] = {}
@@ -60,6 +73,7 @@ class InMemoryLedger(LedgerOperations):
         self._orders: dict[str, Order] = {}
         self._payments: dict[str, Payment] = {}
         self._unmatched: dict[str, UnmatchedPayment] = {}
+        self._outbox: list[tuple[str, dict[str, Any]]] = []
 
     # -- reads ------------------------------------------------------------------------------------------
 
@@ -105,7 +119,13 @@ class InMemoryLedger(LedgerOperations):
                 "orders": dict(self._orders),
                 "payments": dict(self._payments),
                 "unmatched": dict(self._unmatched),
+                "outbox": list(self._outbox),
             }
+
+    def outbox(self) -> list[tuple[str, dict[str, Any]]]:
+        """The events written with the movements, oldest first: (detail type, detail)."""
+        with self._lock:
+            return list(self._outbox)
 
     # -- writes -----------------------------------------------------------------------------------------
 
@@ -122,7 +142,7 @@ class InMemoryLedger(LedgerOperations):
     def _commit(self, account_id: str, build: Callable[[Account], Change]) -> Committed | Refused:
         with self._lock:
             state = self._account(account_id)
-            change = build(state)  # under the lock: the state it is pinned to is the current one
+            change = alerting(build)(state)  # under the lock: the state it is pinned to is the current one
             for record in change.records:
                 passed, found = self._check(account_id, record)
                 if not passed:
@@ -137,6 +157,11 @@ class InMemoryLedger(LedgerOperations):
             )
             self._accounts[account_id] = after
             self._add_entries(after, change)
+            occurred_at = iso(self.clock())
+            self._outbox.extend(
+                (event.detail_type, detail_of(account_id, change.op_id, index, event, occurred_at))
+                for index, event in enumerate(change.events)
+            )
             return Committed(after, change)
 
     def _write(self, record: Record) -> Refused | None:
@@ -262,24 +287,28 @@ class InMemoryLedger(LedgerOperations):
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> tuple[list[LedgerRecord], str | None]:
-        """Ledger entries newest first, filtered by kind and time, one page of at most `limit`; the cursor is
-        the last entry's id."""
+        """Ledger entries newest first (by time, then place in the ledger), at most `limit`, reading at most
+        `max_scanned` entries of the time range (as on DynamoDB: a page may come back short with a cursor)."""
         with self._lock:
-            entries = list(reversed(self._entries.get(account_id, [])))
+            entries = sorted(self._entries.get(account_id, []), key=_time_key, reverse=True)
         if cursor is not None:
-            ids = [entry.entry_id for entry in entries]
-            if cursor not in ids:
-                raise InvalidRequest("The cursor is not one this API returned.", {"cursor": "invalid"})
-            entries = entries[ids.index(cursor) + 1 :]
-        chosen = [
+            after = _cursor_key(cursor, account_id)
+            entries = [entry for entry in entries if _time_key(entry) < after]
+        in_range = [
             entry
             for entry in entries
-            if (not kinds or entry.kind in kinds)
-            and (start is None or entry.created_at >= start)
-            and (end is None or entry.created_at < end)
+            if (start is None or entry.created_at >= start) and (end is None or entry.created_at < end)
         ]
-        page = chosen[:limit]
-        return page, page[-1].entry_id if len(chosen) > limit or (page and len(page) == limit) else None
+        page: list[LedgerRecord] = []
+        for entry in in_range[: self.max_scanned]:
+            if kinds and entry.kind not in kinds:
+                continue
+            page.append(entry)
+            if len(page) == limit:
+                return page, _cursor(account_id, entry)
+        if len(in_range) > self.max_scanned:
+            return page, _cursor(account_id, in_range[self.max_scanned - 1])
+        return page, None
 
     def require_account(self, account_id: str) -> None:
         self.get_account(account_id)
@@ -311,6 +340,27 @@ class InMemoryLedger(LedgerOperations):
     def stale_holds(self, now: datetime) -> Iterator[tuple[str, str]]:
         with self._lock:
             return iter([key for key, after in self._sweep_after.items() if after <= now])
+
+
+def _time_key(entry: LedgerRecord) -> tuple[str, int, int]:
+    """LedgerByTime's order: the time, then the place in the ledger (the entry id's version and index)."""
+    _, version, index = entry.entry_id.rsplit(":", 2)
+    return iso(entry.created_at), int(version), int(index)
+
+
+def _cursor(account_id: str, entry: LedgerRecord) -> str:
+    at, version, index = _time_key(entry)
+    return base64.urlsafe_b64encode(json.dumps([account_id, at, version, index]).encode()).decode()
+
+
+def _cursor_key(cursor: str, account_id: str) -> tuple[str, int, int]:
+    try:
+        owner, at, version, index = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if owner != account_id:
+            raise ValueError("cursor of another account")
+        return str(at), int(version), int(index)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest("The cursor is not one this API returned.", {"cursor": "invalid"}) from exc
 
 
 def _hold_allows(hold: Hold, record: HoldTransition | DeliveryStatus) -> bool:

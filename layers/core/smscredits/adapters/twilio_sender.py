@@ -64,7 +64,19 @@ class TwilioSender:
             return SendOutcome("rejected", error_message="the provider could not be reached")
         except (requests.exceptions.RequestException, TwilioException):
             return SendOutcome("unknown", error_message="no answer from the provider")
-        return SendOutcome("accepted", sid=message.sid, status=message.status)
+        return SendOutcome(
+            "accepted", sid=message.sid, status=message.status, num_segments=_count(message.num_segments)
+        )
+
+
+def _count(value: Any) -> int | None:
+    """Twilio's num_segments (a string in its JSON); None when it gave none. A message sent through a Messaging
+    Service is answered with "0" (no sender assigned yet, Twilio's Message resource reference): not a count."""
+    try:
+        counted = int(value)
+    except (TypeError, ValueError):
+        return None
+    return counted or None
 
 
 def _short(text: Any) -> str:

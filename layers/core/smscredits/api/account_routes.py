@@ -63,6 +63,7 @@ def message_view(hold: Hold) -> dict[str, Any]:
         "region": hold.message.get("region", ""),
         "encoding": hold.message.get("encoding", ""),
         "segments": int(hold.message.get("segments", 0)),
+        "provider_segments": hold.provider.get("num_segments"),
         "credits": hold.credits,
         "funding": [{"pool": f.pool, "credits": f.credits} for f in hold.funding],
         "created_at": hold.created_at,
@@ -109,16 +110,24 @@ def get_ledger(request: Request, query: LedgerQuery) -> LedgerPage:
     auth=Auth.ACCOUNT,
     query=LedgerCsvQuery,
     response_type="text/csv",
-    summary="The statement as CSV (same filters as /v1/ledger)",
+    summary="The statement as CSV (same filters as /v1/ledger); a large one answers 303 to a download link",
 )
 def get_ledger_csv(request: Request, query: LedgerCsvQuery) -> Response:
     account_id = request.account_id
-    body = statements.statement_csv(
-        runtime.container().statements, account_id, kind=query.kind, start=query.from_, end=query.to
+    ports = runtime.container()
+    body, link = statements.statement_download(
+        ports.statements,
+        ports.statement_exports,
+        account_id,
+        kind=query.kind,
+        start=query.from_,
+        end=query.to,
     )
+    if link is not None:
+        return Response(303, None, headers={"Location": link})
     return Response(
         200,
-        body,
+        body.decode(),
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="ledger-{account_id}.csv"'},
     )

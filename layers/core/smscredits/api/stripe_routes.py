@@ -23,7 +23,5 @@ def stripe_webhook(request: Request) -> WebhookResponse:
     # HTTP APIs may base64-encode the body; Stripe signed the raw bytes, which request.text decodes.
     ports = runtime.container()
     verified = ports.payments.construct_event(request.text, request.headers.get("stripe-signature") or "")
-    outcome = stripe_events.handle_event(
-        stripe_events.StripePorts(ports.ledger, ports.payments, ports.events), verified
-    )
+    outcome = stripe_events.handle_event(stripe_events.StripePorts(ports.ledger, ports.payments), verified)
     return WebhookResponse(received=True, outcome=outcome)

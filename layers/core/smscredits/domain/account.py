@@ -37,6 +37,8 @@ class Account(NamedTuple):
     auto_recharge: AutoRecharge = NEVER_SET_UP
     migrated_at: datetime | None = None
     low_balance_threshold: int = DEFAULT_LOW_BALANCE_THRESHOLD
+    # The low-balance alerts fired and not yet re-armed, per region (domain/events.py): "low" or "depleted".
+    balance_alerts: Mapping[str, str] = NOTHING
 
 
 class Hold(NamedTuple):

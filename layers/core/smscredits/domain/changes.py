@@ -8,9 +8,10 @@ Change was computed from, each record only if its precondition holds. When a rec
 the implementation hands back that record as it is now (`Refused.found`), and the operation decides what
 that means (a duplicate, a message that already ended, its own earlier write).
 
-Extending it: records written without touching the balance (a hot account's posts) are one more field of
-Change that tells the implementations to skip the balance write; events written in the same transaction as
-the movement that causes them (an outbox) are one more field, a tuple of event records.
+The events a Change causes (`events`) are written in the same atomic write (the outbox, docs/events.md): a
+movement that lands has its events, one that is refused has none. Extending it: records written without
+touching the balance (a hot account's posts) are one more field of Change that tells the implementations to
+skip the balance write; their events ride along the same way.
 
 NamedTuples rather than dataclasses: each costs about a tenth of a frozen dataclass to define, and the send
 function's cold start defines all of them (docs/performance.md).
@@ -52,7 +53,8 @@ class NewHold(NamedTuple):
 class HoldTransition(NamedTuple):
     """Hold `message_id` moves from status `expected` to `status` with the provider map `provider`, provided
     the SID recorded on it, if any, is `sid` (when given) and the provider status recorded on it is none of
-    `settled`. `ended_at` set: the hold ends now (posted or voided) and leaves the sweeper's index."""
+    `settled`. `ended_at` set: the hold ends now (posted or voided) and leaves the sweeper's index; the
+    message (its body and full number) may then be deleted after `expires_at` (docs/security.md)."""
 
     account_id: str
     message_id: str
@@ -62,6 +64,7 @@ class HoldTransition(NamedTuple):
     ended_at: datetime | None
     sid: str | None = None
     settled: frozenset[str] = frozenset()
+    expires_at: datetime | None = None
 
 
 class DeliveryStatus(NamedTuple):
@@ -148,6 +151,13 @@ Record = (
 )
 
 
+class Event(NamedTuple):
+    """An event a movement causes (domain/events.py names them); its id and time are added when written."""
+
+    detail_type: str
+    detail: Mapping[str, Any]
+
+
 class Change(NamedTuple):
     """One atomic write: the balance movement pinned to the version it was computed from, the account fields
     set with it, and `records` in order (a refusal names the first whose precondition failed)."""
@@ -158,6 +168,7 @@ class Change(NamedTuple):
     account: Mapping[str, Any] = NOTHING  # Account fields set with the movement
     records: tuple[Record, ...] = ()
     result: Any = None  # what the operation answers when the Change lands
+    events: tuple[Event, ...] = ()  # written with it (the outbox), in this order
 
 
 class Committed(NamedTuple):

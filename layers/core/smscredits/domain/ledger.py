@@ -34,6 +34,10 @@ ENTRY_KINDS: tuple[str, ...] = (
     "refund",  # a charged message Twilio reported failed, returned to its pools
 )
 
+# The most ledger entries one statement request reads (about 250 KB: some 60 read units on DynamoDB): the bound
+# that keeps a filter on a rare kind from reading a whole ledger in one request (a short page with a cursor).
+STATEMENT_MAX_SCANNED = 1000
+
 
 def purchased_pool(region: str) -> str:
     return f"{PURCHASED_PREFIX}{region}"

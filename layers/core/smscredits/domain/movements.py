@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
+from smscredits.domain import events as E
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.account_settings import AccountPatch, account_view, patched_fields
 from smscredits.domain.catalog import REGIONS
-from smscredits.domain.changes import Change, Guard, HoldTransition, NewHold, Unchanged
+from smscredits.domain.changes import Change, Event, Guard, HoldTransition, NewHold, Unchanged
 from smscredits.domain.delivery import FINAL_STATUSES
 from smscredits.domain.errors import HoldsPending, InvalidRequest
 from smscredits.domain.periods import anniversary, iso
@@ -101,6 +102,13 @@ def refresh(
     allowance = allowances[plan]
     op_id = f"refresh:{period_start.isoformat()}"
     outcome = {"period_start": period_start.isoformat(), "allowance": allowance}
+    refreshed = E.event(
+        E.ALLOWANCE_REFRESHED,
+        period_start=period_start.isoformat(),
+        plan=plan,
+        allowance=allowance,
+        next_refresh_at=iso(next_refresh_at),
+    )
     return Change(
         op_id,
         L.refresh_movement(state.pools, state.held, state.credit_model, allowance),
@@ -113,6 +121,7 @@ def refresh(
             "pending_plan": None,
         },
         records=(Guard(op_id, outcome, attempt_id),),
+        events=(refreshed,),
     )
 
 
@@ -290,10 +299,18 @@ def hold_message(
 
 
 def end_hold(
-    state: Account, hold: Hold, status: str, provider: Mapping[str, Any], *, sid: str | None, now: datetime
+    state: Account,
+    hold: Hold,
+    status: str,
+    provider: Mapping[str, Any],
+    *,
+    sid: str | None,
+    now: datetime,
+    retention: timedelta,
 ) -> Change:
     """Post (charge) or void (return) a pending hold. A void of a hold from an earlier period lapses its
-    included part instead of returning it to this period's allowance."""
+    included part instead of returning it to this period's allowance. The ended message may be deleted
+    `retention` after it ended (its credits are in the ledger entries, which never expire)."""
     if status == "posted":
         movement = L.post_movement(state.pools, state.held, hold.funding)
     else:
@@ -302,8 +319,51 @@ def end_hold(
     merged = {**dict(hold.provider), **dict(provider)}
     ended = hold._replace(status=status, ended_at=now, provider=merged)
     reference = {"message_id": hold.message_id, **{k: v for k, v in merged.items() if k == "sid"}}
-    transition = HoldTransition(hold.account_id, hold.message_id, "pending", status, merged, now, sid)
-    return Change(f"{status}:{hold.message_id}", movement, reference, records=(transition,), result=ended)
+    transition = HoldTransition(
+        hold.account_id, hold.message_id, "pending", status, merged, now, sid, expires_at=now + retention
+    )
+    events = message_events(hold, status, merged)
+    return Change(
+        f"{status}:{hold.message_id}", movement, reference, records=(transition,), result=ended, events=events
+    )
+
+
+def failure_reason(provider: Mapping[str, Any]) -> str:
+    """Why a message's credits came back: Twilio refused it (`rejected`), the sweeper gave up on it (`swept`),
+    or the status Twilio reported (`failed`)."""
+    if provider.get("result") in ("rejected", "swept"):
+        return str(provider["result"])
+    return str(provider.get("provider_status") or "failed")
+
+
+def message_events(hold: Hold, status: str, provider: Mapping[str, Any]) -> tuple[Event, ...]:
+    """message.sent when a hold is posted (with segments.mismatch when Twilio counted other segments than
+    we did); message.failed when its credits come back (every void: a send Twilio refused, a failed status,
+    a hold the sweeper voided; and every refund)."""
+    segments = int(hold.message.get("segments", 0) or 0)
+    common = {
+        "message_id": hold.message_id,
+        "region": hold.message.get("region"),
+        "segments": segments,
+        "credits": hold.credits,
+        "sid": provider.get("sid"),
+    }
+    if status != "posted":
+        details = {"reason": failure_reason(provider), "error_code": provider.get("error_code")}
+        return (E.event(E.MESSAGE_FAILED, **common, **details),)
+    sent = E.event(E.MESSAGE_SENT, **common)
+    counted = provider.get("num_segments")
+    if counted is None or int(counted) == segments:
+        return (sent,)
+    mismatch = E.event(
+        E.SEGMENTS_MISMATCH,
+        message_id=hold.message_id,
+        sid=provider.get("sid"),
+        segments=segments,
+        provider_segments=int(counted),
+        credits=hold.credits,
+    )
+    return sent, mismatch
 
 
 def needs_migration_ratio(state: Account, hold: Hold) -> bool:
@@ -342,4 +402,5 @@ def refund(
         {"message_id": hold.message_id},
         records=(transition,),
         result=hold._replace(status="refunded", provider=merged),
+        events=message_events(hold, "refunded", merged),
     )

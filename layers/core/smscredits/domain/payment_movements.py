@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from smscredits.domain import auto_recharge as AR
+from smscredits.domain import events as E
 from smscredits.domain import ledger as L
 from smscredits.domain.account import Account
 from smscredits.domain.changes import Change, Guard, NewOrder, NewPayment, OrderPaid, PaymentRefunds
@@ -57,7 +58,21 @@ def grant_purchase(
     movement = L.grant_movement(
         state.pools, state.held, L.purchased_pool(order.region), order.credits, "purchase"
     )
-    return Change(paid.key, movement, reference, changes, tuple(records))
+    return Change(paid.key, movement, reference, changes, tuple(records), events=(purchase_event(paid),))
+
+
+def purchase_event(paid: Paid) -> E.Event:
+    """recharge.succeeded for an auto-recharge's order, pack.purchased for a checkout's."""
+    order = paid.order
+    common = {"region": order.region, "packs": order.packs, "credits": order.credits}
+    money = {
+        "amount_cents": order.amount_cents,
+        "currency": order.currency,
+        "payment_intent": paid.payment_intent,
+    }
+    if order.kind == "recharge":
+        return E.event(E.RECHARGE_SUCCEEDED, recharge_id=order.order_id, **common, **money)
+    return E.event(E.PACK_PURCHASED, order_id=order.order_id, **common, **money)
 
 
 def claw_back(
@@ -88,6 +103,7 @@ def claw_back(
     elif clawback.dispute is not None and clawback.auto_recharge == "resume":
         auto = AR.resumed_after_dispute(state.auto_recharge, clawback.dispute)
     moved = PaymentRefunds(payment.payment_intent, clawback.before, after, taken - clawback.returned)
+    disabled = clawback.auto_recharge == "pause" and auto is not None and state.auto_recharge.enabled
     return Change(
         op_id,
         movement,
@@ -95,6 +111,7 @@ def claw_back(
         {"auto_recharge": auto} if auto is not None else {},
         (moved, Guard(op_id, outcome)),  # the payment first: its refusal means read it again
         Clawed(taken, clawback.returned),
+        (E.event(E.AUTO_RECHARGE_DISABLED, reason=AR.DISABLED_DISPUTE, region=None),) if disabled else (),
     )
 
 
@@ -132,12 +149,19 @@ def recharge_failed(
     Result: the reason auto-recharge was switched off by it, or None."""
     after, failures, disabled = AR.after_failure(state, region, recharge_id, code, message, now)
     op_id = f"recharge-failed:{recharge_id}"
+    failed = E.event(
+        E.RECHARGE_FAILED, region=region, recharge_id=recharge_id, code=code, consecutive_failures=failures
+    )
+    events = (
+        (failed, E.event(E.AUTO_RECHARGE_DISABLED, reason=disabled, region=region)) if disabled else (failed,)
+    )
     return Change(
         op_id,
         L.no_movement(state.pools, state.held),
         account={"auto_recharge": after},
         records=(Guard(op_id, {"code": code, "failures": failures}),),
         result=disabled,
+        events=events,
     )
 
 

@@ -131,6 +131,7 @@ class MessageResponse(Model):
                     "region": "AU",
                     "encoding": "GSM-7",
                     "segments": 1,
+                    "provider_segments": 1,
                     "credits": 1,
                     "funding": [{"pool": "included", "credits": 1}],
                     "created_at": "2026-11-28T06:15:16.700000Z",
@@ -148,7 +149,8 @@ class MessageResponse(Model):
     to: str
     region: str
     encoding: str
-    segments: int
+    segments: int  # ours: what was quoted and billed
+    provider_segments: int | None = None  # Twilio's count (its answer to the create); null until it answered
     credits: int
     funding: list[FundingOut]
     created_at: datetime

@@ -1,5 +1,5 @@
 """The ports the use cases depend on, with domain values only: the ledger (its movements and the reader side),
-how a message leaves (Sender), how money comes in (Payments), where events go, the refresh queue, the send
+how a message leaves (Sender), how money comes in (Payments), the refresh queue, the send
 path's auto-recharge (Recharger) and the clock. Adapters implement them; runtime wires them."""
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ class SendOutcome(NamedTuple):
     status: str | None = None
     error_code: int | None = None
     error_message: str | None = None
+    num_segments: int | None = None  # Twilio's count, from its answer to the create (compared with ours)
 
 
 class Sender(Protocol):
@@ -198,8 +199,10 @@ class Payments(Protocol):
         ...
 
 
-class EventPublisher(Protocol):
-    def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None: ...
+class StatementExports(Protocol):
+    def export(self, account_id: str, filename: str, body: bytes) -> str:
+        """Keep a statement too large to answer inline; returns a short-lived URL that downloads it."""
+        ...
 
 
 class RefreshQueue(Protocol):

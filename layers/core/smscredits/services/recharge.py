@@ -17,7 +17,7 @@ from smscredits.observability import count, logger
 from smscredits.services import orders
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
-    from smscredits.services.ports import EventPublisher, Ledger, Payments
+    from smscredits.services.ports import Ledger, Payments
 
 WAIT_POLLS = 25
 CLAIM_TRIES = 3
@@ -67,16 +67,14 @@ def put_settings(
 # ---- charge and settle ------------------------------------------------------------------------------
 
 
-def charge(
-    ledger: Ledger, payments: Payments, events: EventPublisher, account_id: str, region: str, needed: int
-) -> str:
+def charge(ledger: Ledger, payments: Payments, account_id: str, region: str, needed: int) -> str:
     """Claim, charge off-session, settle. Returns succeeded | pending | declined | authentication_required.
     Raises NotNeeded / RechargeInFlight / CapReached / RechargeRefused when no charge was made."""
     claimed = ledger.claim_recharge(account_id, region, needed)
     if claimed.retried:
         earlier = _earlier_intent(ledger, payments, claimed)
         if earlier is not None:  # Stripe charged (or refused) it already: settle that, never charge again
-            result = _settle_found(ledger, events, account_id, claimed, earlier)
+            result = _settle_found(ledger, account_id, claimed, earlier)
             logger.info("recharge settled from its PaymentIntent", extra={"recharge_id": claimed.recharge_id})
             return result
     metadata = {
@@ -99,11 +97,10 @@ def charge(
         # Kept as soon as Stripe names it: a retried claim (after Stripe forgot the key) retrieves it.
         ledger.note_order(claimed.recharge_id, payment_intent=stripe_id(intent["id"]))
     if outcome.result == "succeeded":
-        settle_success(ledger, events, intent, source="charge")
+        settle_success(ledger, intent, source="charge")
     elif outcome.result in ("declined", "authentication_required"):
         record_failure(
             ledger,
-            events,
             account_id=account_id,
             region=region,
             recharge_id=claimed.recharge_id,
@@ -120,20 +117,17 @@ def _earlier_intent(ledger: Ledger, payments: Payments, claimed: AR.Claim) -> di
     return payments.find_recharge_intent(claimed.recharge_id, order.payment_intent if order else None)
 
 
-def _settle_found(
-    ledger: Ledger, events: EventPublisher, account_id: str, claimed: AR.Claim, intent: Mapping[str, Any]
-) -> str:
+def _settle_found(ledger: Ledger, account_id: str, claimed: AR.Claim, intent: Mapping[str, Any]) -> str:
     """Settle a retried recharge from the PaymentIntent its first attempt made, as the answer would have."""
     status = intent.get("status")
     if status == "succeeded":
-        settle_success(ledger, events, intent, source="lookup")
+        settle_success(ledger, intent, source="lookup")
         return "succeeded"
     if status in ("requires_payment_method", "requires_action", "canceled"):
         error = intent.get("last_payment_error") or {}
         code = "authentication_required" if status == "requires_action" else "payment_failed"
         record_failure(
             ledger,
-            events,
             account_id=account_id,
             region=claimed.region,
             recharge_id=claimed.recharge_id,
@@ -144,10 +138,11 @@ def _settle_found(
     return "pending"  # processing: its payment_intent.* event settles it
 
 
-def settle_success(ledger: Ledger, events: EventPublisher, intent: Mapping[str, Any], *, source: str) -> str:
+def settle_success(ledger: Ledger, intent: Mapping[str, Any], *, source: str) -> str:
     """Grant a recharge's packs once (the synchronous answer and payment_intent.succeeded share the key)
     and, in the same write, release its claim and reset the failure count. Only a recharge this service
-    started (its order) is granted, on the order's terms; anything else is recorded as unmatched."""
+    started (its order) is granted, on the order's terms; anything else is recorded as unmatched. Its
+    recharge.succeeded is written with the grant (domain/payment_movements.py)."""
     metadata = intent.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
     intent_id = stripe_id(intent.get("id"))
@@ -173,22 +168,11 @@ def settle_success(ledger: Ledger, events: EventPublisher, intent: Mapping[str, 
         )
     if applied:
         count("RechargeSucceeded")
-        publish(
-            events,
-            "recharge.succeeded",
-            {
-                "account_id": order.account_id,
-                "region": order.region,
-                "credits": order.credits,
-                "recharge_id": order.order_id,
-            },
-        )
     return "granted" if applied else "duplicate"
 
 
 def record_failure(
     ledger: Ledger,
-    events: EventPublisher,
     *,
     account_id: str,
     region: str,
@@ -196,24 +180,20 @@ def record_failure(
     code: str,
     message: str | None,
 ) -> str:
-    """A recharge certainly not paid (auto_recharge.after_failure), once per recharge id."""
+    """A recharge certainly not paid (auto_recharge.after_failure), once per recharge id; its recharge.failed
+    (and auto_recharge.disabled) are written with it."""
     recorded, disabled = ledger.record_recharge_failure(
         account_id, region, recharge_id, code=code, message=message
     )
     if not recorded:
         return "duplicate"
     count("RechargeFailed")
-    publish(
-        events,
-        "recharge.failed",
-        {"account_id": account_id, "region": region, "recharge_id": recharge_id, "code": code},
-    )
     if disabled:
-        publish(events, "auto_recharge.disabled", {"account_id": account_id, "reason": disabled})
+        logger.warning("auto-recharge disabled", extra={"account_id": account_id, "reason": disabled})
     return "recorded"
 
 
-def settle_failed_intent(ledger: Ledger, events: EventPublisher, intent: Mapping[str, Any]) -> str:
+def settle_failed_intent(ledger: Ledger, intent: Mapping[str, Any]) -> str:
     """payment_intent.payment_failed for one of our recharges (the synchronous answer may have come first).
     Only a recharge this service started, charged to its customer for its amount, counts as a failure."""
     metadata = intent.get("metadata")
@@ -231,20 +211,12 @@ def settle_failed_intent(ledger: Ledger, events: EventPublisher, intent: Mapping
     error = intent.get("last_payment_error") or {}
     return record_failure(
         ledger,
-        events,
         account_id=order.account_id,
         region=order.region,
         recharge_id=order.order_id,
         code=str(error.get("code") or error.get("decline_code") or "payment_failed"),
         message=error.get("message"),
     )
-
-
-def publish(events: EventPublisher, detail_type: str, detail: Mapping[str, Any]) -> None:
-    try:
-        events.publish(detail_type, detail)
-    except Exception:  # the movement is committed; a lost notification must not fail it
-        logger.exception("event publish failed", extra={"detail_type": detail_type})
 
 
 # ---- the send path ----------------------------------------------------------------------------------
@@ -254,10 +226,9 @@ class AutoRecharger:
     """The Recharger port: what a send asks of auto-recharge. Stripe is reached (and its SDK loaded) only when
     a recharge is actually charged."""
 
-    def __init__(self, ledger: Ledger, payments: Callable[[], Payments], events: EventPublisher) -> None:
+    def __init__(self, ledger: Ledger, payments: Callable[[], Payments]) -> None:
         self.ledger = ledger
         self.payments = payments
-        self.events = events
 
     def when_short(self, account_id: str, region: str, needed: int) -> bool:
         """Complete a recharge now, or wait for the one in flight. True when a retry of the hold may succeed."""
@@ -265,7 +236,7 @@ class AutoRecharger:
             return False
         for _ in range(CLAIM_TRIES):
             try:
-                result = charge(self.ledger, self.payments(), self.events, account_id, region, needed)
+                result = charge(self.ledger, self.payments(), account_id, region, needed)
             except AR.NotNeeded:
                 return True
             except AR.RechargeInFlight:
@@ -289,7 +260,7 @@ class AutoRecharger:
         threshold = account.auto_recharge.regions[region].threshold
         try:
             # One credit above the threshold is "enough": the claim refuses if credits arrived meanwhile.
-            charge(self.ledger, self.payments(), self.events, account_id, region, threshold + 1)
+            charge(self.ledger, self.payments(), account_id, region, threshold + 1)
         except AR.RechargeRefused as refused:
             logger.info("threshold recharge not made", extra={"region": region, "reason": refused.code})
 

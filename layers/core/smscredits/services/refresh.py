@@ -1,4 +1,5 @@
-"""The billing-date refresh: find the due accounts and refresh each one's allowance once per period."""
+"""The billing-date refresh: find the due accounts and refresh each one's allowance once per period (its
+allowance.refreshed is written with the refresh: domain/movements.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ from smscredits.domain.periods import period_containing, period_start_at
 from smscredits.observability import count, logger
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
-    from smscredits.services.ports import EventPublisher, Ledger, RefreshQueue, Statements
-
-REFRESHED_EVENT = "allowance.refreshed"
+    from smscredits.services.ports import Ledger, RefreshQueue, Statements
 
 
 class RefreshResult(NamedTuple):
@@ -22,9 +21,7 @@ class RefreshResult(NamedTuple):
     allowance: int
 
 
-def refresh_account(
-    ledger: Ledger, account_id: str, now: datetime, *, events: EventPublisher
-) -> RefreshResult:
+def refresh_account(ledger: Ledger, account_id: str, now: datetime) -> RefreshResult:
     """Refresh the account's allowance for the period that contains `now`, once. An account overdue by days (a missed
     run) is refreshed once for the current period; the periods it missed are not back-filled."""
     account = ledger.get_account(account_id)
@@ -39,32 +36,13 @@ def refresh_account(
     )
     if refreshed:
         count("AllowancesRefreshed")
-        announce(events, result, account.next_refresh_at)
     return result
-
-
-def announce(events: EventPublisher, result: RefreshResult, next_refresh_at: datetime) -> None:
-    """Publish allowance.refreshed. The credits have moved and the guard makes any retry a no-op, so a failed
-    publish must not fail the refresh (a retry would not publish either): it is logged and counted instead."""
-    detail = {
-        "account_id": result.account_id,
-        "period_start": result.period_start,
-        "plan": result.plan,
-        "allowance": result.allowance,
-        "next_refresh_at": next_refresh_at.isoformat(),
-    }
-    try:
-        events.publish(REFRESHED_EVENT, detail)
-    except Exception:
-        logger.exception("allowance.refreshed not published", extra={"account_id": result.account_id})
-        count("RefreshEventNotPublished")
 
 
 def run_scheduled(
     ledger: Ledger,
     statements: Statements,
     *,
-    events: EventPublisher,
     queue: RefreshQueue | None,
     inline_max: int,
 ) -> dict[str, int]:
@@ -81,7 +59,7 @@ def run_scheduled(
     counts = {"due": len(due), "queued": 0, "refreshed": 0, "failed": 0}
     for account_id in due:
         try:
-            if refresh_account(ledger, account_id, now, events=events).refreshed:
+            if refresh_account(ledger, account_id, now).refreshed:
                 counts["refreshed"] += 1
         except Exception:
             # One bad account must not stop the others; it stays due and the next run tries it again.

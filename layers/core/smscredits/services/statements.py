@@ -14,10 +14,12 @@ from smscredits.domain.errors import InvalidRequest
 from smscredits.domain.ledger import ENTRY_KINDS, INCLUDED, LEGACY, PURCHASED_PREFIX
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
-    from smscredits.services.ports import Statements
+    from smscredits.services.ports import StatementExports, Statements
 
 CSV_PAGE = 500
 CSV_MAX_ROWS = 100_000
+# A Lambda response carries at most 6 MB (headers included): a larger statement is exported (a link).
+CSV_INLINE_MAX_BYTES = 5_000_000
 
 
 def pool_label(pool: str) -> str:
@@ -161,3 +163,20 @@ def statement_csv(
     if not rows:
         statements.require_account(account_id)  # as in statement_page: only an empty statement can hide one
     return out.getvalue()
+
+
+def statement_download(
+    statements: Statements,
+    exports: StatementExports | None,
+    account_id: str,
+    *,
+    kind: str | None,
+    start: str | None,
+    end: str | None,
+) -> tuple[bytes, str | None]:
+    """The CSV (body, None) when it fits a Lambda response, else (b"", the link to its export). Without an
+    exports bucket (local mode, which has no response limit) it is always answered inline."""
+    body = statement_csv(statements, account_id, kind=kind, start=start, end=end).encode()
+    if len(body) <= CSV_INLINE_MAX_BYTES or exports is None:
+        return body, None
+    return b"", exports.export(account_id, f"ledger-{account_id}.csv", body)

@@ -13,15 +13,15 @@ from smscredits.services import clawbacks, orders, recharge
 from smscredits.services.purchases import remember_customer
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
-    from smscredits.services.ports import EventPublisher, Ledger, Payments
+    from smscredits.services.ports import Ledger, Payments
 
 
 class StripePorts(NamedTuple):
-    """What the Stripe events need: the ledger, Stripe itself and where events go."""
+    """What the Stripe events need: the ledger and Stripe itself (the events a grant causes are written with
+    it: domain/payment_movements.py)."""
 
     ledger: Ledger
     payments: Payments
-    events: EventPublisher
 
 
 def handle_event(ports: StripePorts, event: Mapping[str, Any]) -> str:
@@ -101,8 +101,6 @@ def _grant_session(
         applied = ports.ledger.grant_purchase(Paid(order, intent, session_id), source="checkout")
     except Unmatched as unmatched:
         return _unmatched(ports, session_id, event_type, unmatched, session), None
-    if applied:
-        _announce(ports, order)
     return ("granted" if applied else "duplicate"), order
 
 
@@ -111,7 +109,7 @@ def _intent_succeeded(ports: StripePorts, intent: Mapping[str, Any]) -> str:
     if not claims_to_be_ours(metadata):
         return "ignored"  # another integration's payment on a shared Stripe account
     if metadata.get("kind") == "recharge":
-        return recharge.settle_success(ports.ledger, ports.events, intent, source="webhook")
+        return recharge.settle_success(ports.ledger, intent, source="webhook")
     intent_id = stripe_id(intent.get("id"))
     try:
         order = orders.match(
@@ -126,20 +124,10 @@ def _intent_succeeded(ports: StripePorts, intent: Mapping[str, Any]) -> str:
         applied = ports.ledger.grant_purchase(Paid(order, intent_id), source="payment_intent")
     except Unmatched as unmatched:
         return _unmatched(ports, intent_id, "payment_intent.succeeded", unmatched, intent)
-    if applied:  # the pack's first event (checkout.session.completed may come later or never)
-        _announce(ports, order)
     method = _id(intent.get("payment_method"))
     if order.save_card and intent.get("setup_future_usage") == "off_session" and method:
         remember_customer(ports.ledger, order.account_id, order.customer_id, method)
     return "granted" if applied else "duplicate"
-
-
-def _announce(ports: StripePorts, order: Order) -> None:
-    recharge.publish(
-        ports.events,
-        "pack.purchased",
-        {"account_id": order.account_id, "region": order.region, "credits": order.credits},
-    )
 
 
 def _unmatched(
@@ -160,7 +148,7 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _intent_failed(ports: StripePorts, intent: Mapping[str, Any]) -> str:
-    return recharge.settle_failed_intent(ports.ledger, ports.events, intent)
+    return recharge.settle_failed_intent(ports.ledger, intent)
 
 
 def _charge_refunded(ports: StripePorts, charge: Mapping[str, Any]) -> str:

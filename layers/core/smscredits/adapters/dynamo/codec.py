@@ -2,9 +2,12 @@
 
 One table holds everything. An account's partition (`ACCT#<id>`) has its balance item (`ACCOUNT`), its ledger
 entries (`LEDGER#<version>#<index>`), its holds (`HOLD#<message id>`) and its operation guards (`OP#<op id>`);
-orders, granted payments and unmatched payments have partitions of their own. Three sparse indexes: accounts by
-next refresh time (`DueRefresh`) and pending holds by sweep time (`OpenHolds`), each sharded, and accounts by
-id (`Accounts`, for support's list).
+orders, granted payments and unmatched payments have partitions of their own. The outbox (events written with
+the movement that causes them) is a key space of its own, `OUTBOX#<shard>` / `<time>#<event id>`: an event
+costs no write unit of the account's partition, and the local poller reads it by time without a scan. Four
+sparse indexes: accounts by next refresh time (`DueRefresh`) and pending holds by sweep time (`OpenHolds`), each
+sharded; an account's ledger entries by time (`LedgerByTime`, `ledger_at`) for its statements; accounts by id
+(`Accounts`, for support's list).
 
 One module on purpose, though over 350 lines: every key and attribute name of the table is here and nowhere
 else, so a change to the layout is read and reviewed in one place."""
@@ -19,8 +22,9 @@ from typing import Any
 from smscredits.adapters.dynamo.values import to_value
 from smscredits.domain.account import DEFAULT_LOW_BALANCE_THRESHOLD, Account, Hold, LedgerRecord
 from smscredits.domain.auto_recharge import AutoRecharge
-from smscredits.domain.changes import Guard
+from smscredits.domain.changes import Event, Guard
 from smscredits.domain.clawbacks import DisputeState, Refunds
+from smscredits.domain.events import detail_of
 from smscredits.domain.ledger import Entry, Funding
 from smscredits.domain.orders import Order, Payment, UnmatchedPayment
 from smscredits.domain.periods import iso, parse_iso
@@ -37,10 +41,20 @@ SWEEP_INDEX = "OpenHolds"
 # never changed, so the index (keys only) is written once per account and never by a credit movement.
 ACCOUNTS_INDEX = "Accounts"
 ACCOUNT_LIST = "ACCOUNTS"
+LEDGER_TIME_INDEX = "LedgerByTime"  # an account's entries by `ledger_at` (statements)
 # Shards of the two sparse indexes: spreads a million accounts' refresh times (and open holds) over
 # partitions so no single index partition is hot; a sweep queries each shard.
 REFRESH_SHARDS = 16
 SWEEP_SHARDS = 8
+# Outbox shards: 16 partitions of 1,000 write units each take every account's events together.
+OUTBOX_PREFIX = "OUTBOX#"
+OUTBOX_SHARDS = 16
+# The table's TTL attribute (template.yaml TimeToLiveSpecification): epoch seconds after which DynamoDB may
+# delete the item (within days of it, docs/security.md).
+TTL_ATTRIBUTE = "expires_at_epoch"
+# An outbox item outlives its publication: the stream keeps a record 24 hours and the publisher retries
+# within them; three days leave a margin for a redrive from the dead-letter queue.
+OUTBOX_RETENTION_SECONDS = 3 * 86_400
 
 Key = dict[str, dict[str, str]]
 
@@ -55,6 +69,11 @@ def account_id_of(pk: str) -> str:
 
 def ledger_sk(version: int, index: int) -> str:
     return f"{LEDGER_PREFIX}{version:012d}#{index:02d}"
+
+
+def ledger_at(created_at: str, version: int, index: int) -> str:
+    """An entry's key in LedgerByTime: its time, then its place in the ledger (entries of one instant)."""
+    return f"{created_at}#{version:012d}#{index:02d}"
 
 
 def hold_sk(message_id: str) -> str:
@@ -150,6 +169,7 @@ def account_from_item(raw: Mapping[str, Any]) -> Account:
         auto_recharge=AutoRecharge.from_dict(raw.get("auto_recharge") or {}),
         migrated_at=parse_iso(raw["migrated_at"]) if raw.get("migrated_at") else None,
         low_balance_threshold=int(raw.get("low_balance_threshold", DEFAULT_LOW_BALANCE_THRESHOLD)),
+        balance_alerts={str(k): str(v) for k, v in (raw.get("balance_alerts") or {}).items()},
     )
 
 
@@ -168,6 +188,7 @@ def entry_item(
     return {
         "pk": account_pk(account_id),
         "sk": ledger_sk(version, index),
+        "ledger_at": ledger_at(now, version, index),
         "type": "ledger",
         "entry_id": f"{account_id}:{version}:{index}",
         "account_id": account_id,
@@ -247,6 +268,26 @@ def guard_item(account_id: str, guard: Guard, now: str) -> dict[str, Any]:
 
 def guard_from_item(raw: Mapping[str, Any]) -> Guard:
     return Guard(raw["op_id"], raw.get("outcome", {}), raw.get("attempt_id"), raw.get("request_hash"))
+
+
+def outbox_item(account_id: str, op_id: str, index: int, event: Event, now: str) -> dict[str, Any]:
+    """The outbox item of a movement's index-th event (what the stream publisher turns into an EventBridge
+    event)."""
+    detail = detail_of(account_id, op_id, index, event, now)
+    return {
+        "pk": shard_of(detail["event_id"], OUTBOX_SHARDS, OUTBOX_PREFIX.rstrip("#")),
+        "sk": f"{now}#{detail['event_id']}",
+        "type": "event",
+        "event_id": detail["event_id"],
+        "detail_type": event.detail_type,
+        "detail": detail,
+        "created_at": now,
+        TTL_ATTRIBUTE: int(parse_iso(now).timestamp()) + OUTBOX_RETENTION_SECONDS,
+    }
+
+
+def outbox_shards() -> list[str]:
+    return [shard_name(OUTBOX_PREFIX.rstrip("#"), shard) for shard in range(OUTBOX_SHARDS)]
 
 
 # ---- orders and payments ----------------------------------------------------------------------------

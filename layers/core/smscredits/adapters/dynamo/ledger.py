@@ -13,8 +13,9 @@ from smscredits.adapters.ledger_operations import LedgerOperations
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE
 from smscredits.domain.changes import Change, Committed, Guard, Record, Refused
+from smscredits.domain.events import alerting
 from smscredits.domain.orders import Order, Payment
-from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
+from smscredits.settings import DEFAULT_MESSAGE_RETENTION_SECONDS, DEFAULT_SWEEP_GRACE_SECONDS
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import Clock
@@ -35,11 +36,17 @@ class DynamoLedger(LedgerOperations):
         clock: Clock = utc_now,
         legacy_rates: Mapping[str, int] = DEFAULT_LEGACY_CREDITS_PER_MESSAGE,
         sweep_grace_seconds: int = DEFAULT_SWEEP_GRACE_SECONDS,
+        message_retention_seconds: int = DEFAULT_MESSAGE_RETENTION_SECONDS,
         max_attempts: int = 8,
         cache_size: int = 10_000,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(clock=clock, legacy_rates=legacy_rates, sweep_grace_seconds=sweep_grace_seconds)
+        super().__init__(
+            clock=clock,
+            legacy_rates=legacy_rates,
+            sweep_grace_seconds=sweep_grace_seconds,
+            message_retention_seconds=message_retention_seconds,
+        )
         self.engine = CommitEngine(
             table_name,
             client=client,
@@ -72,7 +79,7 @@ class DynamoLedger(LedgerOperations):
         return C.guard_from_item(raw) if raw else None
 
     def _commit(self, account_id: str, build: Callable[[Account], Change]) -> Committed | Refused:
-        return self.engine.commit(account_id, build)
+        return self.engine.commit(account_id, alerting(build))
 
     def _create(self, account: Account, change: Change) -> None:
         self.engine.create(account, change)

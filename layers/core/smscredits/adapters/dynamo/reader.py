@@ -17,6 +17,7 @@ from smscredits.adapters.dynamo.codec import (
     ACCOUNTS_INDEX,
     HOLD_PREFIX,
     LEDGER_PREFIX,
+    LEDGER_TIME_INDEX,
     REFRESH_INDEX,
     REFRESH_SHARDS,
     SWEEP_INDEX,
@@ -33,6 +34,7 @@ from smscredits.adapters.dynamo.values import from_item, to_value
 from smscredits.domain.account import Account, Hold, LedgerRecord
 from smscredits.domain.account_settings import list_cursor, listed_after
 from smscredits.domain.errors import InvalidRequest, NotFound, UpstreamUnavailable
+from smscredits.domain.ledger import STATEMENT_MAX_SCANNED
 from smscredits.domain.periods import iso
 
 
@@ -49,15 +51,33 @@ def decode_cursor(cursor: str, account_id: str) -> dict[str, Any]:
             raise ValueError("cursor of another listing")
         if not isinstance(sk["S"], str) or not sk["S"].startswith(LEDGER_PREFIX):
             raise ValueError("cursor of another listing")
-        return {"pk": pk, "sk": sk}
+        at = key["ledger_at"]
+        if not isinstance(at, dict) or list(at) != ["S"] or not isinstance(at["S"], str) or not at["S"]:
+            raise ValueError("cursor of another listing")
+        return {"pk": pk, "sk": sk, "ledger_at": at}
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidRequest("The cursor is not one this API returned.", {"cursor": "invalid"}) from exc
 
 
+def time_condition(start: datetime | None, end: datetime | None) -> tuple[str, dict[str, Any]]:
+    """LedgerByTime's key condition for [start, end): an entry at `end` sorts after it ("<end>#...")."""
+    values = {name: to_value(iso(moment)) for name, moment in ((":start", start), (":end", end)) if moment}
+    if start and end:
+        return "pk = :pk AND ledger_at BETWEEN :start AND :end", values
+    if start:
+        return "pk = :pk AND ledger_at >= :start", values
+    if end:
+        return "pk = :pk AND ledger_at < :end", values
+    return "pk = :pk", values
+
+
 class DynamoStatements:
-    def __init__(self, table_name: str, *, client: Any = None) -> None:
+    def __init__(
+        self, table_name: str, *, client: Any = None, max_scanned: int = STATEMENT_MAX_SCANNED
+    ) -> None:
         self.table = table_name
         self._client = client
+        self.max_scanned = max_scanned
 
     @property
     def client(self) -> Any:
@@ -171,46 +191,41 @@ class DynamoStatements:
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> tuple[list[LedgerRecord], str | None]:
-        """Ledger entries newest first, filtered by kind and time, one page of at most `limit`."""
-        filters, values = [], {":pk": to_value(account_pk(account_id)), ":prefix": to_value(LEDGER_PREFIX)}
-        names: dict[str, str] = {}
-        if kinds:
-            names["#kind"] = "kind"
-            keys = [f":k{i}" for i in range(len(kinds))]
-            filters.append(f"#kind IN ({', '.join(keys)})")
-            values.update({key: to_value(kind) for key, kind in zip(keys, kinds, strict=True)})
-        if start:
-            filters.append("created_at >= :start")
-            values[":start"] = to_value(iso(start))
-        if end:
-            filters.append("created_at < :end")
-            values[":end"] = to_value(iso(end))
+        """Ledger entries newest first, at most `limit`, from LedgerByTime: the dates are its key condition,
+        the kinds a filter. A request reads at most `max_scanned` entries, so a rare kind never reads the
+        whole ledger at once: the page may then come back short, even empty, with a cursor to go on from."""
+        condition, values = time_condition(start, end)
+        values[":pk"] = to_value(account_pk(account_id))
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "IndexName": LEDGER_TIME_INDEX,
+            "KeyConditionExpression": condition,
             "ExpressionAttributeValues": values,
             "ScanIndexForward": False,
-            "Limit": limit,
         }
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        if filters:
-            kwargs["FilterExpression"] = " AND ".join(filters)
+        if kinds:
+            keys = [f":k{i}" for i in range(len(kinds))]
+            kwargs["FilterExpression"] = f"#kind IN ({', '.join(keys)})"
+            kwargs["ExpressionAttributeNames"] = {"#kind": "kind"}
+            values.update({key: to_value(kind) for key, kind in zip(keys, kinds, strict=True)})
         if cursor:
             kwargs["ExclusiveStartKey"] = decode_cursor(cursor, account_id)
         records: list[LedgerRecord] = []
-        # A filter can leave a page short; keep reading until the page is full or the ledger ends.
+        budget = self.max_scanned
         while True:
+            # Limit counts the entries read, before the filter: without one, read no more than the page needs.
+            kwargs["Limit"] = budget if kinds else min(budget, limit - len(records))
             page = self.client.query(**kwargs)
+            budget -= int(page.get("ScannedCount", 0))
             for item in page.get("Items", []):
                 records.append(record_from_item(from_item(item)))
                 if len(records) == limit:
-                    last = item
-                    return records, encode_cursor({"pk": last["pk"], "sk": last["sk"]})
+                    return records, encode_cursor({name: item[name] for name in ("pk", "sk", "ledger_at")})
             if "LastEvaluatedKey" not in page:
                 return records, None
+            if budget <= 0:
+                return records, encode_cursor(page["LastEvaluatedKey"])
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            kwargs["Limit"] = limit - len(records)
 
     def due_accounts(self, now: datetime) -> Iterator[str]:
         """Accounts whose next refresh time has passed: one query per shard of the sparse index."""

@@ -60,7 +60,12 @@ def transaction(table: str, state: Account, change: Change, now: str) -> list[di
         }
     }
     records = [_transact(table, state.account_id, record, now) for record in change.records]
-    return [balance, *records, *entries(table, state.account_id, version, change, now)]
+    return [
+        balance,
+        *records,
+        *entries(table, state.account_id, version, change, now),
+        *outbox(table, state.account_id, change, now),
+    ]
 
 
 def creation(table: str, account: Account, change: Change, now: str) -> list[dict[str, Any]]:
@@ -87,6 +92,20 @@ def entries(table: str, account_id: str, version: int, change: Change, now: str)
             }
         }
         for index, entry in enumerate(change.movement.entries)
+    ]
+
+
+def outbox(table: str, account_id: str, change: Change, now: str) -> list[dict[str, Any]]:
+    """The change's events as outbox items. No condition of their own: the balance version (or the record
+    that pins a write without a balance) makes the whole write happen once, and every item key is new."""
+    return [
+        {
+            "Put": {
+                "TableName": table,
+                "Item": to_item(C.outbox_item(account_id, change.op_id, index, event, now)),
+            }
+        }
+        for index, event in enumerate(change.events)
     ]
 
 
@@ -173,6 +192,9 @@ def _hold_transition(table: str, record: HoldTransition) -> dict[str, Any]:
         {":status": record.status, ":provider": dict(record.provider), ":expected": record.expected}
     )
     expression = "SET #status = :status, provider = :provider"
+    if record.expires_at is not None:
+        expression += f", {C.TTL_ATTRIBUTE} = :expires"
+        values[":expires"] = int(record.expires_at.timestamp())
     if record.ended_at is not None:
         expression += ", ended_at = :now REMOVE sweep_shard, sweep_after"
         values[":now"] = iso(record.ended_at)
