@@ -45,7 +45,10 @@ def _resource_targets(resource: Any) -> list[str]:
         return [value]
     if kind == "Fn::Sub":
         text = value if isinstance(value, str) else value[0]
-        assert "*" not in text.replace("-*", ""), f"wildcard in {text}"
+        # Allowed: a named secret's version suffix (`-*`) and the objects under a key prefix of one of this
+        # template's buckets (`${Bucket.Arn}/prefix/*`: an object ARN has no other form).
+        scoped = re.sub(r"^(\$\{\w+Bucket\.Arn\}/[a-z-]+/)\*$", r"\1", text)
+        assert "*" not in scoped.replace("-*", ""), f"wildcard in {text}"
         names = [m.group(1) for m in OWN_RESOURCE.finditer(text) if not m.group(1).startswith("AWS")]
         assert names, f"{text} names no resource of this template"
         return names
@@ -172,6 +175,7 @@ RESOURCE_TYPES = {
     "sqs": "AWS::SQS::Queue",
     "events": "AWS::Events::EventBus",
     "sns": "AWS::SNS::Topic",
+    "s3": "AWS::S3::Bucket",
 }
 
 
