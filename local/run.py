@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -23,6 +24,8 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
 from local import dynamo_fidelity, run_file, stripe_standin, token
+from local.clock import ClockApp, LocalClock
+from local.events import EventsApp, json_lines
 from local.gateway import Gateway
 from local.moto_dynamo import create_tables, moto_client, patch_moto
 from local.schedules import Timers
@@ -103,11 +106,19 @@ def template_environment(parameters: Mapping[str, str]) -> Environment:
     return environment
 
 
+def local_file(suffix: str) -> Path:
+    """A file of this run next to its run file (the clock's offset, the events published)."""
+    path = run_file()
+    return path.with_name(f"{path.stem}-{suffix}")
+
+
 def configure_environment(gateway_url: str, moto_url: str) -> Environment:
     """Set what the functions read. The user's environment wins, except where it could reach real AWS."""
     environment = template_environment({"PublicBaseUrl": gateway_url, "SweepGraceSeconds": "120"})
     environment.forced.update(
         {
+            "LOCAL_CLOCK_FILE": str(local_file("clock.json")),
+            "LOCAL_EVENTS_FILE": str(local_file("events.jsonl")),
             "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -260,6 +271,8 @@ SMS credits service: local mode
   schedules    {timed}
   not emulated {absent}: the service takes its local path
   ledger check make check-ledger [ACCOUNT=<id>]
+  clock        GET {gateway_url}/__local/clock; make clock DAYS=31 moves it on and runs the schedules
+  events       GET {gateway_url}/__local/events[?detail_type=...&account_id=...]
 
 Twilio stand-in recipients:
 {describe()}
@@ -318,7 +331,17 @@ def start(running: contextlib.ExitStack) -> Started:
     create_tables(moto_client(moto_url))
     dynamo_fidelity.configure(dynamo_fidelity.Fidelity.from_environment(default_on=True))
 
-    mounts: dict[str, Any] = {"/__local/demo-tokens": demo_tokens, "/__local/workers": gateway.workers_app}
+    clock = LocalClock(Path(os.environ["LOCAL_CLOCK_FILE"]))
+    running.callback(clock.path.unlink, missing_ok=True)
+    events_file = Path(os.environ["LOCAL_EVENTS_FILE"])
+    events_file.write_text("")  # this run's events only
+    running.callback(events_file.unlink, missing_ok=True)
+    mounts: dict[str, Any] = {
+        "/__local/demo-tokens": demo_tokens,
+        "/__local/workers": gateway.workers_app,
+        "/__local/clock": ClockApp(clock, schedules(), gateway.invoke),
+        "/__local/events": EventsApp(json_lines(events_file)),
+    }
     if "TWILIO_API_BASE" in os.environ:
         delay = float(os.environ.get("LOCAL_TWILIO_CALLBACK_DELAY") or 0.3)
         mounts[TWILIO_MOUNT] = TwilioStandIn(os.environ["TWILIO_AUTH_TOKEN"], delay)

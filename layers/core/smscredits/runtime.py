@@ -14,6 +14,7 @@ from smscredits.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import (
+        Clock,
         EventPublisher,
         Ledger,
         Payments,
@@ -23,7 +24,17 @@ if TYPE_CHECKING:  # the ports are only types here: their module is not imported
         Statements,
     )
 
-PORTS = ("settings", "ledger", "statements", "sender", "payments", "events", "refresh_queue", "recharger")
+PORTS = (
+    "settings",
+    "clock",
+    "ledger",
+    "statements",
+    "sender",
+    "payments",
+    "events",
+    "refresh_queue",
+    "recharger",
+)
 
 
 class Container:
@@ -48,10 +59,18 @@ class Container:
         return get_settings()
 
     @cached_property
+    def clock(self) -> Clock:
+        from smscredits.adapters.clock import OffsetClock, utc_now
+
+        path = self.settings.local_clock_file
+        return OffsetClock(path) if path else utc_now
+
+    @cached_property
     def ledger(self) -> Ledger:
         settings = self.settings
         return DynamoLedger(
             settings.table_name,
+            clock=self.clock,
             legacy_rates=settings.legacy_credits_per_message,
             sweep_grace_seconds=settings.sweep_grace_seconds,
         )
@@ -91,10 +110,14 @@ class Container:
 
     @cached_property
     def events(self) -> EventPublisher:
-        from smscredits.adapters.events import EventBridgePublisher, RecordingPublisher
+        from smscredits.adapters.events import EventBridgePublisher, JsonLinesPublisher, RecordingPublisher
 
-        bus = self.settings.event_bus_name
-        return EventBridgePublisher(bus) if bus else RecordingPublisher()
+        settings = self.settings
+        if settings.event_bus_name:
+            return EventBridgePublisher(settings.event_bus_name)
+        if settings.local_events_file:
+            return JsonLinesPublisher(settings.local_events_file)
+        return RecordingPublisher()
 
     @cached_property
     def refresh_queue(self) -> RefreshQueue | None:

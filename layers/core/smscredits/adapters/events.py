@@ -1,4 +1,4 @@
-"""The EventPublisher port: EventBridge PutEvents in AWS, an in-memory recorder in tests and local mode."""
+"""The EventPublisher port: EventBridge PutEvents in AWS, a JSON-lines file in local mode, a recorder in tests."""
 
 from __future__ import annotations
 
@@ -44,3 +44,16 @@ class RecordingPublisher:
 
     def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None:
         self.published.append((detail_type, dict(detail)))
+
+
+class JsonLinesPublisher:
+    """Appends each event to a file, one JSON line each (local mode: GET /__local/events reads it back). One
+    `write` of one line per event on a file opened for appending, so the worker processes' lines never mix."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None:
+        line = json.dumps({"source": SOURCE, "detail-type": detail_type, "detail": dict(detail)}, default=str)
+        with open(self.path, "a", encoding="utf-8") as sink:
+            sink.write(line + "\n")
