@@ -15,6 +15,7 @@ from smscredits.settings import Settings, get_settings
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import (
         Clock,
+        CustomerDirectory,
         EventPublisher,
         Ledger,
         Payments,
@@ -29,6 +30,7 @@ PORTS = (
     "clock",
     "ledger",
     "statements",
+    "customers",
     "sender",
     "payments",
     "events",
@@ -81,6 +83,12 @@ class Container:
         from smscredits.adapters.dynamo.reader import DynamoStatements
 
         return DynamoStatements(self.settings.table_name)
+
+    @cached_property
+    def customers(self) -> CustomerDirectory:
+        from smscredits.adapters.dynamo.customers import DynamoCustomers
+
+        return DynamoCustomers(self.settings.table_name)
 
     @cached_property
     def sender(self) -> Sender:

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from smscredits.domain.auto_recharge import NEVER_SET_UP, AutoRecharge
 from smscredits.domain.changes import NOTHING
 from smscredits.domain.ledger import CreditModel, Funding
+from smscredits.domain.subscriptions import Subscription
 
 
 class Account(NamedTuple):
@@ -31,6 +32,7 @@ class Account(NamedTuple):
     pending_plan: str | None = None  # a downgrade waiting for the next refresh
     auto_recharge: AutoRecharge = NEVER_SET_UP
     migrated_at: datetime | None = None
+    subscription: Subscription | None = None  # the Stripe Billing subscription that sets plan and anchor
 
 
 class Hold(NamedTuple):

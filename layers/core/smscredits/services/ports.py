@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from smscredits.domain.auto_recharge import AutoRecharge, Claim
     from smscredits.domain.movements import HoldRequest, Migration
     from smscredits.domain.orders import Clawback, Order, Paid, Payment, UnmatchedPayment
+    from smscredits.domain.subscriptions import Subscription
 
 
 class Clock(Protocol):
@@ -44,6 +45,7 @@ class Ledger(Protocol):
         self, account_id: str, pool: str, credits: int, *, op_id: str, actor: str, reason: str
     ) -> tuple[Account, Mapping[str, Any]]: ...
     def change_plan(self, account_id: str, plan: str, *, actor: str) -> tuple[Account, Mapping[str, Any]]: ...
+    def sync_subscription(self, account_id: str, subscription: Subscription) -> Mapping[str, Any]: ...
     def refresh_allowance(
         self, account_id: str, *, period_start: date, next_refresh_at: datetime, attempt_id: str | None = None
     ) -> tuple[Account, bool]: ...
@@ -169,6 +171,16 @@ class Payments(Protocol):
         metadata: Mapping[str, str],
         idempotency_key: str,
     ) -> ChargeOutcome: ...
+
+
+class CustomerDirectory(Protocol):
+    """Which account a Stripe customer belongs to (Stripe Billing's events name the customer, not the account)."""
+
+    def account_for(self, customer_id: str) -> str | None: ...
+
+    def link(self, customer_id: str, account_id: str) -> str:
+        """Link the customer to the account unless it is linked already; returns the account it is linked to."""
+        ...
 
 
 class EventPublisher(Protocol):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smscredits.domain.orders import Order, Paid, Unmatched, claims_to_be_ours, payment_summary, stripe_id
 from smscredits.observability import logger
-from smscredits.services import orders, recharge
+from smscredits.services import orders, recharge, subscriptions
 from smscredits.services.clawbacks import claw_back
 from smscredits.services.purchases import remember_customer
 
@@ -21,6 +21,7 @@ class StripePorts(NamedTuple):
     ledger: Ledger
     payments: Payments
     events: EventPublisher
+    billing: subscriptions.BillingPorts | None = None  # Stripe Billing's events (subscriptions, invoices)
 
 
 def handle_event(ports: StripePorts, event: Mapping[str, Any]) -> str:
@@ -28,9 +29,14 @@ def handle_event(ports: StripePorts, event: Mapping[str, Any]) -> str:
     kind = str(event.get("type", ""))
     obj: Mapping[str, Any] = (event.get("data") or {}).get("object") or {}
     handler = _HANDLERS.get(kind)
-    if handler is None:
+    if ports.billing is not None and kind in subscriptions.HANDLED:
+        outcome = subscriptions.handle(
+            ports.billing, event
+        )  # reads the event's own time, not only its object
+    elif handler is None:
         return "ignored"
-    outcome = handler(ports, obj)
+    else:
+        outcome = handler(ports, obj)
     logger.info("stripe event", extra={"event_id": event.get("id"), "type": kind, "outcome": outcome})
     return outcome
 

@@ -22,6 +22,7 @@ from smscredits.domain.changes import Guard
 from smscredits.domain.ledger import Entry, Funding
 from smscredits.domain.orders import Order, Payment, Refunds, UnmatchedPayment
 from smscredits.domain.periods import iso, parse_iso
+from smscredits.domain.subscriptions import Subscription
 
 ACCOUNT_SK = "ACCOUNT"
 LEDGER_PREFIX = "LEDGER#"
@@ -29,6 +30,7 @@ HOLD_PREFIX = "HOLD#"
 ORDER_SK = "ORDER"
 PAYMENT_SK = "PAYMENT"
 UNMATCHED_SK = "UNMATCHED"
+CUSTOMER_SK = "CUSTOMER"
 REFRESH_INDEX = "DueRefresh"
 SWEEP_INDEX = "OpenHolds"
 # Shards of the two sparse indexes: spreads a million accounts' refresh times (and open holds) over
@@ -92,6 +94,11 @@ def payment_key(payment_intent: str) -> Key:
     return key(f"PAYMENT#{payment_intent}", PAYMENT_SK)
 
 
+def customer_key(customer_id: str) -> Key:
+    """A Stripe customer's link to its account (Stripe Billing's events name the customer)."""
+    return key(f"CUSTOMER#{customer_id}", CUSTOMER_SK)
+
+
 # ---- accounts ---------------------------------------------------------------------------------------
 
 
@@ -99,7 +106,7 @@ def account_attributes(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Account fields as stored: moments and days as ISO text, auto-recharge as its map."""
     out: dict[str, Any] = {}
     for name, value in fields.items():
-        if isinstance(value, AutoRecharge):
+        if isinstance(value, AutoRecharge | Subscription):
             out[name] = value.to_dict()
         elif isinstance(value, datetime):
             out[name] = iso(value)
@@ -142,6 +149,7 @@ def account_from_item(raw: Mapping[str, Any]) -> Account:
         pending_plan=raw.get("pending_plan"),
         auto_recharge=AutoRecharge.from_dict(raw.get("auto_recharge") or {}),
         migrated_at=parse_iso(raw["migrated_at"]) if raw.get("migrated_at") else None,
+        subscription=Subscription.from_dict(raw["subscription"]) if raw.get("subscription") else None,
     )
 
 
