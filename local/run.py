@@ -29,6 +29,7 @@ from local.events import EventsApp, json_lines
 from local.gateway import Gateway
 from local.moto_dynamo import create_tables, moto_client, patch_moto
 from local.schedules import Timers
+from local.stripe_billing import StripeBilling
 from local.template import function_properties, functions, load, schedules, table_definitions
 from local.twilio_standin import TwilioStandIn, describe
 from local.workers import quiet_known_warnings
@@ -40,6 +41,8 @@ TWILIO_MOUNT = "/__local/twilio"
 STRIPE_MOUNT = "/__local/stripe"
 ADMIN_ACCOUNT = "support"
 SAMPLE_NUMBER = "+61491570110"
+# The stand-in's subscription prices: price_<plan> bills <plan> (PLAN_PRICES overrides it).
+LOCAL_PLAN_PRICES = {f"price_{plan}": plan for plan in ("starter", "essentials", "growth")}
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,12 @@ def local_file(suffix: str) -> Path:
 
 def configure_environment(gateway_url: str, moto_url: str) -> Environment:
     """Set what the functions read. The user's environment wins, except where it could reach real AWS."""
-    environment = template_environment({"PublicBaseUrl": gateway_url, "SweepGraceSeconds": "120"})
+    parameters = {
+        "PublicBaseUrl": gateway_url,
+        "SweepGraceSeconds": "120",
+        "PlanPrices": json.dumps(LOCAL_PLAN_PRICES),
+    }
+    environment = template_environment(parameters)
     environment.forced.update(
         {
             "LOCAL_CLOCK_FILE": str(local_file("clock.json")),
@@ -231,7 +239,10 @@ def banner(run: Started) -> str:
     stripe_cards = ""
     if STRIPE_MOUNT in run.mounts:
         stand_in = gateway_url + STRIPE_MOUNT
-        stripe = f"stand-in at {stand_in} (checkout pages; webhooks sent: GET {stand_in}/events)"
+        stripe = (
+            f"stand-in at {stand_in} (checkout pages; webhooks sent: GET {stand_in}/events;\n"
+            f"               subscriptions: POST {stand_in}/subscriptions, see local/stripe_billing.py)"
+        )
         cards = stripe_standin.describe(run.mounts[STRIPE_MOUNT].cards)
         stripe_cards = f"\nStripe stand-in test cards (LOCAL_STRIPE_CARDS overrides the choice):\n{cards}\n"
     elif os.environ.get("STRIPE_SECRET_KEY"):
@@ -346,7 +357,9 @@ def start(running: contextlib.ExitStack) -> Started:
         delay = float(os.environ.get("LOCAL_TWILIO_CALLBACK_DELAY") or 0.3)
         mounts[TWILIO_MOUNT] = TwilioStandIn(os.environ["TWILIO_AUTH_TOKEN"], delay)
     if "STRIPE_API_BASE" in os.environ:
-        mounts[STRIPE_MOUNT] = stripe_standin.from_environment(gateway_url + STRIPE_MOUNT)
+        stripe = stripe_standin.from_environment(gateway_url + STRIPE_MOUNT)
+        mounts[STRIPE_MOUNT] = stripe
+        mounts[STRIPE_MOUNT + "/subscriptions"] = StripeBilling(stripe, clock.now)
     server = make_server(HOST, port, DispatcherMiddleware(gateway, mounts), threaded=True)
     threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
     running.callback(server.shutdown)
