@@ -30,6 +30,8 @@ Metadata = dict[StrictStr, StrictStr]  # Stripe's metadata values are always str
 
 class CheckoutSession(StripeModel):
     id: StrictStr | None = None
+    mode: StrictStr | None = None
+    setup_intent: IdOrObject | None = None
     payment_status: StrictStr | None = None
     metadata: Metadata | None = None
     payment_intent: IdOrObject | None = None

@@ -162,6 +162,10 @@ class Payments(Protocol):
 
     def payment_method_of(self, payment_intent_id: str) -> str | None: ...
 
+    def setup_payment_method(self, setup_intent_id: str) -> str | None:
+        """The card a completed SetupIntent saved."""
+        ...
+
     def charge_off_session(
         self,
         *,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smscredits.domain.orders import Order, Paid, Unmatched, claims_to_be_ours, payment_summary, stripe_id
 from smscredits.observability import logger
-from smscredits.services import orders, recharge, subscriptions
+from smscredits.services import card_setup, orders, recharge, subscriptions
 from smscredits.services.clawbacks import claw_back
 from smscredits.services.purchases import remember_customer
 
@@ -42,6 +42,8 @@ def handle_event(ports: StripePorts, event: Mapping[str, Any]) -> str:
 
 
 def _session_completed(ports: StripePorts, session: Mapping[str, Any]) -> str:
+    if session.get("mode") == "setup":
+        return card_setup.setup_completed(ports.ledger, ports.payments, session)
     if session.get("payment_status") != "paid":
         return "awaiting_payment"  # a delayed method: async_payment_succeeded grants later
     outcome, order = _grant_session(ports, session, "checkout.session.completed")
