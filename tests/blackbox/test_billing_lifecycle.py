@@ -141,3 +141,26 @@ def test_the_clock_only_moves_forward_and_is_shared_by_the_functions(billing_mod
         Path(mode.run_file).exists()
         and json.loads(Path(mode.run_file).read_text())["gateway"] == mode.base_url
     )
+
+
+def test_switching_auto_recharge_on_without_a_card_leads_to_a_setup_page_that_saves_one(
+    billing_mode: LocalMode,
+):
+    mode = billing_mode
+    owner = Api(mode.base_url, mint("demo-starter"))
+    settings = {"enabled": True, "regions": {"AU": {"packs": 1, "threshold": 0}}, "monthly_cap_cents": 5000}
+    answer = owner.call("PUT", "/v1/auto-recharge", json=settings)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["card_on_file"] is False
+    page = requests.get(answer.json()["setup_url"], timeout=10)
+    assert page.status_code == 200 and page.text.count("<form") == 1 and "Save card" in page.text
+    saved = requests.post(
+        answer.json()["setup_url"], data={"card": "4242424242424242"}, allow_redirects=False, timeout=10
+    )
+    assert saved.status_code == 303
+    assert wait_for(lambda: owner.get("/v1/auto-recharge").json()["card_on_file"], timeout=20)
+
+    replaced = owner.post("/v1/auto-recharge/card", key="replace-card")
+    assert replaced.status_code == 201, replaced.text
+    assert owner.post("/v1/auto-recharge/card", key="replace-card").json() == replaced.json()
+    assert requests.get(replaced.json()["setup_url"], timeout=10).status_code == 200
