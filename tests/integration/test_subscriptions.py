@@ -4,6 +4,7 @@ refreshes once together with the hourly backstop; out-of-order and repeated even
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -131,6 +132,8 @@ def test_a_subscription_creates_upgrades_renews_once_cancels_and_lapses(billing,
         50,
         "2026-11-10",
     )
+    # The SaaS's customer is the account's: checkouts, card setup and recharges use it.
+    assert runtime.container().ledger.get_account("acme").auto_recharge.customer_id == "cus_1"
     adjust("purchased:AU", 300, account="acme")
 
     # Upgrade mid-period: the difference now (75 - 50), once however often the event comes.
@@ -282,3 +285,34 @@ def test_a_malformed_subscription_is_a_400_and_writes_nothing(billing, service):
     status, answer = deliver(json.dumps(body))
     assert status == 400, answer
     assert runtime.container().customers.account_for("cus_m") is None
+
+
+def test_concurrent_deliveries_of_a_subscription_s_events_keep_the_newest_state_and_grant_once(
+    billing, service
+):
+    sub = Sub("sub_c", "cus_c", "racing", ANCHOR)
+    end = month_after(ANCHOR)
+    assert outcome(sub.event("customer.subscription.created", "price_starter", period_end=end)) == "applied"
+    bodies = [sub.event("customer.subscription.updated", "price_growth", period_end=end) for _ in range(3)]
+    bodies += [sub.event("customer.subscription.updated", "price_essentials", period_end=end)]  # the newest
+    results: list[str] = []
+
+    def run(body: dict[str, Any]) -> None:
+        for _ in range(2):  # each delivered twice
+            results.append(outcome(body))
+
+    threads = [threading.Thread(target=run, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8
+    account = runtime.container().ledger.get_account("racing")
+    # Whatever the order, the newest state (essentials) is kept and no upgrade was granted twice: at most the
+    # growth difference (50) once, then essentials is a downgrade waiting; or essentials' 25 once.
+    assert account.subscription is not None and account.subscription.price_id == "price_essentials"
+    assert (account.plan, account.pending_plan, account.pools["included"]) in (
+        ("essentials", None, 75),
+        ("growth", "essentials", 100),
+    )
+    audited("racing")

@@ -20,6 +20,7 @@ from smscredits.domain.orders import stripe_id
 from smscredits.domain.subscriptions import Subscription
 from smscredits.observability import count, logger
 from smscredits.services.accounts import create_account
+from smscredits.services.purchases import remember_customer
 from smscredits.services.refresh import refresh_account
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
@@ -132,7 +133,11 @@ def _account_of(ports: BillingPorts, subscription: Subscription, metadata: Mappi
             count("AccountsCreatedBySubscription")
         except AccountExists:
             pass  # a concurrent delivery created it
-    return ports.customers.link(subscription.customer_id, named)
+    linked = ports.customers.link(subscription.customer_id, named)
+    if linked == named:
+        # Checkout, card setup and auto-recharge then use the SaaS's customer: no second customer in Stripe.
+        remember_customer(ports.ledger, named, subscription.customer_id, None)
+    return linked
 
 
 def _invoice_paid(ports: BillingPorts, invoice: Mapping[str, Any]) -> str:
