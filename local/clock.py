@@ -11,7 +11,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ class LocalClock:
         self._lock = threading.Lock()
         self._write(timedelta())
 
-    def now(self) -> Any:
+    def now(self) -> datetime:
         return self._reader()
 
     def offset(self) -> timedelta:
@@ -109,7 +109,7 @@ class ClockApp:
             return {"error": str(failure).splitlines()[0]}
 
 
-def _step(body: dict[str, Any], now: Any) -> timedelta:
+def _step(body: dict[str, Any], now: datetime) -> timedelta:
     """How far to move: forward only (ValueError otherwise)."""
     if "advance_days" in body:
         days = body["advance_days"]

@@ -14,6 +14,7 @@ import pytest
 from smscredits import runtime
 from smscredits.adapters.dynamo.customers import DynamoCustomers
 from smscredits.adapters.events import RecordingPublisher
+from smscredits.adapters.memory_customers import InMemoryCustomers
 from smscredits.domain.audit import check_account
 from smscredits.settings import Settings
 from tests.conftest import TABLE, Clock
@@ -316,3 +317,29 @@ def test_concurrent_deliveries_of_a_subscription_s_events_keep_the_newest_state_
         ("growth", "essentials", 100),
     )
     audited("racing")
+
+
+@pytest.mark.parametrize("kind", ["memory", "dynamo"])
+def test_a_customer_stays_linked_to_its_first_account(kind: str, request: pytest.FixtureRequest):
+    customers: Any = (
+        InMemoryCustomers()
+        if kind == "memory"
+        else DynamoCustomers(TABLE, client=request.getfixturevalue("dynamodb"))
+    )
+    assert customers.account_for("cus_1") is None
+    assert customers.link("cus_1", "first") == "first"
+    assert customers.link("cus_1", "second") == "first"  # a later claim never moves it
+    assert customers.account_for("cus_1") == "first"
+
+
+def test_un_canceling_before_the_period_ends_keeps_the_allowance(billing, service):
+    clock = service
+    sub = Sub("sub_un", "cus_un", "undecided", ANCHOR)
+    end = month_after(ANCHOR)
+    outcome(sub.event("customer.subscription.created", "price_growth", period_end=end))
+    outcome(sub.event("customer.subscription.updated", "price_growth", period_end=end, cancel=True))
+    outcome(sub.event("customer.subscription.updated", "price_growth", period_end=end, cancel=False))
+    clock.now = end + timedelta(hours=1)
+    assert hourly()["refreshed"] == 1
+    after = audited("undecided")
+    assert (after["included"]["available"], after["included"]["allowance"]) == (100, 100)
