@@ -137,6 +137,7 @@ class StripeBilling:
             "object": "invoice",
             "billing_reason": reason,
             "customer": subscription["customer"],
+            "metadata": {},
             "status": "paid",
             "parent": {"subscription_details": {"subscription": subscription["id"]}},
             "lines": {
