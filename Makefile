@@ -18,7 +18,7 @@ LOCKS := dev sam checkov bootstrap
 AUDIT_DEPLOYED := layers/core/requirements.txt $(wildcard functions/*/requirements.txt)
 
 .PHONY: local test pr lint complexity types cfn-lint sam-build security unit fast-tests other-tests lock \
-	check-ledger token bench clean swagger-ui screenshots
+	check-ledger clock token bench clean swagger-ui screenshots
 
 # uv installs every venv from a hashed lock in seconds (pip took 105 s); pip installs uv itself, hash-checked.
 $(UV): requirements/bootstrap.lock
@@ -57,6 +57,11 @@ lock: $(UV)
 
 local: $(STAMP)
 	$(PY) -m local.run
+
+# Move the running local mode's clock on (DAYS=31: past the next billing date) and run its schedules at once.
+DAYS := 1
+clock: $(STAMP)
+	@$(PY) -m local.clock $(DAYS)
 
 token: $(STAMP)
 	@$(PY) -m local.token "$(ACCOUNT)" "$(SCOPE)"

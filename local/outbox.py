@@ -36,6 +36,7 @@ class OutboxPoller:
         self._seen: set[str] = set()
         self._since = ""
         self._lock = threading.Lock()
+        self._polling = threading.Lock()  # the thread and GET /__local/events both poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -56,15 +57,22 @@ class OutboxPoller:
 
     def poll(self) -> int:
         """Publish what was written since the last poll; returns how many events it published."""
-        items = outbox_items(self.client, self.table, self._since)
-        fresh = [item for item in items if item["event_id"] not in self._seen]
-        with self._lock:
-            for item in fresh:
-                self._seen.add(item["event_id"])
-                self._published.append({**entry_of(item, LOCAL_BUS), "Detail": dict(item["detail"])})
-        if items:
-            self._since = iso(parse_iso(items[-1]["created_at"]) - OVERLAP)
-        return len(fresh)
+        with self._polling:
+            items = outbox_items(self.client, self.table, self._since)
+            fresh = [item for item in items if item["event_id"] not in self._seen]
+            with self._lock:
+                for item in fresh:
+                    self._seen.add(item["event_id"])
+                    self._published.append({**entry_of(item, LOCAL_BUS), "Detail": dict(item["detail"])})
+            if items:
+                self._since = iso(parse_iso(items[-1]["created_at"]) - OVERLAP)
+            return len(fresh)
+
+    def events(self) -> list[dict[str, Any]]:
+        """GET /__local/events' source: a poll first (so what a request just wrote is there), then every event
+        published so far as `detail-type` + `detail`."""
+        self.poll()
+        return [{"detail-type": entry["DetailType"], "detail": entry["Detail"]} for entry in self.published()]
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_seconds):

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -23,10 +24,13 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
 from local import dynamo_fidelity, run_file, stripe_standin, token
+from local.clock import ClockApp, LocalClock
+from local.events import EventsApp
 from local.gateway import Gateway
 from local.moto_dynamo import create_tables, moto_client, patch_moto
 from local.outbox import OutboxPoller
 from local.schedules import Timers
+from local.stripe_billing import StripeBilling
 from local.template import function_properties, functions, load, schedules, table_definitions
 from local.twilio_standin import TwilioStandIn, describe
 from local.workers import quiet_known_warnings
@@ -38,6 +42,8 @@ TWILIO_MOUNT = "/__local/twilio"
 STRIPE_MOUNT = "/__local/stripe"
 ADMIN_ACCOUNT = "support"
 SAMPLE_NUMBER = "+61491570110"
+# The stand-in's subscription prices: price_<plan> bills <plan> (PLAN_PRICES overrides it).
+LOCAL_PLAN_PRICES = {f"price_{plan}": plan for plan in ("starter", "essentials", "growth")}
 
 
 @dataclass(frozen=True)
@@ -105,11 +111,23 @@ def template_environment(parameters: Mapping[str, str]) -> Environment:
     return environment
 
 
+def local_file(suffix: str) -> Path:
+    """A file of this run next to its run file (the clock's offset, the events published)."""
+    path = run_file()
+    return path.with_name(f"{path.stem}-{suffix}")
+
+
 def configure_environment(gateway_url: str, moto_url: str) -> Environment:
     """Set what the functions read. The user's environment wins, except where it could reach real AWS."""
-    environment = template_environment({"PublicBaseUrl": gateway_url, "SweepGraceSeconds": "120"})
+    parameters = {
+        "PublicBaseUrl": gateway_url,
+        "SweepGraceSeconds": "120",
+        "PlanPrices": json.dumps(LOCAL_PLAN_PRICES),
+    }
+    environment = template_environment(parameters)
     environment.forced.update(
         {
+            "LOCAL_CLOCK_FILE": str(local_file("clock.json")),
             "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -223,7 +241,10 @@ def banner(run: Started) -> str:
     stripe_cards = ""
     if STRIPE_MOUNT in run.mounts:
         stand_in = gateway_url + STRIPE_MOUNT
-        stripe = f"stand-in at {stand_in} (checkout pages; webhooks sent: GET {stand_in}/events)"
+        stripe = (
+            f"stand-in at {stand_in} (checkout pages; webhooks sent: GET {stand_in}/events;\n"
+            f"               subscriptions: POST {stand_in}/subscriptions, see local/stripe_billing.py)"
+        )
         cards = stripe_standin.describe(run.mounts[STRIPE_MOUNT].cards)
         stripe_cards = f"\nStripe stand-in test cards (LOCAL_STRIPE_CARDS overrides the choice):\n{cards}\n"
     elif os.environ.get("STRIPE_SECRET_KEY"):
@@ -263,6 +284,8 @@ SMS credits service: local mode
   schedules    {timed}
   not emulated {absent}: the service takes its local path
   ledger check make check-ledger [ACCOUNT=<id>]
+  clock        GET {gateway_url}/__local/clock; make clock DAYS=31 moves it on and runs the schedules
+  events       GET {gateway_url}/__local/events[?detail_type=...&account_id=...]
 
 Twilio stand-in recipients:
 {describe()}
@@ -327,12 +350,21 @@ def start(running: contextlib.ExitStack) -> Started:
     running.callback(outbox.stop)
     dynamo_fidelity.configure(dynamo_fidelity.Fidelity.from_environment(default_on=True))
 
-    mounts: dict[str, Any] = {"/__local/demo-tokens": demo_tokens, "/__local/workers": gateway.workers_app}
+    clock = LocalClock(Path(os.environ["LOCAL_CLOCK_FILE"]))
+    running.callback(clock.path.unlink, missing_ok=True)
+    mounts: dict[str, Any] = {
+        "/__local/demo-tokens": demo_tokens,
+        "/__local/workers": gateway.workers_app,
+        "/__local/clock": ClockApp(clock, schedules(), gateway.invoke),
+        "/__local/events": EventsApp(outbox.events),
+    }
     if "TWILIO_API_BASE" in os.environ:
         delay = float(os.environ.get("LOCAL_TWILIO_CALLBACK_DELAY") or 0.3)
         mounts[TWILIO_MOUNT] = TwilioStandIn(os.environ["TWILIO_AUTH_TOKEN"], delay)
     if "STRIPE_API_BASE" in os.environ:
-        mounts[STRIPE_MOUNT] = stripe_standin.from_environment(gateway_url + STRIPE_MOUNT)
+        stripe = stripe_standin.from_environment(gateway_url + STRIPE_MOUNT)
+        mounts[STRIPE_MOUNT] = stripe
+        mounts[STRIPE_MOUNT + "/subscriptions"] = StripeBilling(stripe, clock.now)
     server = make_server(HOST, port, DispatcherMiddleware(gateway, mounts), threaded=True)
     threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
     running.callback(server.shutdown)

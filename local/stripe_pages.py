@@ -47,6 +47,25 @@ def checkout_page(
     return page("Pay for your SMS credits", body)
 
 
+def setup_page(session: Mapping[str, Any], *, action: str, preselected: str) -> Response:
+    """The page of an open setup session: a test card to put on file for auto-recharge, nothing charged."""
+    options = "".join(
+        f'<option value="{card.number}"{" selected" if card.number == preselected else ""}>'
+        f"{spaced(card.number)}: {html.escape(card.behaviour)}</option>"
+        for card in CARDS.values()
+    )
+    cancel = html.escape(str(session.get("cancel_url") or ""))
+    body = f"""<p>Save a card for auto-recharge. Nothing is charged now.</p>
+<form method="post" action="{html.escape(action)}">
+<label for="card">Test card</label>
+<select id="card" name="card">{options}</select>
+<p class="note">Local stand-in: no real card is saved.</p>
+<button type="submit">Save card</button>
+</form>
+<p><a href="{cancel}">Cancel and go back</a></p>"""
+    return page("Save a card for auto-recharge", body)
+
+
 def already_paid(session: Mapping[str, Any]) -> Response:
     back = html.escape(success_url(session))
     return page(

@@ -7,9 +7,12 @@ other parameters is refused as Stripe refuses it.
     POST /v1/customers                  GET /v1/customers/{id}
     POST /v1/checkout/sessions          GET /v1/checkout/sessions/{id}
     POST /v1/payment_intents            GET /v1/payment_intents/{id}     (off_session + confirm charges)
+                                        GET /v1/setup_intents/{id}
     GET  /checkout/{session id}         the pay page: one form, a test card, a Pay button
     POST /checkout/{session id}         pays, answers 303 to success_url, then sends the signed
                                         checkout.session.completed and payment_intent.succeeded
+    (a mode=setup session's page has one form too: submitting it saves the card and sends the signed
+    checkout.session.completed, mode setup, and setup_intent.succeeded)
     GET  /events                        every event sent, newest first, each with its `delivery` (for tests)
 
 Test cards (the pay page always pays, as after a passed 3-D Secure check; the card chosen there is the one
@@ -71,6 +74,8 @@ class StripeStandIn:
         self.payment_methods: dict[str, dict[str, Any]] = {}
         self._card_of: dict[str, str] = {}  # PaymentMethod id → test card number (Stripe never shows it)
         self._intent_data: dict[str, dict[str, Any]] = {}  # session id → its payment_intent_data
+        self._setup_data: dict[str, dict[str, Any]] = {}  # setup session id → its setup_intent_data
+        self.setup_intents: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
         self.wire = IdempotentApi(self._lock)
         self._urls = Map(
@@ -82,6 +87,7 @@ class StripeStandIn:
                 Rule("/v1/payment_intents", endpoint="create_intent", methods=["POST"]),
                 Rule("/v1/payment_intents/search", endpoint="search_intents", methods=["GET"]),
                 Rule("/v1/payment_intents/<id>", endpoint="get_intent", methods=["GET"]),
+                Rule("/v1/setup_intents/<id>", endpoint="get_setup_intent", methods=["GET"]),
                 Rule("/checkout/<id>", endpoint="page", methods=["GET"]),
                 Rule("/checkout/<id>", endpoint="pay", methods=["POST"]),
                 Rule("/events", endpoint="list_events", methods=["GET"]),
@@ -129,8 +135,10 @@ class StripeStandIn:
         return self._find(self.customers, "customer", identifier)
 
     def create_session(self, params: dict[str, Any], _: str | None) -> dict[str, Any]:
+        if params.get("mode") == "setup":
+            return self._setup_session(params)
         if params.get("mode") != "payment":
-            raise invalid("The stand-in plays mode=payment sessions only.", "mode")
+            raise invalid("The stand-in plays mode=payment and mode=setup sessions only.", "mode")
         items = params.get("line_items")
         if not isinstance(items, list) or not items:
             raise invalid("line_items is required in payment mode.", "line_items", "parameter_missing")
@@ -170,6 +178,43 @@ class StripeStandIn:
         intent_data = params.get("payment_intent_data") or {}
         self._intent_data[session_id] = intent_data if isinstance(intent_data, dict) else {}
         return session
+
+    def _setup_session(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A session that only saves a card for the customer (no line items, nothing charged)."""
+        customer = params.get("customer")
+        if not customer or customer not in self.customers:
+            raise missing("customer", str(customer), "customer")
+        if not params.get("success_url"):
+            raise invalid("success_url is required.", "success_url", "parameter_missing")
+        session_id = new_id("cs_test_")
+        now = int(time.time())
+        session = {
+            "id": session_id,
+            "object": "checkout.session",
+            "amount_total": None,
+            "cancel_url": params.get("cancel_url"),
+            "client_reference_id": params.get("client_reference_id"),
+            "created": now,
+            "currency": params.get("currency"),
+            "customer": customer,
+            "expires_at": now + 24 * 3600,
+            "livemode": False,
+            "metadata": params.get("metadata") or {},
+            "mode": "setup",
+            "payment_intent": None,
+            "payment_method_types": ["card"],
+            "payment_status": "no_payment_required",
+            "setup_intent": None,
+            "status": "open",
+            "success_url": params["success_url"],
+            "url": f"{self.base_url}/checkout/{session_id}",
+        }
+        self.sessions[session_id] = session
+        self._setup_data[session_id] = params.get("setup_intent_data") or {}
+        return session
+
+    def get_setup_intent(self, _: dict[str, Any], identifier: str | None) -> dict[str, Any]:
+        return self._find(self.setup_intents, "setup_intent", identifier)
 
     @staticmethod
     def _line(item: Any, n: int) -> dict[str, Any]:
@@ -301,6 +346,12 @@ class StripeStandIn:
             return pages.not_found()
         if session["status"] == "complete":
             return pages.already_paid(session)
+        if session["mode"] == "setup":
+            return pages.setup_page(
+                session,
+                action=f"{self.base_url}/checkout/{session_id}",
+                preselected=self._account_card(session),
+            )
         return pages.checkout_page(
             session,
             lines,
@@ -318,7 +369,9 @@ class StripeStandIn:
             number = card_number(card) if card else self._account_card(session)
             if number not in CARDS:
                 return pages.unknown_card()
-            if session["status"] != "complete":
+            if session["status"] != "complete" and session["mode"] == "setup":
+                self._save_card(session, number)
+            elif session["status"] != "complete":
                 self._pay(session, number)
             target = pages.success_url(session)
         return Response("", 303, {"Location": target})
@@ -327,18 +380,8 @@ class StripeStandIn:
         intent_data = self._intent_data.get(session["id"]) or {}
         customer = session.get("customer")
         saves = intent_data.get("setup_future_usage") == "off_session" and bool(customer)
-        method: dict[str, Any] = {
-            "id": new_id("pm_"),
-            "object": "payment_method",
-            "card": {"brand": "visa", "exp_month": 12, "exp_year": 2034, "last4": CARDS[number].last4},
-            "created": int(time.time()),
-            # Attached only when the session saves the card, as Checkout does with setup_future_usage.
-            "customer": customer if saves else None,
-            "livemode": False,
-            "type": "card",
-        }
-        self.payment_methods[method["id"]] = method
-        self._card_of[method["id"]] = number
+        # Attached only when the session saves the card, as Checkout does with setup_future_usage.
+        method = self._payment_method(number, customer if saves else None)
         intent = self._intent(
             session["amount_total"], customer, method["id"], intent_data.get("metadata") or {}
         )
@@ -370,6 +413,43 @@ class StripeStandIn:
                 intent for intent in self.intents.values() if (intent.get("metadata") or {}).get(key) == value
             ]
         return json_response({"object": "search_result", "data": found, "has_more": False, "next_page": None})
+
+    def _save_card(self, session: dict[str, Any], number: str) -> None:
+        """Complete a setup session: the card is attached to the customer by a succeeded SetupIntent."""
+        customer = session["customer"]
+        method = self._payment_method(number, customer)
+        intent = {
+            "id": new_id("seti_"),
+            "object": "setup_intent",
+            "created": int(time.time()),
+            "customer": customer,
+            "livemode": False,
+            "metadata": self._setup_data.get(session["id"], {}).get("metadata") or {},
+            "payment_method": method["id"],
+            "payment_method_types": ["card"],
+            "status": "succeeded",
+            "usage": "off_session",
+        }
+        self.setup_intents[intent["id"]] = intent
+        session.update(setup_intent=intent["id"], status="complete", url=None)
+        log.info("%s saved %s as %s for %s", session["id"], spaced(number), method["id"], customer)
+        self.webhooks.send(
+            [event("checkout.session.completed", session), event("setup_intent.succeeded", intent)]
+        )
+
+    def _payment_method(self, number: str, customer: str | None) -> dict[str, Any]:
+        method: dict[str, Any] = {
+            "id": new_id("pm_"),
+            "object": "payment_method",
+            "card": {"brand": "visa", "exp_month": 12, "exp_year": 2034, "last4": CARDS[number].last4},
+            "created": int(time.time()),
+            "customer": customer,
+            "livemode": False,
+            "type": "card",
+        }
+        self.payment_methods[method["id"]] = method
+        self._card_of[method["id"]] = number
+        return method
 
     def list_events(self) -> Response:
         return json_response(

@@ -38,6 +38,7 @@ from smscredits.domain.errors import (
 from smscredits.domain.ledger import Funding
 from smscredits.domain.orders import Paid as PaidOrder
 from smscredits.domain.orders import Unmatched
+from smscredits.domain.subscriptions import Subscription
 from smscredits.services.ports import Statements
 from tests.conftest import TABLE, Clock, new_account
 from tests.ledgers import ACCT, buy, hold_request, nonzero, pack_order, refresh
@@ -638,6 +639,53 @@ def test_accounts_are_listed_by_id_a_page_at_a_time(backend, ledger):
     assert pages == 3
     with pytest.raises(InvalidRequest):
         backend.statements.list_accounts(limit=2, cursor="not a cursor")
+
+
+def subscription(
+    plan: str | None, *, event_at: int, ends_at: date | None = None, sub_id: str = "sub_1"
+) -> Subscription:
+    """A subscription anchored on the 5th, as the account is, created at 1000."""
+    return Subscription(
+        sub_id,
+        "cus_1",
+        "active",
+        f"price_{plan}",
+        plan,
+        date(2026, 1, 5),
+        date(2026, 12, 5),
+        ends_at,
+        1000,
+        event_at,
+    )
+
+
+def test_a_subscription_upgrades_once_and_an_older_state_changes_nothing(backend, ledger, account):
+    assert ledger.sync_subscription(ACCT, subscription("growth", event_at=2)) == {
+        "outcome": "applied",
+        "plan": "growth",
+        "pending_plan": None,
+        "granted": 50,
+        "effective": "now",
+    }
+    before = backend.stored()
+    assert ledger.sync_subscription(ACCT, subscription("growth", event_at=2))["outcome"] == "stale"
+    assert backend.other.sync_subscription(ACCT, subscription("starter", event_at=1))["outcome"] == "stale"
+    assert backend.stored() == before
+    stored = backend.sound()
+    assert (stored.plan, stored.allowance, nonzero(stored.pools)) == ("growth", 100, {L.INCLUDED: 100})
+    assert stored.subscription == subscription("growth", event_at=2)
+
+
+def test_a_canceled_subscription_s_allowance_ends_with_its_period(backend, ledger, clock, funded):
+    ended = subscription("starter", event_at=2, ends_at=date(2026, 12, 5))
+    assert ledger.sync_subscription(ACCT, ended)["effective"] == "unchanged"
+    clock.advance(days=25)  # 2026-12-05: the period after the last one paid for
+    after, applied = refresh(ledger, clock)
+    assert applied and after.allowance == 0
+    assert nonzero(backend.sound().pools) == {AU: 100}  # included lapsed; purchased stays
+    reactivated = subscription("growth", event_at=3, sub_id="sub_2")._replace(created=2000)
+    assert ledger.sync_subscription(ACCT, reactivated)["granted"] == 100
+    assert nonzero(backend.sound().pools) == {L.INCLUDED: 100, AU: 100}
 
 
 # ---- migration ------------------------------------------------------------------------------------------

@@ -88,6 +88,10 @@ class FakeStripeHttp(stripe.HTTPClient):
             return _json({"id": intent_id, "object": "payment_intent", "payment_method": "pm_card_saved"})
         if path == "/v1/payment_intents":
             return self._charge(params, n)
+        if method == "get" and path.startswith("/v1/setup_intents/"):
+            return _json(
+                {"id": path.rsplit("/", 1)[1], "object": "setup_intent", "payment_method": "pm_card_setup"}
+            )
         return _json({"error": {"type": "invalid_request_error", "message": f"no route {path}"}}, 404)
 
     def _charge(self, params: dict[str, str], n: int) -> tuple[str, int, dict[str, str]]:
@@ -346,7 +350,7 @@ def adjust(pool: str, credits: int, account: str = "acct-1", key: str = "adj") -
 
 
 def put_auto_recharge(body: dict[str, Any], account: str = "acct-1") -> tuple[int, Any]:
-    return call("account_api", "account_put_auto_recharge", body=body, claims=user(account))
+    return call("checkout", "account_put_auto_recharge", body=body, claims=user(account))
 
 
 def get_auto_recharge(account: str = "acct-1") -> dict[str, Any]:

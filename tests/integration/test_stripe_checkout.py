@@ -69,7 +69,11 @@ def test_owner_opted_in_to_auto_recharge_saves_the_card(service, stripe_api):
         == 200
     )
     assert checkout({"region": "UK", "quantity": 1})[0] == 201
-    params = stripe_api.of("/v1/checkout/sessions")[0]["params"]
+    setup, bought = stripe_api.of(
+        "/v1/checkout/sessions"
+    )  # switching it on with no card asked for a setup session
+    assert setup["params"]["mode"] == "setup"
+    params = bought["params"]
     assert params["payment_intent_data[setup_future_usage]"] == "off_session"
     assert params["metadata[region]"] == "GB" and params["metadata[save_card]"] == "true"
 

@@ -83,8 +83,9 @@ def test_settings_round_trip_and_cap_is_required_to_enable(service, stripe_api):
         "consecutive_failures": 0,
         "disabled_reason": None,
         "last_recharge_at": None,
+        "setup_url": "https://checkout.stripe.com/c/pay/cs_test_2",  # no card on file: where to put one
     }
-    assert get_auto_recharge() == answer
+    assert get_auto_recharge() == {**answer, "setup_url": None}
     assert (
         put_auto_recharge({"enabled": True, "regions": {"AU": {"packs": 101}}, "monthly_cap_cents": 1})[0]
         == 422

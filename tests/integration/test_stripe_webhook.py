@@ -198,7 +198,7 @@ def test_partial_refunds_take_their_proportional_share(service, stripe_api):
 def test_dispute_then_refund_of_the_same_charge_takes_back_once_and_pauses_auto_recharge(service, stripe_api):
     create()
     put = {"enabled": True, "regions": {"AU": {"packs": 1}}, "monthly_cap_cents": 5000}
-    assert call("account_api", "account_put_auto_recharge", body=put, claims=user())[0] == 200
+    assert call("checkout", "account_put_auto_recharge", body=put, claims=user())[0] == 200
     deliver(checkout(stripe_api).session_event())
     adjust("purchased:AU", 100, key="later-purchase")  # credits that did not come from this charge
     assert balance()["purchased"]["AU"] == 300
@@ -224,7 +224,7 @@ def test_refund_of_a_payment_never_granted_changes_nothing(service, stripe_api, 
 def test_checkout_that_saves_the_card_puts_it_on_file(service, stripe_api: FakeStripeHttp):
     create()
     put = {"enabled": True, "regions": {"AU": {"packs": 1}}, "monthly_cap_cents": 5000}
-    assert call("account_api", "account_put_auto_recharge", body=put, claims=user())[0] == 200
+    assert call("checkout", "account_put_auto_recharge", body=put, claims=user())[0] == 200
     bought = checkout(stripe_api)
     assert bought.metadata["save_card"] == "true"
     deliver(bought.session_event())
@@ -346,7 +346,7 @@ def test_another_integrations_payments_are_ignored_without_an_alert(service, str
 def test_a_payment_failure_for_a_recharge_never_started_changes_nothing(service, stripe_api):
     create()
     put = {"enabled": True, "regions": {"AU": {"packs": 1}}, "monthly_cap_cents": 5000}
-    assert call("account_api", "account_put_auto_recharge", body=put, claims=user())[0] == 200
+    assert call("checkout", "account_put_auto_recharge", body=put, claims=user())[0] == 200
     metadata = {"account_id": "acct-1", "region": "AU", "kind": "recharge", "recharge_id": "rch_acct-1_AU_9"}
     for n in range(3):
         failed = stripe_event("stripe_payment_intent_payment_failed", id=f"pi_f{n}", metadata=metadata)

@@ -26,7 +26,7 @@ JSON_ROUTES: list[tuple[str, str, str, str, dict[str, str] | None, dict[str, str
     ("account_api", "account_post_quote", "POST", "/v1/messages/quote", None, user()),
     ("send", "send_post_message", "POST", "/v1/messages", None, user()),
     ("checkout", "checkout_post_session", "POST", "/v1/packs/checkout", None, user()),
-    ("account_api", "account_put_auto_recharge", "PUT", "/v1/auto-recharge", None, user()),
+    ("checkout", "account_put_auto_recharge", "PUT", "/v1/auto-recharge", None, user()),
     ("account_api", "admin_post_account", "POST", "/v1/admin/accounts", None, admin()),
     (
         "account_api",

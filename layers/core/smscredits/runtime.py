@@ -14,6 +14,8 @@ from smscredits.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import (
+        Clock,
+        CustomerDirectory,
         Ledger,
         Payments,
         Recharger,
@@ -25,8 +27,10 @@ if TYPE_CHECKING:  # the ports are only types here: their module is not imported
 
 PORTS = (
     "settings",
+    "clock",
     "ledger",
     "statements",
+    "customers",
     "sender",
     "payments",
     "refresh_queue",
@@ -57,10 +61,18 @@ class Container:
         return get_settings()
 
     @cached_property
+    def clock(self) -> Clock:
+        from smscredits.adapters.clock import OffsetClock, utc_now
+
+        path = self.settings.local_clock_file
+        return OffsetClock(path) if path else utc_now
+
+    @cached_property
     def ledger(self) -> Ledger:
         settings = self.settings
         return DynamoLedger(
             settings.table_name,
+            clock=self.clock,
             legacy_rates=settings.legacy_credits_per_message,
             sweep_grace_seconds=settings.sweep_grace_seconds,
             message_retention_seconds=settings.message_retention_days * 86_400,
@@ -72,6 +84,12 @@ class Container:
         from smscredits.adapters.dynamo.reader import DynamoStatements
 
         return DynamoStatements(self.settings.table_name)
+
+    @cached_property
+    def customers(self) -> CustomerDirectory:
+        from smscredits.adapters.dynamo.customers import DynamoCustomers
+
+        return DynamoCustomers(self.settings.table_name)
 
     @cached_property
     def sender(self) -> Sender:

@@ -63,12 +63,17 @@ class Settings(BaseModel):
     refresh_inline_max: int = Field(default=25, alias="REFRESH_INLINE_MAX", ge=0)
     # Where a statement CSV too large for a Lambda response goes (a presigned link); unset in local mode.
     statement_export_bucket: str | None = Field(default=None, alias="STATEMENT_EXPORT_BUCKET")
+    # Stripe Billing: which plan each subscription price id bills ({"price_...": "growth"}); a price not named
+    # here is recorded and alarmed, never guessed.
+    plan_prices: dict[str, str] = Field(default_factory=dict, alias="PLAN_PRICES")
+    # Local mode only (never set on AWS): the file holding how far POST /__local/clock moved time on.
+    local_clock_file: str | None = Field(default=None, alias="LOCAL_CLOCK_FILE")
 
     model_config = {"populate_by_name": True}
 
-    @field_validator("legacy_credits_per_message", mode="before")
+    @field_validator("legacy_credits_per_message", "plan_prices", mode="before")
     @classmethod
-    def _json_rates(cls, value: Any) -> Any:
+    def _json_maps(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
 
     @field_validator("migration_ratio", mode="before")

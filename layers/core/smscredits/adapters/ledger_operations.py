@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters.payment_operations import PaymentOperations, new_attempt, ours
 from smscredits.domain import movements as M
+from smscredits.domain import subscription_movements as SM
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.account_settings import AccountPatch
 from smscredits.domain.catalog import PLANS
@@ -38,6 +39,7 @@ from smscredits.domain.idempotency import request_hash as hashed
 from smscredits.observability import count, logger
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
+    from smscredits.domain.subscriptions import Subscription
     from smscredits.services.ports import Clock
 
 
@@ -144,6 +146,19 @@ class LedgerOperations(PaymentOperations):
             assert isinstance(outcome.found, Guard) and outcome.account is not None
             return outcome.account, replayed(outcome.found, request_hash, "change")
         return outcome.account, outcome.change.result
+
+    def sync_subscription(self, account_id: str, subscription: Subscription) -> Mapping[str, Any]:
+        """Keep a Stripe subscription's state (plan, anchor, cancellation) unless a newer one is kept."""
+        today = self.clock().date()
+        try:
+            outcome = self._commit(
+                account_id,
+                lambda state: SM.sync_subscription(state, subscription, allowances=PLANS, today=today),
+            )
+        except Unchanged as stale:
+            return dict(stale.answer)
+        assert not isinstance(outcome, Refused)  # the Change has no record whose precondition could fail
+        return dict(outcome.change.result)
 
     def refresh_allowance(
         self, account_id: str, *, period_start: date, next_refresh_at: datetime, attempt_id: str | None = None

@@ -71,6 +71,11 @@ class StripePayments:
         method = intent.payment_method
         return method if isinstance(method, str) or method is None else str(method.id)
 
+    def setup_payment_method(self, setup_intent_id: str) -> str | None:
+        intent = _call(lambda: self.client.v1.setup_intents.retrieve(setup_intent_id))
+        method = intent.payment_method
+        return method if isinstance(method, str) or method is None else str(method.id)
+
     def charge_off_session(
         self,
         *,

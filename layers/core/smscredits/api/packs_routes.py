@@ -1,6 +1,9 @@
-"""Packs and auto-recharge: the price table and settings (account API) and Checkout (its own function)."""
+"""Packs and auto-recharge: the price table and settings (account API); Checkout, the settings' changes and card
+setup (the checkout function, which alone talks to Stripe)."""
 
 from __future__ import annotations
+
+import uuid
 
 from smscredits import runtime
 from smscredits.api.http import Auth, Request, Router
@@ -9,6 +12,7 @@ from smscredits.domain.idempotency import IdempotencyKey
 from smscredits.schemas.billing import (
     AutoRechargeRequest,
     AutoRechargeResponse,
+    CardSetupResponse,
     CheckoutRequest,
     CheckoutResponse,
     OrderParams,
@@ -51,23 +55,35 @@ def get_auto_recharge(request: Request) -> AutoRechargeResponse:
     return AutoRechargeResponse.model_validate(recharge.settings_view(account))
 
 
-@router.put(
+@checkout_router.put(
     "/v1/auto-recharge",
     auth=Auth.ACCOUNT,
     body=AutoRechargeRequest,
     response=AutoRechargeResponse,
-    summary="Change auto-recharge settings (a monthly cap is required to enable)",
+    summary="Change auto-recharge settings (a monthly cap is required to enable); with no card on file, a setup_url",
 )
 def put_auto_recharge(request: Request, body: AutoRechargeRequest) -> AutoRechargeResponse:
-    from smscredits.services import recharge
+    # Served by the checkout function: switching it on with no card on file asks Stripe for a setup session.
+    from smscredits.services import card_setup, recharge
 
+    ports = runtime.container()
     view = recharge.put_settings(
-        runtime.container().ledger,
+        ports.ledger,
         request.account_id,
         enabled=body.enabled,
         regions={_region(code): rule.model_dump() for code, rule in body.regions.items()},
         monthly_cap_cents=body.monthly_cap_cents,
     )
+    if view["enabled"] and not view["card_on_file"]:
+        # A PUT carries no Idempotency-Key: each one gets a session of its own (unused ones expire at Stripe).
+        setup = card_setup.start_setup(
+            ports.ledger,
+            ports.payments,
+            account_id=request.account_id,
+            request_key=uuid.uuid4().hex,
+            public_base_url=ports.settings.public_base_url,
+        )
+        view["setup_url"] = setup["setup_url"]
     return AutoRechargeResponse.model_validate(view)
 
 
@@ -83,6 +99,29 @@ def get_order(request: Request, params: OrderParams) -> OrderResponse:
 
     view = purchases.order_view(runtime.container().ledger, request.account_id, params.order_id)
     return OrderResponse.model_validate(view)
+
+
+@checkout_router.post(
+    "/v1/auto-recharge/card",
+    auth=Auth.ACCOUNT,
+    idempotency_key="required",
+    response=CardSetupResponse,
+    status=201,
+    description="Setup session created (or the same one, for a repeated Idempotency-Key within 24 hours)",
+    summary="Put a card on file for auto-recharge, or replace it (after a decline): a Stripe Checkout in setup mode",
+)
+def post_card(request: Request, key: IdempotencyKey) -> CardSetupResponse:
+    from smscredits.services import card_setup
+
+    ports = runtime.container()
+    answer = card_setup.start_setup(
+        ports.ledger,
+        ports.payments,
+        account_id=request.account_id,
+        request_key=key,
+        public_base_url=ports.settings.public_base_url,
+    )
+    return CardSetupResponse.model_validate(answer)
 
 
 @checkout_router.post(

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from smscredits.domain.auto_recharge import NEVER_SET_UP, AutoRecharge
 from smscredits.domain.changes import NOTHING
 from smscredits.domain.ledger import CreditModel, Funding
+from smscredits.domain.subscriptions import Subscription
 
 # What an account id may be (a path parameter, a token claim, the X-Account-Id header of a service token).
 ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -39,6 +40,7 @@ class Account(NamedTuple):
     low_balance_threshold: int = DEFAULT_LOW_BALANCE_THRESHOLD
     # The low-balance alerts fired and not yet re-armed, per region (domain/events.py): "low" or "depleted".
     balance_alerts: Mapping[str, str] = NOTHING
+    subscription: Subscription | None = None  # the Stripe Billing subscription that sets plan and anchor
 
 
 class Hold(NamedTuple):

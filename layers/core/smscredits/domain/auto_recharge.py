@@ -248,6 +248,12 @@ def with_customer(auto: AutoRecharge, customer: str, payment_method: str | None)
     return auto._replace(customer_id=customer)
 
 
+def with_card(auto: AutoRecharge, customer: str, payment_method: str) -> AutoRecharge:
+    """A card the owner put on file (a setup session): it replaces the last one, whose failures it does not
+    inherit. A recharge switched off stays off until the owner switches it on again (`with_settings`)."""
+    return auto._replace(customer_id=customer, payment_method_id=payment_method, consecutive_failures=0)
+
+
 class OwnClaim(Exception):
     """The claim in flight is the one this call wrote (its answer was lost): use it, do not wait for it."""
 

@@ -91,15 +91,17 @@ def refresh(
     attempt_id: str,
 ) -> Change:
     """The refresh for one period: lapse what is left, grant the allowance of the plan in force (a pending
-    downgrade, else the current plan), move the next refresh time on. Unchanged when the balance already
-    belongs to this period or a later one, or when the period is not one of the account's billing anchor (a
-    refresh computed before support moved the anchor: the new anchor's refresh comes at its own time)."""
+    downgrade, else the current plan; nothing once a canceled subscription's period is over), move the next
+    refresh time on. Unchanged when the balance already belongs to this period or a later one, or when the
+    period is not one of the account's billing anchor (a refresh computed before support moved the anchor: the
+    new anchor's refresh comes at its own time)."""
     if state.period_start >= period_start:
         raise Unchanged(state)
     if anniversary(state.billing_anchor.day, period_start.year, period_start.month) != period_start:
         raise Unchanged(state)
     plan = state.pending_plan or state.plan
-    allowance = allowances[plan]
+    ended = state.subscription is not None and state.subscription.allowance_ended(period_start)
+    allowance = 0 if ended else allowances[plan]  # a canceled subscription's allowance ends with its period
     op_id = f"refresh:{period_start.isoformat()}"
     outcome = {"period_start": period_start.isoformat(), "allowance": allowance}
     refreshed = E.event(

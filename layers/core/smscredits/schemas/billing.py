@@ -184,6 +184,24 @@ class AutoRechargeResponse(Model):
     consecutive_failures: int
     disabled_reason: str | None
     last_recharge_at: str | None
+    # Switching auto-recharge on with no card on file: where the owner puts one on file (Checkout, setup mode).
+    setup_url: str | None = None
+
+
+class CardSetupResponse(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "setup_url": "https://checkout.stripe.com/c/pay/cs_test_s1e2t3",
+                    "session_id": "cs_test_s1e2t3",
+                }
+            ]
+        }
+    )
+
+    setup_url: str
+    session_id: str
 
 
 class WebhookResponse(Model):

@@ -31,6 +31,8 @@ Metadata = dict[StrictStr, StrictStr]  # Stripe's metadata values are always str
 
 class CheckoutSession(StripeModel):
     id: StrictStr | None = None
+    mode: StrictStr | None = None
+    setup_intent: IdOrObject | None = None
     payment_status: StrictStr | None = None
     metadata: Metadata | None = None
     payment_intent: IdOrObject | None = None
@@ -86,6 +88,51 @@ class Dispute(StripeModel):
     balance_transactions: list[BalanceTransaction] = []
 
 
+class Price(StripeModel):
+    id: StrictStr | None = None
+
+
+class SubscriptionItem(StripeModel):
+    price: StrictStr | Price | None = None
+    current_period_end: StrictInt | None = None
+
+
+class SubscriptionItems(StripeModel):
+    data: list[SubscriptionItem] = []
+
+
+class Subscription(StripeModel):
+    id: StrictStr
+    customer: IdOrObject
+    status: StrictStr | None = None
+    metadata: Metadata | None = None
+    items: SubscriptionItems | None = None
+    billing_cycle_anchor: StrictInt
+    created: StrictInt
+    cancel_at_period_end: bool | None = None
+    current_period_end: StrictInt | None = None
+
+
+class InvoicePeriod(StripeModel):
+    start: StrictInt
+    end: StrictInt
+
+
+class InvoiceLine(StripeModel):
+    period: InvoicePeriod | None = None
+
+
+class InvoiceLines(StripeModel):
+    data: list[InvoiceLine] = []
+
+
+class Invoice(StripeModel):
+    id: StrictStr | None = None
+    customer: IdOrObject | None = None
+    billing_reason: StrictStr | None = None
+    lines: InvoiceLines | None = None
+
+
 class EventData(StripeModel):
     object: dict[StrictStr, Any]
 
@@ -107,6 +154,10 @@ OBJECTS: dict[str, type[StripeModel]] = {
     "payment_intent.payment_failed": PaymentIntent,
     "charge.refunded": Charge,
     **dict.fromkeys(DISPUTE_EVENTS, Dispute),
+    "customer.subscription.created": Subscription,
+    "customer.subscription.updated": Subscription,
+    "customer.subscription.deleted": Subscription,
+    "invoice.paid": Invoice,
 }
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from smscredits.domain.clawbacks import Clawback, Clawed
     from smscredits.domain.movements import HoldRequest, Migration
     from smscredits.domain.orders import Order, Paid, Payment, UnmatchedPayment
+    from smscredits.domain.subscriptions import Subscription
 
 
 class Clock(Protocol):
@@ -51,6 +52,7 @@ class Ledger(Protocol):
     def update_account(
         self, account_id: str, patch: AccountPatch, *, actor: str, op_id: str
     ) -> tuple[Account, Mapping[str, Any]]: ...
+    def sync_subscription(self, account_id: str, subscription: Subscription) -> Mapping[str, Any]: ...
     def refresh_allowance(
         self, account_id: str, *, period_start: date, next_refresh_at: datetime, attempt_id: str | None = None
     ) -> tuple[Account, bool]: ...
@@ -183,6 +185,10 @@ class Payments(Protocol):
 
     def payment_method_of(self, payment_intent_id: str) -> str | None: ...
 
+    def setup_payment_method(self, setup_intent_id: str) -> str | None:
+        """The card a completed SetupIntent saved."""
+        ...
+
     def charge_off_session(
         self,
         *,
@@ -202,6 +208,16 @@ class Payments(Protocol):
 class StatementExports(Protocol):
     def export(self, account_id: str, filename: str, body: bytes) -> str:
         """Keep a statement too large to answer inline; returns a short-lived URL that downloads it."""
+        ...
+
+
+class CustomerDirectory(Protocol):
+    """Which account a Stripe customer belongs to (Stripe Billing's events name the customer, not the account)."""
+
+    def account_for(self, customer_id: str) -> str | None: ...
+
+    def link(self, customer_id: str, account_id: str) -> str:
+        """Link the customer to the account unless it is linked already; returns the account it is linked to."""
         ...
 
 

@@ -9,7 +9,7 @@ from smscredits.domain.clawbacks import DISPUTE_EVENTS
 from smscredits.domain.errors import MalformedProviderEvent
 from smscredits.domain.orders import Order, Paid, Unmatched, claims_to_be_ours, payment_summary, stripe_id
 from smscredits.observability import count, logger
-from smscredits.services import clawbacks, orders, recharge
+from smscredits.services import card_setup, clawbacks, orders, recharge, subscriptions
 from smscredits.services.purchases import remember_customer
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
@@ -22,6 +22,7 @@ class StripePorts(NamedTuple):
 
     ledger: Ledger
     payments: Payments
+    billing: subscriptions.BillingPorts | None = None  # Stripe Billing's events (subscriptions, invoices)
 
 
 def handle_event(ports: StripePorts, event: Mapping[str, Any]) -> str:
@@ -29,14 +30,21 @@ def handle_event(ports: StripePorts, event: Mapping[str, Any]) -> str:
     kind = str(event.get("type", ""))
     obj: Mapping[str, Any] = (event.get("data") or {}).get("object") or {}
     handler = _HANDLERS.get(kind)
-    if handler is None:
+    if ports.billing is not None and kind in subscriptions.HANDLED:
+        outcome = subscriptions.handle(
+            ports.billing, event
+        )  # reads the event's own time, not only its object
+    elif handler is None:
         return "ignored"
-    outcome = handler(ports, obj)
+    else:
+        outcome = handler(ports, obj)
     logger.info("stripe event", extra={"event_id": event.get("id"), "type": kind, "outcome": outcome})
     return outcome
 
 
 def _session_completed(ports: StripePorts, session: Mapping[str, Any]) -> str:
+    if session.get("mode") == "setup":
+        return card_setup.setup_completed(ports.ledger, ports.payments, session)
     if session.get("payment_status") != "paid":
         return "awaiting_payment"  # a delayed method: async_payment_succeeded grants later
     outcome, order = _grant_session(ports, session, "checkout.session.completed")

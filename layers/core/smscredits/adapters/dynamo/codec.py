@@ -28,6 +28,7 @@ from smscredits.domain.events import detail_of
 from smscredits.domain.ledger import Entry, Funding
 from smscredits.domain.orders import Order, Payment, UnmatchedPayment
 from smscredits.domain.periods import iso, parse_iso
+from smscredits.domain.subscriptions import Subscription
 
 ACCOUNT_SK = "ACCOUNT"
 LEDGER_PREFIX = "LEDGER#"
@@ -35,6 +36,7 @@ HOLD_PREFIX = "HOLD#"
 ORDER_SK = "ORDER"
 PAYMENT_SK = "PAYMENT"
 UNMATCHED_SK = "UNMATCHED"
+CUSTOMER_SK = "CUSTOMER"
 REFRESH_INDEX = "DueRefresh"
 SWEEP_INDEX = "OpenHolds"
 # Support's account list: every balance item carries `account_list` = ACCOUNT_LIST, written once at creation and
@@ -117,6 +119,11 @@ def payment_key(payment_intent: str) -> Key:
     return key(f"PAYMENT#{payment_intent}", PAYMENT_SK)
 
 
+def customer_key(customer_id: str) -> Key:
+    """A Stripe customer's link to its account (Stripe Billing's events name the customer)."""
+    return key(f"CUSTOMER#{customer_id}", CUSTOMER_SK)
+
+
 # ---- accounts ---------------------------------------------------------------------------------------
 
 
@@ -124,7 +131,7 @@ def account_attributes(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Account fields as stored: moments and days as ISO text, auto-recharge as its map."""
     out: dict[str, Any] = {}
     for name, value in fields.items():
-        if isinstance(value, AutoRecharge):
+        if isinstance(value, AutoRecharge | Subscription):
             out[name] = value.to_dict()
         elif isinstance(value, datetime):
             out[name] = iso(value)
@@ -170,6 +177,7 @@ def account_from_item(raw: Mapping[str, Any]) -> Account:
         migrated_at=parse_iso(raw["migrated_at"]) if raw.get("migrated_at") else None,
         low_balance_threshold=int(raw.get("low_balance_threshold", DEFAULT_LOW_BALANCE_THRESHOLD)),
         balance_alerts={str(k): str(v) for k, v in (raw.get("balance_alerts") or {}).items()},
+        subscription=Subscription.from_dict(raw["subscription"]) if raw.get("subscription") else None,
     )
 
 
