@@ -129,11 +129,14 @@ def record_unmatched(
             "unmatched payment seen again", extra={"object_id": object_id, "reason": unmatched.reason}
         )
         return outcome
-    count("UnfulfilledPayment" if unmatched.reason == UNFULFILLED else "UnmatchedPayment")
+    if unmatched.reason == UNFULFILLED:
+        count("UnfulfilledPayment")
+        alert = "ALERT customer paid an order but not its amount; nothing granted"
+    else:
+        count("UnmatchedPayment")
+        alert = "ALERT stripe payment matches no order; nothing granted"
     logger.error(
-        "ALERT customer paid an order but not its amount; nothing granted"
-        if unmatched.reason == UNFULFILLED
-        else "ALERT stripe payment matches no order; nothing granted",
+        alert,
         extra={
             "object_id": object_id,
             "event_type": event_type,
