@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from smscredits.adapters.batch_operations import BatchOperations
 from smscredits.adapters.payment_operations import PaymentOperations, new_attempt, ours
 from smscredits.domain import movements as M
 from smscredits.domain.account import Account, Hold
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # the ports are only types here: their module is not imported
     from smscredits.services.ports import Clock
 
 
-class LedgerOperations(PaymentOperations):
+class LedgerOperations(PaymentOperations, BatchOperations):
     def __init__(self, *, clock: Clock, legacy_rates: Mapping[str, int], sweep_grace_seconds: int) -> None:
         self.clock = clock
         self.legacy_rates = legacy_rates

@@ -12,10 +12,14 @@ from smscredits.adapters.dynamo import codec as C
 from smscredits.adapters.dynamo.values import to_item, to_value
 from smscredits.domain.account import Account
 from smscredits.domain.changes import (
+    BatchCancel,
+    BatchDispatch,
+    BatchSettlement,
     Change,
     DeliveryStatus,
     Guard,
     HoldTransition,
+    NewBatch,
     NewHold,
     NewOrder,
     NewPayment,
@@ -117,6 +121,10 @@ def _transact(table: str, account_id: str, record: Record, now: str) -> dict[str
             return _payment_refunds(table, record)
         case NewUnmatched(unmatched):
             return _put(table, C.unmatched_item(unmatched), NEW_PARTITION)
+        case NewBatch() | BatchSettlement() | BatchCancel() | BatchDispatch():
+            from smscredits.adapters.dynamo.batches import batch_write  # only batch paths load it
+
+            return batch_write(table, record)
     raise TypeError(f"no DynamoDB write for {type(record).__name__}")
 
 
