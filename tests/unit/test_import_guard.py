@@ -32,6 +32,8 @@ FORBIDDEN = {
     "refresh": EVERY_FUNCTION,
     "refresh_worker": EVERY_FUNCTION,
     "sweeper": EVERY_FUNCTION,
+    "batch_api": (*EVERY_FUNCTION, "stripe", "twilio"),
+    "batch_worker": (*EVERY_FUNCTION, "stripe", "twilio"),  # Twilio's SDK loads on the first slice
 }
 
 

@@ -54,6 +54,11 @@ class Settings(BaseModel):
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
     refresh_queue_url: str | None = Field(default=None, alias="REFRESH_QUEUE_URL")
     refresh_inline_max: int = Field(default=25, alias="REFRESH_INLINE_MAX", ge=0)
+    # Batches (docs/product.md §8b): their dispatch queue, the paced rate (messages/s per batch; 0: as fast
+    # as the workers go) and how often a running batch is settled.
+    batch_queue_url: str | None = Field(default=None, alias="BATCH_QUEUE_URL")
+    batch_rate_per_second: float = Field(default=20, alias="BATCH_RATE_PER_SECOND", ge=0)
+    batch_settle_every_seconds: int = Field(default=60, alias="BATCH_SETTLE_EVERY_SECONDS", ge=1, le=900)
 
     model_config = {"populate_by_name": True}
 
