@@ -94,7 +94,9 @@ class InMemoryBatchQueue:
         with self._lock:
             self.jobs.extend((dict(job), delay) for job, delay in jobs)
 
-    def take(self) -> list[dict[str, Any]]:
+    def take(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The oldest `limit` jobs (all by default), removed from the queue."""
         with self._lock:
-            taken, self.jobs = [job for job, _ in self.jobs], []
+            cut = len(self.jobs) if limit is None else limit
+            taken, self.jobs = [job for job, _ in self.jobs[:cut]], self.jobs[cut:]
             return taken
