@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response
 from local import dynamo_fidelity, run_file, stripe_standin, token
 from local.gateway import Gateway
 from local.moto_dynamo import create_tables, moto_client, patch_moto
+from local.queues import LOCAL_QUEUES, Pollers, queue_url
 from local.schedules import Timers
 from local.template import function_properties, functions, load, schedules, table_definitions
 from local.twilio_standin import TwilioStandIn, describe
@@ -106,9 +107,14 @@ def template_environment(parameters: Mapping[str, str]) -> Environment:
 def configure_environment(gateway_url: str, moto_url: str) -> Environment:
     """Set what the functions read. The user's environment wins, except where it could reach real AWS."""
     environment = template_environment({"PublicBaseUrl": gateway_url, "SweepGraceSeconds": "120"})
+    for variable, queue in list(environment.unset.items()):
+        if queue in LOCAL_QUEUES:  # runs on moto's SQS (local/queues.py)
+            environment.forced[variable] = queue_url(moto_url, queue)
+            del environment.unset[variable]
     environment.forced.update(
         {
             "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+            "AWS_ENDPOINT_URL_SQS": moto_url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": "us-east-1",
@@ -121,6 +127,7 @@ def configure_environment(gateway_url: str, moto_url: str) -> Environment:
             "STRIPE_WEBHOOK_SECRET": "whsec_local",
             "LOCAL_JWT_SECRET": token.DEFAULT_SECRET,
             "POWERTOOLS_METRICS_DISABLED": "true",  # no EMF blobs in the local log
+            "BATCH_SETTLE_EVERY_SECONDS": "5",  # a local batch settles within seconds of its last callback
         }
     )
     for real, secret, stand_in, mount in (
@@ -316,6 +323,8 @@ def start(running: contextlib.ExitStack) -> Started:
     if warming is not None:
         warming.start()
     create_tables(moto_client(moto_url))
+    pollers = Pollers(moto_url, gateway.invoke)
+    pollers.create_queues()
     dynamo_fidelity.configure(dynamo_fidelity.Fidelity.from_environment(default_on=True))
 
     mounts: dict[str, Any] = {"/__local/demo-tokens": demo_tokens, "/__local/workers": gateway.workers_app}
@@ -331,6 +340,8 @@ def start(running: contextlib.ExitStack) -> Started:
     if warming is not None:
         warming.join()
     seed(gateway_url)
+    pollers.start()
+    running.callback(pollers.stop)
     timers = None
     if os.environ.get("LOCAL_SCHEDULES", "").lower() != "off":
         timers = Timers(schedules(), gateway.invoke, float(os.environ.get("LOCAL_SCHEDULE_SCALE") or 1.0))
