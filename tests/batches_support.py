@@ -109,6 +109,7 @@ class Run:
                     self.queue.send([(job, 0) for job in chosen])
                     return ran
                 settled = True
+                self.clock.advance(seconds=pacing.settle_every)  # a settle job's delay
             for job in chosen:
                 self.handle(job, twilio, pacing)
                 ran += 1

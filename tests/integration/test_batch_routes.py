@@ -51,9 +51,11 @@ def get(path: str, query: dict[str, str] | None = None, account: str = "acct-1")
 
 
 def work(queue: InMemoryBatchQueue) -> None:
-    """Every queued job through the worker function as SQS delivers it, once."""
+    """Every queued job through the worker function as SQS delivers it, once (a settle job after its delay)."""
     template = event("batch_worker_job")
     for job in queue.take():
+        if job["kind"] == "settle":
+            runtime.container().ledger.clock.advance(seconds=60)  # type: ignore[attr-defined]
         record = {**template["Records"][0], "body": json.dumps(job)}
         answer = load_function("batch_worker").lambda_handler({"Records": [record]}, Context())
         assert answer == {"batchItemFailures": []}

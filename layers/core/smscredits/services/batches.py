@@ -213,9 +213,7 @@ def handle(
             + _settle_if_due(ledger, messages, queue, events, account_id, batch_id, pacing, last=True)
         )
     if job["kind"] == "settle":
-        return _settle_if_due(
-            ledger, messages, queue, events, account_id, batch_id, pacing, last=True, now_due=True
-        )
+        return _settle_if_due(ledger, messages, queue, events, account_id, batch_id, pacing, last=True)
     raise MalformedProviderEvent(f"Unknown batch job {job['kind']!r}.")
 
 
@@ -265,7 +263,8 @@ def dispatch_slice(
     messages.move(batch_id, results, B.DISPATCHING)
     if busy:
         messages.move(batch_id, [(index, B.QUEUED, {}) for index in busy], B.DISPATCHING)
-        queue.send([({**job, "indexes": busy, "not_before": iso(ledger.clock())}, BUSY_DELAY_SECONDS)])
+        retry = {**job, "indexes": busy, "not_before": iso(ledger.clock()), "last": False}  # one settle loop
+        queue.send([(retry, BUSY_DELAY_SECONDS)])
         count("BatchTwilioBusy", len(busy))
     sent = sum(1 for _, status, _ in results if status == B.SENT)
     count("MessagesSent", sent)
@@ -294,16 +293,16 @@ def _settle_if_due(
     pacing: Pacing,
     *,
     last: bool,
-    now_due: bool = False,
 ) -> str:
-    """Settle when the cadence says so (or `now_due`); after the batch's last slice and each settle job
-    that leaves it open, a settle job comes back after the cadence, so a batch always ends."""
+    """Settle when the cadence says so (at most one settlement per `settle_every`, however many jobs ask);
+    after the batch's last slice and each settle job that leaves it open, a settle job comes back after the
+    cadence (its delay), so a batch always ends."""
     batch = ledger.get_batch(account_id, batch_id)
     if batch.status != "open":
         return "settled already"
     since = ledger.clock() - (batch.last_settled_at or batch.created_at)
     outcome = "not due"
-    if now_due or since >= timedelta(seconds=pacing.settle_every):
+    if since >= timedelta(seconds=pacing.settle_every):
         batch, ended = settle(ledger, messages, events, account_id, batch_id, pacing)
         outcome = "completed" if ended else f"settlement {batch.settlements}"
     if last and batch.status == "open":
@@ -326,7 +325,9 @@ def settle(
     now = ledger.clock()
 
     def counted(batch: B.Batch) -> tuple[Mapping[str, B.Settled], bool]:
-        sweep = now - batch.created_at >= timedelta(seconds=pacing.grace)
+        # The grace period runs from the batch's last scheduled slice: a slow batch is never cut short.
+        schedule = batch.accepted / pacing.rate if pacing.rate else 0
+        sweep = now - batch.created_at >= timedelta(seconds=pacing.grace + schedule)
         settled, _, final = B.tally(list(messages.all(batch)), sweep=sweep)
         return settled, final and (batch.dispatch_started or batch.accepted == 0)
 
