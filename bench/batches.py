@@ -89,12 +89,17 @@ def threads(count: int, work: Callable[[int], None]) -> float:
 
 
 def patiently[T](action: Callable[[], T]) -> T:
+    from botocore.exceptions import ReadTimeoutError
+
     from smscredits.domain.errors import UpstreamUnavailable
 
     for _ in range(200):
         try:
             return action()
-        except UpstreamUnavailable:  # too busy, nothing written: the caller (or SQS) tries again
+        except (
+            UpstreamUnavailable,
+            ReadTimeoutError,
+        ):  # the caller (or SQS) tries again: every job is idempotent
             continue
     raise RuntimeError("never landed")
 
@@ -139,7 +144,7 @@ def measure(endpoint: str, messages: int, singles: int) -> dict[str, float]:
     ledger.create_account(new_account(), reference={})
     ledger.adjust(ACCT, "purchased:AU", messages + singles + 10, op_id="bench", actor="bench", reason="bench")
     base, _ = counted.snapshot()
-    pacing = batches.Pacing(rate=0, settle_every=30, grace=3600)
+    pacing = batches.Pacing(rate=0, settle_every=60, grace=3600)  # the deployed cadence
     queue = InMemoryBatchQueue()
     twilio = InstantTwilio()
     entries = tuple(
