@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import coldstart, contention, dynamo_cost, latency, refresh_scale, segments, size
+from bench import batches, coldstart, contention, dynamo_cost, latency, refresh_scale, segments, size
 from bench.common import CORE_LAYER, ROOT, Row, Section, machine
 
 BENCHMARKS: dict[str, Callable[[bool], Section]] = {
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "refresh": refresh_scale.run,
     "segments": segments.run,
     "contention": contention.run,
+    "batches": batches.run,
 }
 DOC = ROOT / "docs" / "performance.md"
 # Everything after this line of docs/performance.md is written by hand (the choices behind the figures) and kept.

@@ -23,7 +23,8 @@ from local.workers import FunctionError, FunctionSpec, Workers
 
 log = logging.getLogger("local.gateway")
 
-MAX_BODY_BYTES = 1 << 20
+# Lambda's limit for a synchronous invocation's payload (6 MB): a bigger request never reaches a function.
+MAX_BODY_BYTES = 6 * 1024 * 1024
 LOCAL_ACCOUNT = "123456789012"
 
 

@@ -29,6 +29,7 @@ from local.events import EventsApp
 from local.gateway import Gateway
 from local.moto_dynamo import create_tables, moto_client, patch_moto
 from local.outbox import OutboxPoller
+from local.queues import LOCAL_QUEUES, Pollers, queue_url
 from local.schedules import Timers
 from local.stripe_billing import StripeBilling
 from local.template import function_properties, functions, load, schedules, table_definitions
@@ -125,10 +126,15 @@ def configure_environment(gateway_url: str, moto_url: str) -> Environment:
         "PlanPrices": json.dumps(LOCAL_PLAN_PRICES),
     }
     environment = template_environment(parameters)
+    for variable, queue in list(environment.unset.items()):
+        if queue in LOCAL_QUEUES:  # runs on moto's SQS (local/queues.py)
+            environment.forced[variable] = queue_url(moto_url, queue)
+            del environment.unset[variable]
     environment.forced.update(
         {
             "LOCAL_CLOCK_FILE": str(local_file("clock.json")),
             "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+            "AWS_ENDPOINT_URL_SQS": moto_url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": "us-east-1",
@@ -141,6 +147,7 @@ def configure_environment(gateway_url: str, moto_url: str) -> Environment:
             "STRIPE_WEBHOOK_SECRET": "whsec_local",
             "LOCAL_JWT_SECRET": token.DEFAULT_SECRET,
             "POWERTOOLS_METRICS_DISABLED": "true",  # no EMF blobs in the local log
+            "BATCH_SETTLE_EVERY_SECONDS": "5",  # a local batch settles within seconds of its last callback
         }
     )
     for real, secret, stand_in, mount in (
@@ -348,6 +355,8 @@ def start(running: contextlib.ExitStack) -> Started:
     outbox = OutboxPoller(tables, environment.forced.get("TABLE_NAME", "CreditsTable"))
     outbox.start()
     running.callback(outbox.stop)
+    pollers = Pollers(moto_url, gateway.invoke)
+    pollers.create_queues()
     dynamo_fidelity.configure(dynamo_fidelity.Fidelity.from_environment(default_on=True))
 
     clock = LocalClock(Path(os.environ["LOCAL_CLOCK_FILE"]))
@@ -372,6 +381,8 @@ def start(running: contextlib.ExitStack) -> Started:
     if warming is not None:
         warming.join()
     seed(gateway_url)
+    pollers.start()
+    running.callback(pollers.stop)
     timers = None
     if os.environ.get("LOCAL_SCHEDULES", "").lower() != "off":
         timers = Timers(schedules(), gateway.invoke, float(os.environ.get("LOCAL_SCHEDULE_SCALE") or 1.0))

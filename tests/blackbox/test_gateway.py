@@ -107,7 +107,7 @@ def test_unknown_route_wrong_method_and_oversized_body_get_the_error_shape(local
     wrong_method = requests.delete(f"{base}/v1/balance", timeout=10)
     too_large = requests.post(
         f"{base}/v1/messages/quote",
-        data=b"x" * (1024 * 1024 + 1),
+        data=b"x" * (6 * 1024 * 1024 + 1),
         headers={"Authorization": f"Bearer {mint('demo-starter')}", "Content-Type": "application/json"},
         timeout=10,
     )

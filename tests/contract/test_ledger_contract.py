@@ -1143,3 +1143,80 @@ def test_a_statement_request_reads_a_bounded_number_of_entries_and_its_cursor_re
     assert (page, cursor is not None) == ([], True)  # three newest entries read, none a purchase: short page
     assert read_all(backend.statements, 10, kinds=("purchase",)) == [f"{ACCT}:2:0"]
     assert read_all(backend.statements, 2) == history
+
+
+# ---- batches --------------------------------------------------------------------------------------------
+
+
+def batch_plan(ledger: LedgerOperations, au: int, us: int) -> Any:
+    from smscredits.domain import batches as B
+    from smscredits.services import batches
+
+    entries = [B.Entry(f"+61412{i:06d}", "hi") for i in range(au)]
+    entries += [B.Entry(f"+14152{300000 + i:06d}", "hi") for i in range(us)]
+    return batches.plan(ledger.get_account(ACCT), entries, ledger.legacy_rates)
+
+
+def test_a_batch_reserves_in_one_write_with_one_entry_per_pool(backend, ledger, funded):
+    plan = batch_plan(ledger, au=60, us=10)
+    batch, created = ledger.reserve_batch(ACCT, plan, batch_id="bat_1", request_hash="h1", attempt_id="a1")
+    assert created and batch.credits_held == 70
+    # US has no pool of its own: the included pool pays it first, then AU's rest, then purchased:AU.
+    assert dict(batch.funding) == {
+        "AU": (Funding(L.INCLUDED, 40), Funding(AU, 20)),
+        "US": (Funding(L.INCLUDED, 10),),
+    }
+    stored = backend.sound()
+    assert nonzero(stored.pools) == {AU: 80} and stored.held == 70
+    _, entries, holds = backend.statements.partition(ACCT)
+    assert [(e.kind, e.pool, e.amount) for e in entries if e.reference.get("batch_id") == "bat_1"] == [
+        ("hold", L.INCLUDED, -50),
+        ("hold", AU, -20),
+    ]
+    assert [(h.message_id, h.status, h.credits) for h in holds] == [("bat_1", "pending", 70)]
+    again, created = backend.other.reserve_batch(
+        ACCT, plan, batch_id="bat_1", request_hash="h1", attempt_id="a2"
+    )
+    assert not created and again.credits_held == 70 and backend.sound().held == 70
+
+
+def test_a_short_batch_is_refused_with_its_shortfall_and_writes_nothing(backend, ledger, funded):
+    before = backend.stored()
+    with pytest.raises(InsufficientCredits) as short:
+        ledger.reserve_batch(
+            ACCT, batch_plan(ledger, au=140, us=20), batch_id="bat_2", request_hash="h", attempt_id="a"
+        )
+    assert short.value.details["shortfall"] == {"US": 10}  # included covers AU's deficit first (code order)
+    assert backend.stored() == before
+
+
+def test_settlements_move_the_difference_once_and_end_the_hold(backend, ledger, funded):
+    from smscredits.domain import batches as B
+
+    ledger.reserve_batch(
+        ACCT, batch_plan(ledger, au=60, us=0), batch_id="bat_3", request_hash="h", attempt_id="a"
+    )
+    first = {"AU": B.Settled(posted=45, returned=5)}
+    batch, ended = ledger.settle_batch(ACCT, "bat_3", lambda _: (first, False))
+    assert not ended and (batch.posted, batch.returned, batch.settlements) == (45, 5, 1)
+    before = backend.stored()
+    batch, _ = backend.other.settle_batch(ACCT, "bat_3", lambda _: (first, False))  # the same count again
+    assert backend.stored() == before and batch.settlements == 1
+    stored = backend.sound()
+    assert stored.held == 10 and nonzero(stored.pools) == {AU: 95}  # 5 back to purchased:AU (back first)
+    batch, ended = ledger.settle_batch(ACCT, "bat_3", lambda _: ({"AU": B.Settled(50, 10)}, True))
+    assert ended and batch.status == "completed"
+    stored = backend.sound()
+    assert stored.held == 0 and nonzero(stored.pools) == {AU: 100}
+    assert ledger.cancel_batch(ACCT, "bat_3")[1] is False  # an ended batch cannot be cancelled
+
+
+def test_a_batch_is_cancelled_once(backend, ledger, funded):
+    ledger.reserve_batch(
+        ACCT, batch_plan(ledger, au=5, us=0), batch_id="bat_4", request_hash="h", attempt_id="a"
+    )
+    batch, asked = ledger.cancel_batch(ACCT, "bat_4")
+    assert asked and batch.cancel_requested
+    before = backend.stored()
+    assert backend.other.cancel_batch(ACCT, "bat_4")[1] is False
+    assert backend.stored() == before

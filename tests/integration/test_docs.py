@@ -96,7 +96,7 @@ def test_the_document_groups_operations_and_shows_examples():
     status, document = call("account_api", "account_get_balance", claims=None, path="/v1/openapi.json")
 
     assert status == 200
-    assert [tag["name"] for tag in document["tags"]][:2] == ["Messages", "Balance and statement"]
+    assert [tag["name"] for tag in document["tags"]][:3] == ["Messages", "Batches", "Balance and statement"]
     quote = document["paths"]["/v1/messages/quote"]["post"]
     assert quote["tags"] == ["Messages"]
     assert quote["requestBody"]["content"]["application/json"]["example"]["to"] == "+61412345678"

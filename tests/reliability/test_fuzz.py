@@ -33,6 +33,7 @@ FUNCTIONS = {
     "CheckoutFunction": "checkout",
     "StripeWebhookFunction": "stripe_webhook",
     "TwilioStatusFunction": "twilio_status",
+    "BatchApiFunction": "batch_api",
 }
 ROUTES = [r for r in routes() if not r.path.startswith("/webhooks/")]
 ODD = [
@@ -178,6 +179,15 @@ def check(function: str, request: dict[str, Any], dynamodb: Any, before: list[st
 
 @pytest.fixture
 def world(service: Clock, twilio: FakeTwilioHttp, stripe_api: FakeStripeHttp, dynamodb: Any) -> Any:
+    from smscredits import runtime
+    from smscredits.adapters.dynamo.batches import DynamoBatchMessages
+    from smscredits.adapters.memory_batches import InMemoryBatchQueue
+
+    batches = {
+        "batch_messages": DynamoBatchMessages(TABLE, client=dynamodb),
+        "batch_queue": InMemoryBatchQueue(),
+    }
+    runtime.use(runtime.container().replace(**batches))
     for account in ("acct-1", "acct-2"):
         assert S.create(account)[0] == 201
     assert S.send("seed", "acct-2")[0] == 202

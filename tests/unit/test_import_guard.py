@@ -33,6 +33,8 @@ FORBIDDEN = {
     "refresh_worker": EVERY_FUNCTION,
     "sweeper": EVERY_FUNCTION,
     "outbox_publisher": (*EVERY_FUNCTION, "stripe", "twilio"),
+    "batch_api": (*EVERY_FUNCTION, "stripe", "twilio"),
+    "batch_worker": (*EVERY_FUNCTION, "stripe", "twilio"),  # Twilio's SDK loads on the first slice
 }
 
 

@@ -14,6 +14,8 @@ from smscredits.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import (
+        BatchMessages,
+        BatchQueue,
         Clock,
         CustomerDirectory,
         Ledger,
@@ -36,6 +38,8 @@ PORTS = (
     "refresh_queue",
     "recharger",
     "statement_exports",
+    "batch_messages",
+    "batch_queue",
 )
 
 
@@ -137,6 +141,21 @@ class Container:
         from smscredits.services.recharge import AutoRecharger
 
         return AutoRecharger(self.ledger, lambda: self.payments)
+
+    @cached_property
+    def batch_messages(self) -> BatchMessages:
+        from smscredits.adapters.dynamo.batches import DynamoBatchMessages
+
+        return DynamoBatchMessages(self.settings.table_name)
+
+    @cached_property
+    def batch_queue(self) -> BatchQueue:
+        from smscredits.adapters.batch_queue import SqsBatchQueue
+
+        url = self.settings.batch_queue_url
+        if not url:
+            raise RuntimeError("BATCH_QUEUE_URL is not set: batches cannot be dispatched")
+        return SqsBatchQueue(url)
 
 
 _current: Container | None = None

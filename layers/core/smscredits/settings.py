@@ -68,6 +68,11 @@ class Settings(BaseModel):
     plan_prices: dict[str, str] = Field(default_factory=dict, alias="PLAN_PRICES")
     # Local mode only (never set on AWS): the file holding how far POST /__local/clock moved time on.
     local_clock_file: str | None = Field(default=None, alias="LOCAL_CLOCK_FILE")
+    # Batches (docs/product.md §8b): their dispatch queue, the paced rate (messages/s per batch; 0: as fast
+    # as the workers go) and how often a running batch is settled.
+    batch_queue_url: str | None = Field(default=None, alias="BATCH_QUEUE_URL")
+    batch_rate_per_second: float = Field(default=20, alias="BATCH_RATE_PER_SECOND", ge=0)
+    batch_settle_every_seconds: int = Field(default=60, alias="BATCH_SETTLE_EVERY_SECONDS", ge=1, le=900)
 
     model_config = {"populate_by_name": True}
 

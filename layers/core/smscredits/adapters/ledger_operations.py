@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from smscredits.adapters.batch_operations import BatchOperations
 from smscredits.adapters.payment_operations import PaymentOperations, new_attempt, ours
 from smscredits.domain import movements as M
 from smscredits.domain import subscription_movements as SM
@@ -43,7 +44,7 @@ if TYPE_CHECKING:  # the ports are only types here: their module is not imported
     from smscredits.services.ports import Clock
 
 
-class LedgerOperations(PaymentOperations):
+class LedgerOperations(PaymentOperations, BatchOperations):
     def __init__(
         self,
         *,

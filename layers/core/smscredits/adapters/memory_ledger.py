@@ -12,15 +12,20 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters.ledger_operations import LedgerOperations
+from smscredits.domain import batches as B
 from smscredits.domain.account import Account, Hold, LedgerRecord
 from smscredits.domain.account_settings import list_cursor, listed_after
 from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE
 from smscredits.domain.changes import (
+    BatchCancel,
+    BatchDispatch,
+    BatchSettlement,
     Change,
     Committed,
     DeliveryStatus,
     Guard,
     HoldTransition,
+    NewBatch,
     NewHold,
     NewOrder,
     NewPayment,
@@ -74,6 +79,7 @@ class InMemoryLedger(LedgerOperations):
         self._payments: dict[str, Payment] = {}
         self._unmatched: dict[str, UnmatchedPayment] = {}
         self._outbox: list[tuple[str, dict[str, Any]]] = []
+        self._batches: dict[tuple[str, str], B.Batch] = {}
 
     # -- reads ------------------------------------------------------------------------------------------
 
@@ -106,6 +112,10 @@ class InMemoryLedger(LedgerOperations):
         with self._lock:
             return self._operations.get((account_id, op_id))
 
+    def find_batch(self, account_id: str, batch_id: str) -> B.Batch | None:
+        with self._lock:
+            return self._batches.get((account_id, batch_id))
+
     def snapshot(self) -> dict[str, Any]:
         """Every stored record: what a test compares to prove that a refusal wrote nothing. Records are
         immutable and replaced, never changed in place, so copying the collections is enough."""
@@ -120,6 +130,7 @@ class InMemoryLedger(LedgerOperations):
                 "payments": dict(self._payments),
                 "unmatched": dict(self._unmatched),
                 "outbox": list(self._outbox),
+                "batches": dict(self._batches),
             }
 
     def outbox(self) -> list[tuple[str, dict[str, Any]]]:
@@ -148,7 +159,7 @@ class InMemoryLedger(LedgerOperations):
                 if not passed:
                     return Refused(state, record, found)
             for record in change.records:
-                self._apply(account_id, record)
+                self._store(account_id, record)
             after = state._replace(
                 pools=dict(change.movement.pools),
                 held=change.movement.held,
@@ -170,7 +181,7 @@ class InMemoryLedger(LedgerOperations):
             passed, found = self._check(account_id, record)
             if not passed:
                 return Refused(None, record, found)
-            self._apply(account_id, record)
+            self._store(account_id, record)
             return None
 
     def _add_entries(self, account: Account, change: Change) -> None:
@@ -223,7 +234,15 @@ class InMemoryLedger(LedgerOperations):
             case NewUnmatched(unmatched):
                 found = self._unmatched.get(unmatched.object_id)
                 return found is None, found
+            case NewBatch() | BatchSettlement() | BatchCancel() | BatchDispatch():
+                return self._check_batch(record)
         raise TypeError(f"no in-memory write for {type(record).__name__}")
+
+    def _store(self, account_id: str, record: Record) -> None:
+        if isinstance(record, NewBatch | BatchSettlement | BatchCancel | BatchDispatch):
+            self._apply_batch(record)
+        else:
+            self._apply(account_id, record)
 
     def _apply(self, account_id: str, record: Record) -> None:
         match record:
@@ -274,6 +293,34 @@ class InMemoryLedger(LedgerOperations):
                 )
             case OrderNote():
                 self._orders[record.order_id] = _noted(self._orders[record.order_id], record)
+
+    def _check_batch(
+        self, record: NewBatch | BatchSettlement | BatchCancel | BatchDispatch
+    ) -> tuple[bool, Any]:
+        match record:
+            case NewBatch(batch):
+                held = self._holds.get((batch.account_id, batch.batch_id))
+                return held is None, held
+            case BatchSettlement(before, _):
+                found = self._batches.get((before.account_id, before.batch_id))
+                return found is not None and found.settlements == before.settlements, found
+            case BatchCancel():
+                found = self._batches.get((record.account_id, record.batch_id))
+                return found is not None and found.status == "open" and not found.cancel_requested, found
+        found = self._batches.get((record.account_id, record.batch_id))
+        return found is not None and not found.dispatch_started, found
+
+    def _apply_batch(self, record: NewBatch | BatchSettlement | BatchCancel | BatchDispatch) -> None:
+        match record:
+            case NewBatch(batch) | BatchSettlement(_, batch):
+                self._batches[(batch.account_id, batch.batch_id)] = batch
+                self._holds[(batch.account_id, batch.batch_id)] = B.open_hold(batch)
+            case BatchCancel():
+                key = (record.account_id, record.batch_id)
+                self._batches[key] = self._batches[key]._replace(cancel_requested=True)
+            case BatchDispatch():
+                key = (record.account_id, record.batch_id)
+                self._batches[key] = self._batches[key]._replace(dispatch_started=True)
 
     # -- the Statements port ----------------------------------------------------------------------------
 

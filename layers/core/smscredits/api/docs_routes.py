@@ -86,6 +86,7 @@ def openapi_document() -> str:
     from smscredits.api import (
         account_routes,
         admin_routes,
+        batch_routes,
         openapi,
         packs_routes,
         send_routes,
@@ -96,6 +97,7 @@ def openapi_document() -> str:
     routers = (
         account_routes.router,
         send_routes.router,
+        batch_routes.router,
         admin_routes.router,
         webhook_routes.router,
         packs_routes.router,

@@ -22,6 +22,7 @@ NO_TOKEN = (Auth.PUBLIC, Auth.SIGNED)
 # (path prefix, tag): the first prefix that matches groups an operation; the reference shows tags in this order.
 TAGS = (
     ("/v1/messages", "Messages"),
+    ("/v1/batches", "Batches"),
     ("/v1/balance", "Balance and statement"),
     ("/v1/ledger", "Balance and statement"),
     ("/v1/packs", "Packs and auto-recharge"),
@@ -32,6 +33,8 @@ TAGS = (
 TAG_DESCRIPTIONS = {
     "Messages": "Quote and send SMS. One credit per segment: 160 GSM-7 characters (70 when any character is "
     "outside GSM-7, such as an emoji) for a one-segment message, 153 / 67 per part of a longer one.",
+    "Batches": "Up to 10,000 messages with one reservation: a quote checks every entry, the batch is reserved "
+    "all or nothing and sent at a paced rate; what is not sent, or fails, comes back at the next settlement.",
     "Balance and statement": "Included credits (any region, reset monthly; unused ones lapse) and each "
     "region's purchased credits (that region only, never expire); the ledger of every movement.",
     "Packs and auto-recharge": "The price table, Stripe Checkout for packs of 100 credits of one region, and "

@@ -49,6 +49,21 @@ def _verified_form(request: Request) -> dict[str, str]:
 def twilio_status(request: Request, query: StatusCallbackQuery) -> CallbackResponse:
     params = _verified_form(request)
     status = params.get("MessageStatus") or params.get("SmsStatus")
+    if query.batch_id is not None and query.index is not None and status:
+        from smscredits.services import batches  # only a batch message's callback loads it
+
+        outcome = batches.apply_callback(
+            runtime.container().batch_messages,
+            batch_id=query.batch_id,
+            index=query.index,
+            status=status,
+            sid=params.get("MessageSid"),
+        )
+        logger.info(
+            "twilio batch callback",
+            extra={"batch_id": query.batch_id, "index": query.index, "outcome": outcome},
+        )
+        return CallbackResponse(outcome=outcome)
     if not query.account_id or not query.message_id or not status:
         raise MalformedProviderEvent("The callback lacks account_id, message_id or MessageStatus.")
     outcome = settlement.settle_status(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from smscredits.domain.account import Account, Hold
+    from smscredits.domain.batches import Batch
     from smscredits.domain.clawbacks import Refunds
     from smscredits.domain.ledger import Movement
     from smscredits.domain.orders import Order, Payment, UnmatchedPayment
@@ -136,6 +137,34 @@ class NewUnmatched(NamedTuple):
     unmatched: UnmatchedPayment
 
 
+class NewBatch(NamedTuple):
+    """A batch and its open hold (the reservation); it must not exist (its id is the caller's key)."""
+
+    batch: Batch
+
+
+class BatchSettlement(NamedTuple):
+    """The batch moves from `before` to `after` (its counters, status and open hold), provided it has still
+    settled exactly `before.settlements` times."""
+
+    before: Batch
+    after: Batch
+
+
+class BatchCancel(NamedTuple):
+    """Cancel requested on an open batch; refused when it is already requested or the batch ended."""
+
+    account_id: str
+    batch_id: str
+
+
+class BatchDispatch(NamedTuple):
+    """The batch's messages are written and queued (set once; a resumed create finds it)."""
+
+    account_id: str
+    batch_id: str
+
+
 Record = (
     Guard
     | NewHold
@@ -148,6 +177,10 @@ Record = (
     | PaymentRefunds
     | OrderNote
     | NewUnmatched
+    | NewBatch
+    | BatchSettlement
+    | BatchCancel
+    | BatchDispatch
 )
 
 
@@ -182,7 +215,7 @@ class Refused(NamedTuple):
 
     account: Account | None
     record: Record
-    found: Hold | Order | Payment | Guard | None
+    found: Hold | Order | Payment | Guard | Batch | None
 
 
 class Unchanged(Exception):

@@ -10,6 +10,9 @@ class StatusCallbackQuery(Query):
 
     account_id: str | None = None
     message_id: str | None = None
+    # A batch message's callback names its batch and its index instead of a message id.
+    batch_id: str | None = None
+    index: int | None = None
 
 
 class StatusCallbackForm(Model):

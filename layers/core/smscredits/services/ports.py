@@ -4,7 +4,7 @@ path's auto-recharge (Recharger) and the clock. Adapters implement them; runtime
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from smscredits.domain.account import Account, Hold, LedgerRecord
     from smscredits.domain.account_settings import AccountPatch
     from smscredits.domain.auto_recharge import AutoRecharge, Claim
+    from smscredits.domain.batches import Batch, Plan, Planned, Settled
     from smscredits.domain.clawbacks import Clawback, Clawed
     from smscredits.domain.movements import HoldRequest, Migration
     from smscredits.domain.orders import Order, Paid, Payment, UnmatchedPayment
@@ -112,6 +113,17 @@ class Ledger(Protocol):
     def record_recharge_failure(
         self, account_id: str, region: str, recharge_id: str, *, code: str, message: str | None
     ) -> tuple[bool, str | None]: ...
+
+    # -- batches (docs/product.md §8b)
+    def get_batch(self, account_id: str, batch_id: str) -> Batch: ...
+    def reserve_batch(
+        self, account_id: str, plan: Plan, *, batch_id: str, request_hash: str, attempt_id: str
+    ) -> tuple[Batch, bool]: ...
+    def settle_batch(
+        self, account_id: str, batch_id: str, count: Callable[[Batch], tuple[Mapping[str, Settled], bool]]
+    ) -> tuple[Batch, bool]: ...
+    def cancel_batch(self, account_id: str, batch_id: str) -> tuple[Batch, bool]: ...
+    def start_dispatch(self, account_id: str, batch_id: str) -> bool: ...
 
 
 class Statements(Protocol):
@@ -225,6 +237,30 @@ class RefreshQueue(Protocol):
     def send(self, account_ids: Sequence[str]) -> int:
         """Queue every id; returns how many were refused (they stay due)."""
         ...
+
+
+class BatchMessages(Protocol):
+    """A batch's per-message records, kept off the account's partition and never with the balance."""
+
+    def write_all(self, batch: Batch, messages: Sequence[Planned]) -> None: ...
+    def read(self, batch_id: str, indexes: Sequence[int]) -> list[dict[str, Any]]: ...
+    def move(
+        self, batch_id: str, moves: Sequence[tuple[int, str, Mapping[str, Any]]], expected: str
+    ) -> list[int]:
+        """Each (index, status, fields) from status `expected`; returns the indexes that moved."""
+        ...
+
+    def callback(self, batch_id: str, index: int, status: str, sid: str, settled: Iterable[str]) -> bool: ...
+    def all(self, batch: Batch) -> Iterator[dict[str, Any]]: ...
+    def page(
+        self, batch: Batch, *, after: int, limit: int, status: str | None
+    ) -> tuple[list[dict[str, Any]], int | None]: ...
+
+
+class BatchQueue(Protocol):
+    """The dispatch queue: jobs for the batch worker, each visible after its delay (seconds, at most 900)."""
+
+    def send(self, jobs: Sequence[tuple[Mapping[str, Any], int]]) -> None: ...
 
 
 class Recharger(Protocol):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from smscredits.adapters.dynamo import codec as C
 from smscredits.adapters.dynamo.commit import CommitEngine
 from smscredits.adapters.ledger_operations import LedgerOperations
+from smscredits.domain import batches as B
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE
 from smscredits.domain.changes import Change, Committed, Guard, Record, Refused
@@ -77,6 +78,14 @@ class DynamoLedger(LedgerOperations):
     def find_operation(self, account_id: str, op_id: str) -> Guard | None:
         raw = self.engine.read(C.guard_key(account_id, op_id))
         return C.guard_from_item(raw) if raw else None
+
+    def find_batch(self, account_id: str, batch_id: str) -> B.Batch | None:
+        raw = self.engine.read(C.hold_key(account_id, batch_id))
+        if not raw or "batch_state" not in raw:
+            return None
+        from smscredits.adapters.dynamo.batches import batch_from_item  # only batch paths load it
+
+        return batch_from_item(raw)
 
     def _commit(self, account_id: str, build: Callable[[Account], Change]) -> Committed | Refused:
         return self.engine.commit(account_id, alerting(build))

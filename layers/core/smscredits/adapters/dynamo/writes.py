@@ -12,10 +12,14 @@ from smscredits.adapters.dynamo import codec as C
 from smscredits.adapters.dynamo.values import to_item, to_value
 from smscredits.domain.account import Account
 from smscredits.domain.changes import (
+    BatchCancel,
+    BatchDispatch,
+    BatchSettlement,
     Change,
     DeliveryStatus,
     Guard,
     HoldTransition,
+    NewBatch,
     NewHold,
     NewOrder,
     NewPayment,
@@ -125,6 +129,22 @@ def _transact(table: str, account_id: str, record: Record, now: str) -> dict[str
             return _hold_transition(table, record)
         case DeliveryStatus():
             return _delivery_status(table, record)
+        case NewOrder() | OrderSession() | OrderPaid() | NewPayment() | PaymentRefunds() | OrderNote():
+            return _payment_transact(table, record)
+        case NewUnmatched(unmatched):
+            return _put(table, C.unmatched_item(unmatched), NEW_PARTITION)
+        case NewBatch() | BatchSettlement() | BatchCancel() | BatchDispatch():
+            from smscredits.adapters.dynamo.batches import batch_write  # only batch paths load it
+
+            return batch_write(table, record)
+    raise TypeError(f"no DynamoDB write for {type(record).__name__}")
+
+
+def _payment_transact(
+    table: str, record: NewOrder | OrderSession | OrderPaid | NewPayment | PaymentRefunds | OrderNote
+) -> dict[str, Any]:
+    """The writes of an order and its payment (their own partitions)."""
+    match record:
         case NewOrder(order):
             return _put(table, C.order_item(order), NEW_PARTITION)
         case OrderSession():
@@ -135,11 +155,7 @@ def _transact(table: str, account_id: str, record: Record, now: str) -> dict[str
             return _put(table, C.payment_item(payment), NEW_PARTITION)
         case PaymentRefunds():
             return _payment_refunds(table, record)
-        case OrderNote():
-            return _order_note(table, record)
-        case NewUnmatched(unmatched):
-            return _put(table, C.unmatched_item(unmatched), NEW_PARTITION)
-    raise TypeError(f"no DynamoDB write for {type(record).__name__}")
+    return _order_note(table, record)
 
 
 def _put(table: str, item: Mapping[str, Any], condition: str) -> dict[str, Any]:
