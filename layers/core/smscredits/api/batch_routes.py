@@ -58,7 +58,10 @@ def post_batch_quote(request: Request, body: BatchRequest) -> BatchQuoteResponse
 def post_batch(request: Request, body: BatchRequest, key: IdempotencyKey) -> BatchCreated:
     ports = runtime.container()
     command = batches.CreateCommand(
-        request.account_id, key, tuple(_entries(body)), ports.settings.public_base_url
+        request.account_id,
+        key,
+        tuple(_entries(body)),
+        ports.settings.public_base_url_of(request.api_base_url),
     )
     created = batches.create(
         ports.ledger, ports.batch_messages, ports.batch_queue, ports.recharger, command, pacing()

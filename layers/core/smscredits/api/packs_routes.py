@@ -81,7 +81,7 @@ def put_auto_recharge(request: Request, body: AutoRechargeRequest) -> AutoRechar
             ports.payments,
             account_id=request.account_id,
             request_key=uuid.uuid4().hex,
-            public_base_url=ports.settings.public_base_url,
+            public_base_url=ports.settings.public_base_url_of(request.api_base_url),
         )
         view["setup_url"] = setup["setup_url"]
     return AutoRechargeResponse.model_validate(view)
@@ -119,7 +119,7 @@ def post_card(request: Request, key: IdempotencyKey) -> CardSetupResponse:
         ports.payments,
         account_id=request.account_id,
         request_key=key,
-        public_base_url=ports.settings.public_base_url,
+        public_base_url=ports.settings.public_base_url_of(request.api_base_url),
     )
     return CardSetupResponse.model_validate(answer)
 
