@@ -67,11 +67,14 @@ class Container:
     def sender(self) -> Sender:
         # Imported here so that only the send path loads the Twilio SDK.
         from smscredits.adapters.twilio_sender import TwilioSender
-        from smscredits.settings import twilio_credentials
+        from smscredits.settings import twilio_credentials, validity_period_seconds
 
         settings = self.settings
         return TwilioSender(
-            twilio_credentials(), api_base=settings.twilio_api_base, timeout=settings.provider_timeout_seconds
+            twilio_credentials(),
+            api_base=settings.twilio_api_base,
+            timeout=settings.provider_timeout_seconds,
+            validity_period=validity_period_seconds(settings.sweep_grace_seconds),
         )
 
     @cached_property

@@ -16,6 +16,17 @@ from smscredits.domain.catalog import DEFAULT_LEGACY_CREDITS_PER_MESSAGE, DEFAUL
 
 # template.yaml's SweepGraceSeconds default (tests/unit/test_template.py holds them equal): the one default.
 DEFAULT_SWEEP_GRACE_SECONDS = 3600
+# Twilio's ValidityPeriod accepts 1 to 36,000 seconds (Twilio error 90007).
+TWILIO_MAX_VALIDITY_SECONDS = 36_000
+
+
+def validity_period_seconds(sweep_grace_seconds: int) -> int:
+    """How long Twilio may keep a message queued (ValidityPeriod), from the sweeper's grace: three quarters
+    of it (2,700 s of the default 3,600), so a message the sweeper voids can no longer be sent; the last
+    quarter leaves time for Twilio's `failed` callback (error 30036) to arrive and be applied first."""
+    return max(1, min(TWILIO_MAX_VALIDITY_SECONDS, sweep_grace_seconds * 3 // 4))
+
+
 # template.yaml's PublicBaseUrl default: a placeholder, never a deployment's address.
 PLACEHOLDER_BASE_URL = "https://api.example.com"
 LOCAL_BASE_URL = "http://127.0.0.1:3000"

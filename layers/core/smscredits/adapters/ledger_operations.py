@@ -21,6 +21,7 @@ from smscredits.domain.catalog import PLANS
 from smscredits.domain.changes import (
     Change,
     DeliveryStatus,
+    Dispatch,
     Guard,
     Refused,
     Unchanged,
@@ -175,8 +176,10 @@ class LedgerOperations(PaymentOperations):
         self, account_id: str, request: M.HoldRequest, *, attempt_id: str | None = None
     ) -> tuple[Hold, bool]:
         """Hold a message's credits. Returns (hold, created); created=False means the hold already existed for
-        this message id: a duplicate request (the caller compares request_hash)."""
+        this message id: a duplicate request (the caller compares request_hash). A message whose last try
+        Twilio refused as busy (voided, retryable) is held again as its next try, once per try."""
         attempt = new_attempt(attempt_id)
+        previous: Hold | None = None
 
         def build(state: Account) -> Change:
             return M.hold_message(
@@ -186,21 +189,35 @@ class LedgerOperations(PaymentOperations):
                 attempt_id=attempt,
                 legacy_rates=self.legacy_rates,
                 sweep_grace_seconds=self.sweep_grace_seconds,
+                previous=previous,
             )
 
-        try:
-            outcome = self._commit(account_id, build)
-        except InsufficientCredits:
-            # A replay of a message whose own hold took the last credits is a duplicate, not a 402.
-            held = self.find_hold(account_id, request.message_id)
-            if held is None:
-                raise
-            return held, held.attempt_id == attempt
-        if isinstance(outcome, Refused):
+        while True:
+            try:
+                outcome = self._commit(account_id, build)
+            except InsufficientCredits:
+                # A replay of a message whose own hold took the last credits is a duplicate, not a 402.
+                held = self.find_hold(account_id, request.message_id)
+                if held is None or _retryable(held, request):
+                    raise
+                return held, held.attempt_id == attempt
+            if not isinstance(outcome, Refused):
+                return outcome.change.result, True
             found = outcome.found
             assert isinstance(found, Hold)
-            return found, found.attempt_id == attempt  # our own earlier attempt counts as created
-        return outcome.change.result, True
+            if found.attempt_id == attempt or not _retryable(found, request):
+                return found, found.attempt_id == attempt  # our own earlier attempt counts as created
+            previous = found  # the key is reusable: hold again as the next try (a racing replay may win it)
+
+    def dispatch(self, hold: Hold, attempt_id: str) -> Hold:
+        """Mark a pending hold as being handed to Twilio by `attempt_id`, once: the hold as it is after (its
+        `dispatching` is another attempt's, or it is no longer pending, when this one must not send)."""
+        refused = self._write(Dispatch(hold.account_id, hold.message_id, attempt_id))
+        if refused is None:
+            return hold._replace(dispatching=attempt_id)
+        if not isinstance(refused.found, Hold):
+            raise NotFound(f"Message {hold.message_id} does not exist.", {"message_id": hold.message_id})
+        return refused.found
 
     def post(self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None) -> Hold:
         """Charge a pending hold. Posting a posted hold returns it unchanged; a voided one is refused (HoldEnded).
@@ -246,3 +263,12 @@ class LedgerOperations(PaymentOperations):
         """Note a later delivery status on a charged message (no credits move). False when its condition
         refused it (the hold changed since it was read)."""
         return self._write(DeliveryStatus(hold.account_id, hold.message_id, status, sid, settled)) is None
+
+
+def _retryable(hold: Hold, request: M.HoldRequest) -> bool:
+    """The same request's earlier try, voided because Twilio was busy: nothing was sent, the key may be used."""
+    return (
+        hold.status == "voided"
+        and bool(hold.provider.get("retryable"))
+        and (hold.request_hash == request.request_hash)
+    )

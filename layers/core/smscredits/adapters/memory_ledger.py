@@ -16,6 +16,7 @@ from smscredits.domain.changes import (
     Change,
     Committed,
     DeliveryStatus,
+    Dispatch,
     Guard,
     HoldTransition,
     NewHold,
@@ -171,7 +172,13 @@ class InMemoryLedger(LedgerOperations):
                 return found is None, found
             case NewHold(hold, _):
                 found = self._holds.get((hold.account_id, hold.message_id))
-                return found is None, found
+                if hold.tries == 1:
+                    return found is None, found
+                retryable = found is not None and found.status == "voided" and found.provider.get("retryable")
+                return bool(retryable) and found.tries == hold.tries - 1, found
+            case Dispatch():
+                found = self._holds.get((record.account_id, record.message_id))
+                return found is not None and found.status == "pending" and not found.dispatching, found
             case HoldTransition() | DeliveryStatus():
                 found = self._holds.get((record.account_id, record.message_id))
                 return found is not None and _hold_allows(found, record), found
@@ -202,17 +209,8 @@ class InMemoryLedger(LedgerOperations):
             case NewHold(hold, sweep_after):
                 self._holds[(hold.account_id, hold.message_id)] = hold
                 self._sweep_after[(hold.account_id, hold.message_id)] = sweep_after
-            case HoldTransition():
-                key = (record.account_id, record.message_id)
-                hold = self._holds[key]._replace(status=record.status, provider=dict(record.provider))
-                if record.ended_at is not None:
-                    hold = hold._replace(ended_at=record.ended_at)
-                    self._sweep_after.pop(key, None)
-                self._holds[key] = hold
-            case DeliveryStatus():
-                key = (record.account_id, record.message_id)
-                provider = {**self._holds[key].provider, "provider_status": record.status, "sid": record.sid}
-                self._holds[key] = self._holds[key]._replace(provider=provider)
+            case HoldTransition() | Dispatch() | DeliveryStatus():
+                self._change_hold(record)
             case NewOrder(order):
                 self._orders[order.order_id] = order
             case OrderSession():
@@ -237,6 +235,23 @@ class InMemoryLedger(LedgerOperations):
                 )
             case NewUnmatched(unmatched):
                 self._unmatched[unmatched.object_id] = unmatched
+
+    def _change_hold(self, record: HoldTransition | Dispatch | DeliveryStatus) -> None:
+        key = (record.account_id, record.message_id)
+        hold = self._holds[key]
+        match record:
+            case HoldTransition():
+                hold = hold._replace(status=record.status, provider=dict(record.provider))
+                if record.ended_at is not None:
+                    hold = hold._replace(ended_at=record.ended_at)
+                    self._sweep_after.pop(key, None)
+            case Dispatch():
+                hold = hold._replace(dispatching=record.attempt_id)
+            case DeliveryStatus():
+                hold = hold._replace(
+                    provider={**hold.provider, "provider_status": record.status, "sid": record.sid}
+                )
+        self._holds[key] = hold
 
     # -- the Statements port ----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ValidationError
 
-from smscredits.domain.errors import DomainError, Forbidden, MalformedRequest, Unauthorized
+from smscredits.domain.errors import Busy, DomainError, Forbidden, MalformedRequest, Unauthorized
 from smscredits.domain.idempotency import IdempotencyKey
 from smscredits.observability import count, logger
 from smscredits.schemas.decoding import body_text, parse_json
@@ -356,6 +356,8 @@ def error_response(error: Exception) -> Response:
         status, code = 500, "internal_error"
         message, details = "Something went wrong on our side; nothing was charged.", {}
     headers = {"Allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) else {}
+    if isinstance(error, Busy):
+        headers["Retry-After"] = str(error.retry_after)
     return Response(
         status, {"error": {"code": code, "message": message, "details": dict(details)}}, headers=headers
     )

@@ -167,8 +167,10 @@ def hold_message(
     attempt_id: str,
     legacy_rates: Mapping[str, int],
     sweep_grace_seconds: int,
+    previous: Hold | None = None,
 ) -> Change:
-    """Hold a message's credits: included first (it lapses), then the region's pool; all or nothing."""
+    """Hold a message's credits: included first (it lapses), then the region's pool; all or nothing.
+    `previous`: the message's earlier try, voided because Twilio was busy; this is its next try."""
     credits = L.message_credits(state.credit_model, request.segments, request.region, legacy_rates)
     funding = L.funding_for(state.credit_model, state.pools, request.region, credits)
     hold = Hold(
@@ -182,12 +184,13 @@ def hold_message(
         request_hash=request.request_hash,
         message=dict(request.message),
         attempt_id=attempt_id,
+        tries=previous.tries + 1 if previous else 1,
     )
     reference = {"message_id": request.message_id}
     if request.message.get("to"):
         reference["to"] = mask_number(str(request.message["to"]))  # statements show it; never in full
     return Change(
-        f"hold:{request.message_id}",
+        f"hold:{request.message_id}" + (f":{hold.tries}" if previous else ""),
         L.hold_movement(state.pools, state.held, funding),
         reference,
         records=(NewHold(hold, now + timedelta(seconds=sweep_grace_seconds)),),

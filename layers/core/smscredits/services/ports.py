@@ -61,6 +61,10 @@ class Ledger(Protocol):
     def void(
         self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None
     ) -> Hold: ...
+    def dispatch(self, hold: Hold, attempt_id: str) -> Hold:
+        """Mark a pending hold as handed to the provider by `attempt_id`, once; the hold as it is after."""
+        ...
+
     def refund(self, hold: Hold, provider: Mapping[str, Any]) -> tuple[Hold, bool]: ...
     def record_delivery(self, hold: Hold, status: str, *, sid: str, settled: frozenset[str]) -> bool: ...
 
@@ -120,11 +124,12 @@ class Statements(Protocol):
 class SendOutcome(NamedTuple):
     """What the provider said to `messages.create`.
 
-    accepted: it took the message (sid known). rejected: it certainly did not send (4xx). unknown: we
-    cannot tell (timeout after the request left, 5xx) - never re-sent; the callback or the sweeper decides.
+    accepted: it took the message (sid known). rejected: it certainly did not send (4xx). retryable: it did
+    not take it now (429, 5xx): the caller may try again with the same key. unknown: we cannot tell (timeout
+    after the request left) - never re-sent; the callback or the sweeper decides.
     """
 
-    result: Literal["accepted", "rejected", "unknown"]
+    result: Literal["accepted", "rejected", "retryable", "unknown"]
     sid: str | None = None
     status: str | None = None
     error_code: int | None = None

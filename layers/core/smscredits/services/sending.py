@@ -12,6 +12,7 @@ from smscredits.domain.account import Account, Hold
 from smscredits.domain.delivery import public_status
 from smscredits.domain.errors import (
     BodyTooLong,
+    Busy,
     EmptyBody,
     HoldEnded,
     IdempotencyKeyReused,
@@ -192,9 +193,19 @@ def send_message(
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used with a different request.", {"message_id": message_id}
         )
-    if not created:
+    if hold.status != "pending" or hold.dispatching:
         return result_of(hold)  # a replay: the first request's outcome, no second send
-    count("CreditsHeld", hold.credits)
+    # Pending and never handed over: ours, or a replay's after a crash before Twilio was asked. Exactly one
+    # attempt marks it; any other (a racing replay) answers pending: the message may be on its way.
+    try:
+        hold = ledger.dispatch(hold, attempt)
+    except Busy:
+        _give_back(ledger, hold)
+        raise
+    if hold.status != "pending" or hold.dispatching != attempt:
+        return result_of(hold)
+    if created:
+        count("CreditsHeld", hold.credits)
     result = _hand_over(ledger, sender, hold, prepared, command.callback_base_url)
     if recharger is not None:
         try:
@@ -204,6 +215,15 @@ def send_message(
                 "after-debit recharge failed", extra={"account_id": account_id, "region": prepared.region}
             )
     return result
+
+
+def _give_back(ledger: Ledger, hold: Hold) -> None:
+    """Nothing was sent: return the credits and leave the key usable (its next use holds the message again). If
+    even that cannot land now, the hold stays pending and unmarked: the key's next use sends it."""
+    try:
+        ledger.void(hold, {"result": "busy", "retryable": True})
+    except Busy:
+        logger.warning("hold left for the key's next use", extra={"message_id": hold.message_id})
 
 
 def _hand_over(
@@ -220,6 +240,14 @@ def _hand_over(
     if outcome.result == "rejected":
         voided = ledger.void(hold, provider)
         return result_of(voided, f"The provider refused the message: {outcome.error_message}")
+    if outcome.result == "retryable":
+        # Not sent: return the credits and leave the key usable (its next use holds the message again).
+        ledger.void(hold, {**provider, "result": "busy", "retryable": True})
+        count("TwilioBusy")
+        raise Busy(
+            "The SMS provider is busy; nothing was sent or charged. Try again with the same Idempotency-Key.",
+            {"message_id": hold.message_id, "provider_error_code": outcome.error_code},
+        )
     if outcome.result != "accepted":
         # Unknown: it may have gone out. Never re-send; the status callback posts it, or the sweeper voids it.
         return result_of(hold, "The provider did not confirm the message; its status will follow.")
@@ -230,6 +258,11 @@ def _hand_over(
     except HoldEnded:
         # Its `failed` callback overtook us and already returned the credits: report that outcome.
         posted = ledger.get_hold(hold.account_id, hold.message_id)
+    except Exception:
+        # Twilio took the message: never an error now. Its status callback posts it (it carries the SID).
+        logger.exception("post deferred", extra={"message_id": hold.message_id, "sid": outcome.sid})
+        count("PostDeferred")
+        return result_of(hold, "The message was accepted; its charge will be recorded shortly.")
     if posted.provider.get("sid") != outcome.sid:
         # A callback that overtook us recorded another SID: only a forged (yet signed) callback can. The
         # message is out, so the answer stands; the operator is told.

@@ -1,0 +1,178 @@
+"""The send path when something collides or fails before or after Twilio's acceptance: Twilio busy, a crash
+between the hold and the hand-over, a balance too busy to hold, a post that cannot land, a cancellation that
+no retry can fix."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from smscredits import runtime
+from smscredits.domain.idempotency import IdempotencyKey, message_id_for, request_hash
+from smscredits.domain.movements import HoldRequest
+from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
+from tests.functions import Context, event, load_function, user
+from tests.integration.conftest import FakeTwilioHttp, create, service_ledger
+from tests.integration.test_send_path import callback
+from tests.reliability.conftest import audit
+
+AU = "+61491570110"
+BODY = "Hello from the shop"
+
+
+def send(key: str = "k1") -> tuple[int, dict[str, str], Any]:
+    """The send function's answer: status, headers, body."""
+    response = load_function("send").lambda_handler(
+        event(
+            "send_post_message",
+            body={"to": AU, "body": BODY},
+            headers={"idempotency-key": key},
+            claims=user(),
+        ),
+        Context(),
+    )
+    return response["statusCode"], response.get("headers") or {}, json.loads(response["body"])
+
+
+def state() -> dict[str, Any]:
+    """The included pool and the held credits (the ledger check passes first)."""
+    account = audit(["acct-1"])["acct-1"]
+    return {"included": account["pools"]["included"], "held": account["held"]}
+
+
+def entries() -> list[tuple[str, int]]:
+    _, records, _ = runtime.container().statements.partition("acct-1")
+    return [(record.kind, record.amount) for record in records if record.kind in ("hold", "post", "void")]
+
+
+@pytest.mark.parametrize("mode", ["error429", "error500"])
+def test_twilio_busy_returns_the_credits_and_the_same_key_sends_again(
+    service: Any, twilio: FakeTwilioHttp, mode: str
+) -> None:
+    create()
+    twilio.mode = mode
+    status, headers, answer = send()
+    assert status == 429 and answer["error"]["code"] == "busy" and headers["Retry-After"] == "1"
+    assert state() == {"included": 50, "held": 0}
+    twilio.mode = "accept"
+    status, _, answer = send()
+    assert status == 202 and answer["status"] == "sent" and len(twilio.sent) == 2
+    assert send()[2] == answer and len(twilio.sent) == 2  # the try that went out is the key's answer now
+    assert state() == {"included": 49, "held": 0}
+    assert [kind for kind, _ in entries()].count("hold") == 2  # the try Twilio refused, and the one it took
+
+
+def _held_by_a_crashed_send(key: str = "k1") -> Any:
+    """The hold a send wrote before its process died, before it asked Twilio."""
+    ledger = runtime.container().ledger
+    request = HoldRequest(
+        message_id=message_id_for("acct-1", IdempotencyKey.require(key)),
+        segments=1,
+        region="AU",
+        request_hash=request_hash({"to": AU, "body": BODY}),
+        message={"to": AU, "body": BODY, "region": "AU", "encoding": "GSM-7", "segments": 1},
+    )
+    hold, created = ledger.hold("acct-1", request, attempt_id="crashed")
+    assert created
+    return hold
+
+
+def test_a_replay_after_a_crash_before_twilio_sends_the_message_once(
+    service: Any, twilio: FakeTwilioHttp
+) -> None:
+    create()
+    _held_by_a_crashed_send()
+    status, _, answer = send()
+    assert status == 202 and answer["status"] == "sent" and len(twilio.sent) == 1
+    assert send()[2]["status"] == "sent" and len(twilio.sent) == 1
+    assert state() == {"included": 49, "held": 0}
+
+
+def test_a_replay_of_a_message_that_may_have_left_never_sends_it_again(
+    service: Any, twilio: FakeTwilioHttp
+) -> None:
+    create()
+    hold = _held_by_a_crashed_send()
+    runtime.container().ledger.dispatch(hold, "crashed")  # it crashed while Twilio had the request
+    status, _, answer = send()
+    assert status == 202 and answer["status"] == "pending" and twilio.sent == []
+    assert state() == {"included": 49, "held": 1}
+
+
+def test_messages_go_out_with_a_validity_period_shorter_than_the_sweepers_grace(
+    service: Any, twilio: FakeTwilioHttp
+) -> None:
+    create()
+    send()
+    assert int(twilio.sent[0]["data"]["ValidityPeriod"]) == 2700 < DEFAULT_SWEEP_GRACE_SECONDS
+
+
+class Colliding:
+    """moto's client, except that while `reason` is set every transaction is cancelled with it."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.reason: str | None = None
+        self.transactions = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if name != "transact_write_items":
+            return attr
+
+        def transact(**request: Any) -> Any:
+            self.transactions += 1
+            if self.reason is None:
+                return attr(**request)
+            reasons = [{"Code": self.reason}] + [{"Code": "None"}] * (len(request["TransactItems"]) - 1)
+            error = {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"}
+            raise ClientError({"Error": error, "CancellationReasons": reasons}, "TransactWriteItems")
+
+        return transact
+
+
+@pytest.fixture
+def colliding(service: Any, dynamodb: Any) -> Colliding:
+    """The functions' ledger on a Colliding client over moto, with no backoff sleeps."""
+    proxy = Colliding(dynamodb)
+    runtime.use(runtime.container().replace(ledger=service_ledger(proxy, service, sleep=lambda _: None)))
+    return proxy
+
+
+def test_a_balance_too_busy_to_hold_answers_429_busy_and_reserves_nothing(
+    colliding: Colliding, twilio: FakeTwilioHttp
+) -> None:
+    create()
+    colliding.reason = "TransactionConflict"
+    status, headers, answer = send()
+    assert status == 429 and answer["error"]["code"] == "busy" and headers["Retry-After"] == "1"
+    colliding.reason = None
+    assert twilio.sent == []
+    assert state() == {"included": 50, "held": 0}
+
+
+def test_a_post_that_cannot_land_after_twilio_accepted_answers_pending_and_the_callback_posts_it(
+    colliding: Colliding, twilio: FakeTwilioHttp
+) -> None:
+    create()
+    twilio.on_request = lambda _: setattr(colliding, "reason", "TransactionConflict")
+    status, _, answer = send()
+    assert status == 202 and answer["status"] == "pending" and len(twilio.sent) == 1
+    colliding.reason, twilio.on_request = None, None
+    assert callback(twilio, "delivered")[0] == 200
+    assert send()[2]["status"] == "sent" and len(twilio.sent) == 1
+    assert state() == {"included": 49, "held": 0}
+
+
+@pytest.mark.parametrize("reason", ["ValidationError", "ItemCollectionSizeLimitExceeded"])
+def test_a_cancellation_no_retry_can_fix_is_a_500_at_once_not_a_busy(
+    colliding: Colliding, twilio: FakeTwilioHttp, reason: str
+) -> None:
+    create()
+    colliding.reason, colliding.transactions = reason, 0
+    status, _, answer = send()
+    assert status == 500 and answer["error"]["code"] == "internal_error"
+    assert colliding.transactions == 1 and twilio.sent == []
