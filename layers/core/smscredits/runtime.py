@@ -111,7 +111,12 @@ class Container:
         # The recharge use cases load on a send's first request, the Stripe SDK only when one charges.
         from smscredits.services.recharge import AutoRecharger
 
-        return AutoRecharger(self.ledger, lambda: self.payments, self.events)
+        return AutoRecharger(
+            self.ledger,
+            lambda: self.payments,
+            self.events,
+            provider_timeout=self.settings.provider_timeout_seconds,
+        )
 
 
 _current: Container | None = None

@@ -8,6 +8,7 @@ its answer, or any exception, into the Lambda proxy response. Routes hold no try
 
 import base64
 import json
+import time
 from collections.abc import Callable, Mapping
 from enum import Enum
 from functools import cached_property
@@ -66,8 +67,16 @@ class RequestInvalid(DomainError):
 class Request:
     """What a route reads: the caller (as checked for its `auth`), headers, query and the body's text."""
 
-    def __init__(self, event: Mapping[str, Any], path: str, path_parameters: dict[str, str]) -> None:
+    def __init__(
+        self,
+        event: Mapping[str, Any],
+        path: str,
+        path_parameters: dict[str, str],
+        deadline: float | None = None,
+    ) -> None:
         self.event = event
+        # time.monotonic() at which the function is stopped (Lambda's remaining time); None when unknown
+        self.deadline = deadline
         self.path = path
         self.path_parameters = path_parameters
         self.headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
@@ -260,18 +269,21 @@ class Api:
         self.routes = sorted(routes, key=lambda r: [s.startswith("{") for s in r.segments])
 
     def resolve(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        deadline = None
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
         try:
-            response = self._dispatch(event)
+            response = self._dispatch(event, deadline)
         except Exception as error:
             response = error_response(error)
         return response.to_lambda()
 
-    def _dispatch(self, event: Mapping[str, Any]) -> Response:
+    def _dispatch(self, event: Mapping[str, Any], deadline: float | None) -> Response:
         http = (event.get("requestContext") or {}).get("http") or {}
         method = str(http.get("method") or "").upper()
         path = str(event.get("rawPath") or http.get("path") or "/")
         route, parameters = self._match(method, path)
-        request = Request(event, path, parameters)
+        request = Request(event, path, parameters, deadline)
         request.admit(route.auth)
         arguments: dict[str, Any] = _validated_arguments(route, request)
         if route.idempotency_key == "required":

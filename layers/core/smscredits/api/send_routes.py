@@ -23,7 +23,9 @@ router = Router()
 )
 def post_message(request: Request, body: MessageRequest, key: IdempotencyKey) -> SendResponse:
     ports = runtime.container()
-    command = sending.SendCommand(request.account_id, key, body.to, body.body, ports.settings.public_base_url)
+    command = sending.SendCommand(
+        request.account_id, key, body.to, body.body, ports.settings.public_base_url, request.deadline
+    )
     return answer(sending.send_message(ports.ledger, ports.sender, ports.recharger, command))
 
 

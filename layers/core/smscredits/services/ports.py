@@ -187,13 +187,14 @@ class RefreshQueue(Protocol):
 
 
 class Recharger(Protocol):
-    """What the send path asks of auto-recharge."""
+    """What the send path asks of auto-recharge. `deadline` (time.monotonic()) is when the send's function is
+    stopped: a recharge that might not finish before it, leaving time to send, is not started."""
 
-    def when_short(self, account_id: str, region: str, needed: int) -> bool:
+    def when_short(self, account_id: str, region: str, needed: int, *, deadline: float | None = None) -> bool:
         """The pools cannot cover a message: recharge now or wait for the recharge in flight. True when the
         hold may succeed if tried again."""
         ...
 
-    def after_debit(self, account_id: str, region: str) -> None:
+    def after_debit(self, account_id: str, region: str, *, deadline: float | None = None) -> None:
         """A message kept its credits: recharge if that left the region at or below its threshold."""
         ...

@@ -134,6 +134,7 @@ class SendCommand(NamedTuple):
     to: str
     body: str
     callback_base_url: str  # where Twilio's status callbacks for this message go
+    deadline: float | None = None  # time.monotonic() by which the send must answer (the function's time left)
 
 
 class SendResult(NamedTuple):
@@ -186,7 +187,9 @@ def send_message(
         hold, created = ledger.hold(account_id, request, attempt_id=attempt)
     except InsufficientCredits as short:
         needed = int(short.details.get("needed", 1))
-        if recharger is None or not recharger.when_short(account_id, prepared.region, needed):
+        if recharger is None or not recharger.when_short(
+            account_id, prepared.region, needed, deadline=command.deadline
+        ):
             raise
         hold, created = ledger.hold(account_id, request, attempt_id=attempt)
     if hold.request_hash != request.request_hash:
@@ -209,7 +212,7 @@ def send_message(
     result = _hand_over(ledger, sender, hold, prepared, command.callback_base_url)
     if recharger is not None:
         try:
-            recharger.after_debit(account_id, prepared.region)
+            recharger.after_debit(account_id, prepared.region, deadline=command.deadline)
         except Exception:  # the message is out and charged: a failed top-up must not make it an error
             logger.exception(
                 "after-debit recharge failed", extra={"account_id": account_id, "region": prepared.region}
