@@ -176,3 +176,21 @@ def test_a_cancellation_no_retry_can_fix_is_a_500_at_once_not_a_busy(
     status, _, answer = send()
     assert status == 500 and answer["error"]["code"] == "internal_error"
     assert colliding.transactions == 1 and twilio.sent == []
+
+
+def test_a_delivered_status_for_a_swept_message_charges_it_again(
+    service: Any, twilio: FakeTwilioHttp
+) -> None:
+    clock = service
+    create()
+    twilio.mode = "timeout"  # Twilio took it, but its answer was lost: pending until a callback
+    assert send()[2]["status"] == "pending"
+    clock.advance(seconds=DEFAULT_SWEEP_GRACE_SECONDS + 1)
+    sweeper = load_function("sweeper")
+    assert sweeper.lambda_handler(event("scheduler_sweep"), Context())["voided"] == 1
+    assert state() == {"included": 50, "held": 0}
+    status, answer = callback(twilio, "delivered")
+    assert status == 200 and answer["outcome"] == "charged late"
+    assert state() == {"included": 49, "held": 0}
+    assert callback(twilio, "delivered")[1]["outcome"] == "unchanged"  # Twilio's retry: once
+    assert send()[2]["status"] == "sent" and len(twilio.sent) == 1

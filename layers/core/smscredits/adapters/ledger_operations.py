@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters.payment_operations import PaymentOperations, new_attempt, ours
+from smscredits.domain import ledger as L
 from smscredits.domain import movements as M
 from smscredits.domain.account import Account, Hold
 from smscredits.domain.catalog import PLANS
@@ -257,6 +258,22 @@ class LedgerOperations(PaymentOperations):
             if current.status == "refunded":
                 return current, False
             raise HoldEnded(f"Message {hold.message_id} is {current.status}.", {"status": current.status})
+        return outcome.change.result, True
+
+    def charge_late(self, hold: Hold, provider: Mapping[str, Any], *, sid: str) -> tuple[Hold, bool]:
+        """Charge a voided hold after all (Twilio reported it delivered), once: (hold, charged by this call).
+        What the pools cannot cover is owed (the `owed` pseudo-pool), taken first from the next grants."""
+        outcome = self._commit(hold.account_id, lambda state: M.late_charge(state, hold, provider, sid=sid))
+        if isinstance(outcome, Refused):
+            current = outcome.found
+            if not isinstance(current, Hold):
+                raise NotFound(f"Message {hold.message_id} does not exist.", {"message_id": hold.message_id})
+            if current.status == "posted" and current.provider.get("late_charge"):
+                return current, False
+            raise HoldEnded(f"Message {hold.message_id} is {current.status}.", {"status": current.status})
+        owed = sum(e.amount for e in outcome.change.movement.entries if e.pool == L.OWED)
+        count("LateCharges")
+        count("CreditsOwed", owed)
         return outcome.change.result, True
 
     def record_delivery(self, hold: Hold, status: str, *, sid: str, settled: frozenset[str]) -> bool:

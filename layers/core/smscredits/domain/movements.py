@@ -125,6 +125,8 @@ def migrated_pools(
     0 (this period's allowance already went into the legacy pool and is converted with it)."""
     movement, converted = L.migration_movement(pools, held, home_region, ratio)
     after = {pool: movement.pools.get(pool, 0) for pool in L.SEGMENT_POOLS}
+    if movement.pools.get(L.OWED):
+        after[L.OWED] = movement.pools[L.OWED]  # still owed under the new model
     return L.Movement(after, movement.held, movement.entries), converted
 
 
@@ -236,4 +238,24 @@ def refund(state: Account, hold: Hold, provider: Mapping[str, Any]) -> Change:
         {"message_id": hold.message_id},
         records=(transition,),
         result=hold._replace(status="refunded", provider=merged),
+    )
+
+
+def late_charge(state: Account, hold: Hold, provider: Mapping[str, Any], *, sid: str) -> Change:
+    """Charge a voided hold after all (a final charged status came after it was voided: swept, or voided on a
+    busy answer that was not): its credits are taken again (domain/ledger.py: late_charge_movement), once,
+    provided it is still voided with no other SID and no final status recorded."""
+    merged = {**dict(hold.provider), **dict(provider), "late_charge": True}
+    transition = HoldTransition(
+        hold.account_id, hold.message_id, "voided", "posted", merged, None, sid, FINAL_STATUSES
+    )
+    movement = L.late_charge_movement(
+        state.pools, state.held, state.credit_model, str(hold.message.get("region", "")), hold.funding
+    )
+    return Change(
+        f"late_charge:{hold.message_id}",
+        movement,
+        {"message_id": hold.message_id, "sid": sid},
+        records=(transition,),
+        result=hold._replace(status="posted", provider=merged),
     )
