@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from smscredits import runtime
+from smscredits.adapters.status_queue import SqsStatusQueue
 from smscredits.domain.idempotency import IdempotencyKey, message_id_for, request_hash
 from smscredits.domain.movements import HoldRequest
 from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS
 from tests.functions import Context, event, load_function, user
 from tests.integration.conftest import FakeTwilioHttp, create, service_ledger
+from tests.integration.test_refresh import sqs_record
 from tests.integration.test_send_path import callback
 from tests.reliability.conftest import audit
 
@@ -193,4 +196,59 @@ def test_a_delivered_status_for_a_swept_message_charges_it_again(
     assert status == 200 and answer["outcome"] == "charged late"
     assert state() == {"included": 49, "held": 0}
     assert callback(twilio, "delivered")[1]["outcome"] == "unchanged"  # Twilio's retry: once
+    assert send()[2]["status"] == "sent" and len(twilio.sent) == 1
+
+
+# ---- callbacks through the status queue ---------------------------------------------------------------
+
+
+def queued_records(sqs: Any, url: str) -> list[dict[str, Any]]:
+    records = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        records += [sqs_record(m["MessageId"], m["Body"]) for m in batch]
+    return records
+
+
+@pytest.fixture
+def status_queue(colliding: Colliding) -> tuple[Any, str]:
+    """The status queue on moto's SQS, wired into the functions' ports."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="status")["QueueUrl"]
+    runtime.use(runtime.container().replace(status_queue=SqsStatusQueue(url, client=sqs)))
+    return sqs, url
+
+
+def test_a_callback_is_queued_at_once_even_when_the_balance_is_too_busy_and_the_worker_applies_it_once(
+    colliding: Colliding, status_queue: tuple[Any, str], twilio: FakeTwilioHttp
+) -> None:
+    sqs, url = status_queue
+    create()
+    assert send()[2]["status"] == "sent"
+    colliding.reason = "TransactionConflict"  # every balance write is cancelled while the callback comes
+    status, answer = callback(twilio, "failed")
+    assert (status, answer["outcome"]) == (200, "queued")
+    records = queued_records(sqs, url)
+    worker = load_function("status_worker")
+    failures = worker.lambda_handler({"Records": records}, Context())["batchItemFailures"]
+    assert failures == [{"itemIdentifier": records[0]["messageId"]}]  # back to the queue, retried later
+    colliding.reason = None
+    assert worker.lambda_handler({"Records": records}, Context()) == {"batchItemFailures": []}
+    assert worker.lambda_handler({"Records": records}, Context()) == {"batchItemFailures": []}  # redelivery
+    assert state() == {"included": 50, "held": 0}  # refunded once
+
+
+def test_a_post_that_cannot_land_after_acceptance_is_finished_by_the_status_worker(
+    colliding: Colliding, status_queue: tuple[Any, str], twilio: FakeTwilioHttp
+) -> None:
+    sqs, url = status_queue
+    create()
+    twilio.on_request = lambda _: setattr(colliding, "reason", "TransactionConflict")
+    status, _, answer = send()
+    assert status == 202 and answer["status"] == "pending"
+    colliding.reason, twilio.on_request = None, None
+    [record] = queued_records(sqs, url)
+    assert load_function("status_worker").lambda_handler({"Records": [record]}, Context()) == {
+        "batchItemFailures": []
+    }
+    assert state() == {"included": 49, "held": 0}
     assert send()[2]["status"] == "sent" and len(twilio.sent) == 1

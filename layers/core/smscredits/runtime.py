@@ -21,9 +21,20 @@ if TYPE_CHECKING:  # the ports are only types here: their module is not imported
         RefreshQueue,
         Sender,
         Statements,
+        StatusQueue,
     )
 
-PORTS = ("settings", "ledger", "statements", "sender", "payments", "events", "refresh_queue", "recharger")
+PORTS = (
+    "settings",
+    "ledger",
+    "statements",
+    "sender",
+    "payments",
+    "events",
+    "refresh_queue",
+    "status_queue",
+    "recharger",
+)
 
 
 class Container:
@@ -105,6 +116,13 @@ class Container:
 
         url = self.settings.refresh_queue_url
         return SqsRefreshQueue(url) if url else None
+
+    @cached_property
+    def status_queue(self) -> StatusQueue | None:
+        from smscredits.adapters.status_queue import SqsStatusQueue
+
+        url = self.settings.status_queue_url
+        return SqsStatusQueue(url) if url else None
 
     @cached_property
     def recharger(self) -> Recharger:

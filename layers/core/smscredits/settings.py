@@ -65,6 +65,9 @@ class Settings(BaseModel):
     event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
     refresh_queue_url: str | None = Field(default=None, alias="REFRESH_QUEUE_URL")
     refresh_inline_max: int = Field(default=25, alias="REFRESH_INLINE_MAX", ge=0)
+    # Where Twilio's statuses (and posts a send could not finish) wait for the status worker; without it
+    # (unit tests) a callback is applied at once.
+    status_queue_url: str | None = Field(default=None, alias="STATUS_QUEUE_URL")
 
     model_config = {"populate_by_name": True}
 

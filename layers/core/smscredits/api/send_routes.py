@@ -26,7 +26,9 @@ def post_message(request: Request, body: MessageRequest, key: IdempotencyKey) ->
     command = sending.SendCommand(
         request.account_id, key, body.to, body.body, ports.settings.public_base_url, request.deadline
     )
-    return answer(sending.send_message(ports.ledger, ports.sender, ports.recharger, command))
+    return answer(
+        sending.send_message(ports.ledger, ports.sender, ports.recharger, command, ports.status_queue)
+    )
 
 
 def answer(result: sending.SendResult) -> SendResponse:

@@ -187,6 +187,12 @@ class RefreshQueue(Protocol):
         ...
 
 
+class StatusQueue(Protocol):
+    def send(self, status: Mapping[str, Any]) -> None:
+        """Queue one message status (account_id, message_id, status, sid, error_code) for the status worker."""
+        ...
+
+
 class Recharger(Protocol):
     """What the send path asks of auto-recharge. `deadline` (time.monotonic()) is when the send's function is
     stopped: a recharge that might not finish before it, leaving time to send, is not started."""

@@ -26,7 +26,7 @@ from smscredits.domain.text import has_visible, refuse_control_characters
 from smscredits.observability import count, logger
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
-    from smscredits.services.ports import Ledger, Recharger, Sender
+    from smscredits.services.ports import Ledger, Recharger, Sender, StatusQueue
 
 MAX_BODY_CHARACTERS = 1600
 
@@ -158,7 +158,11 @@ def status_callback_url(base_url: str, hold: Hold) -> str:
 
 
 def send_message(
-    ledger: Ledger, sender: Sender, recharger: Recharger | None, command: SendCommand
+    ledger: Ledger,
+    sender: Sender,
+    recharger: Recharger | None,
+    command: SendCommand,
+    status_queue: StatusQueue | None = None,
 ) -> SendResult:
     """Send one message. The same key and body answer the same result, and never send twice.
 
@@ -209,7 +213,7 @@ def send_message(
         return result_of(hold)
     if created:
         count("CreditsHeld", hold.credits)
-    result = _hand_over(ledger, sender, hold, prepared, command.callback_base_url)
+    result = _hand_over(ledger, sender, hold, prepared, command.callback_base_url, status_queue)
     if recharger is not None:
         try:
             recharger.after_debit(account_id, prepared.region, deadline=command.deadline)
@@ -218,6 +222,17 @@ def send_message(
                 "after-debit recharge failed", extra={"account_id": account_id, "region": prepared.region}
             )
     return result
+
+
+def _queue_post(status_queue: StatusQueue | None, hold: Hold, status: str, sid: str | None) -> None:
+    if status_queue is None:
+        return
+    try:
+        status_queue.send(
+            {"account_id": hold.account_id, "message_id": hold.message_id, "status": status, "sid": sid}
+        )
+    except Exception:  # the callback still posts it; the answer stays 202 pending
+        logger.exception("deferred post not queued", extra={"message_id": hold.message_id})
 
 
 def _give_back(ledger: Ledger, hold: Hold) -> None:
@@ -230,7 +245,12 @@ def _give_back(ledger: Ledger, hold: Hold) -> None:
 
 
 def _hand_over(
-    ledger: Ledger, sender: Sender, hold: Hold, prepared: PreparedMessage, base_url: str
+    ledger: Ledger,
+    sender: Sender,
+    hold: Hold,
+    prepared: PreparedMessage,
+    base_url: str,
+    status_queue: StatusQueue | None,
 ) -> SendResult:
     """Give the held message to the provider, then charge it, return it, or leave it to its callback."""
     outcome = sender.send(
@@ -262,9 +282,11 @@ def _hand_over(
         # Its `failed` callback overtook us and already returned the credits: report that outcome.
         posted = ledger.get_hold(hold.account_id, hold.message_id)
     except Exception:
-        # Twilio took the message: never an error now. Its status callback posts it (it carries the SID).
+        # Twilio took the message: never an error now. The status worker posts it from the queue (retried
+        # until it lands), and its status callback would too (it carries the SID).
         logger.exception("post deferred", extra={"message_id": hold.message_id, "sid": outcome.sid})
         count("PostDeferred")
+        _queue_post(status_queue, hold, outcome.status or "accepted", outcome.sid)
         return result_of(hold, "The message was accepted; its charge will be recorded shortly.")
     if posted.provider.get("sid") != outcome.sid:
         # A callback that overtook us recorded another SID: only a forged (yet signed) callback can. The
