@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response
 from local import dynamo_fidelity, run_file, stripe_standin, token
 from local.gateway import Gateway
 from local.moto_dynamo import create_tables, moto_client, patch_moto
+from local.queues import Pollers, create_queues, event_sources, sqs_client
 from local.schedules import Timers
 from local.template import function_properties, functions, load, schedules, table_definitions
 from local.twilio_standin import TwilioStandIn, describe
@@ -76,7 +77,9 @@ class Environment:
     unset: dict[str, str] = field(default_factory=dict)  # variable → the resource local mode lacks
 
 
-def template_environment(parameters: Mapping[str, str]) -> Environment:
+def template_environment(
+    parameters: Mapping[str, str], queues: Mapping[str, str] | None = None
+) -> Environment:
     """The functions' environment as template.yaml declares it, for this machine.
 
     A Ref to a parameter takes `parameters[name]` or the parameter's default (the user's environment may
@@ -94,6 +97,8 @@ def template_environment(parameters: Mapping[str, str]) -> Environment:
                     environment.defaults[key] = parameters.get(ref) or str(declared[ref].get("Default", ""))
                 elif ref in tables:
                     environment.forced[key] = ref
+                elif queues and ref in queues:
+                    environment.forced[key] = queues[ref]
                 else:
                     environment.unset[key] = ref
             elif isinstance(value, str | int | float):
@@ -103,12 +108,15 @@ def template_environment(parameters: Mapping[str, str]) -> Environment:
     return environment
 
 
-def configure_environment(gateway_url: str, moto_url: str) -> Environment:
+def configure_environment(
+    gateway_url: str, moto_url: str, queues: Mapping[str, str] | None = None
+) -> Environment:
     """Set what the functions read. The user's environment wins, except where it could reach real AWS."""
-    environment = template_environment({"PublicBaseUrl": gateway_url, "SweepGraceSeconds": "120"})
+    environment = template_environment({"PublicBaseUrl": gateway_url, "SweepGraceSeconds": "120"}, queues)
     environment.forced.update(
         {
             "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+            "AWS_ENDPOINT_URL_SQS": moto_url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": "us-east-1",
@@ -307,7 +315,9 @@ def start(running: contextlib.ExitStack) -> Started:
     moto.start()
     running.callback(moto.stop)
     moto_url = "http://{}:{}".format(*moto.get_host_and_port())
-    environment = configure_environment(gateway_url, moto_url)
+    sqs = sqs_client(moto_url)
+    queues = create_queues(sqs)
+    environment = configure_environment(gateway_url, moto_url, queues)
     gateway = Gateway()
     running.callback(gateway.workers.stop)
     # The seed's function pays its cold start while the tables are made, not after.
@@ -331,6 +341,9 @@ def start(running: contextlib.ExitStack) -> Started:
     if warming is not None:
         warming.join()
     seed(gateway_url)
+    pollers = Pollers(event_sources(), queues, gateway.invoke, sqs)
+    pollers.start()
+    running.callback(pollers.stop)
     timers = None
     if os.environ.get("LOCAL_SCHEDULES", "").lower() != "off":
         timers = Timers(schedules(), gateway.invoke, float(os.environ.get("LOCAL_SCHEDULE_SCALE") or 1.0))

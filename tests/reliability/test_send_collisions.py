@@ -26,7 +26,15 @@ AU = "+61491570110"
 BODY = "Hello from the shop"
 
 
-def send(key: str = "k1") -> tuple[int, dict[str, str], Any]:
+class Remaining(Context):
+    def __init__(self, milliseconds: int) -> None:
+        self.milliseconds = milliseconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.milliseconds
+
+
+def send(key: str = "k1", remaining_ms: int = 20_000) -> tuple[int, dict[str, str], Any]:
     """The send function's answer: status, headers, body."""
     response = load_function("send").lambda_handler(
         event(
@@ -35,7 +43,7 @@ def send(key: str = "k1") -> tuple[int, dict[str, str], Any]:
             headers={"idempotency-key": key},
             claims=user(),
         ),
-        Context(),
+        Remaining(remaining_ms),
     )
     return response["statusCode"], response.get("headers") or {}, json.loads(response["body"])
 
@@ -252,3 +260,13 @@ def test_a_post_that_cannot_land_after_acceptance_is_finished_by_the_status_work
     }
     assert state() == {"included": 49, "held": 0}
     assert send()[2]["status"] == "sent" and len(twilio.sent) == 1
+
+
+def test_a_send_too_late_to_hear_twilio_and_post_before_the_function_stops_is_429_and_never_sent(
+    service: Any, twilio: FakeTwilioHttp
+) -> None:
+    create()
+    status, headers, answer = send(remaining_ms=11_000)  # Twilio's 8 s and the post's 4 s do not fit
+    assert status == 429 and answer["error"]["code"] == "busy" and headers["Retry-After"] == "1"
+    assert twilio.sent == [] and state() == {"included": 50, "held": 0}
+    assert send(remaining_ms=20_000)[2]["status"] == "sent" and len(twilio.sent) == 1  # the same key, later

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -135,6 +136,9 @@ class SendCommand(NamedTuple):
     body: str
     callback_base_url: str  # where Twilio's status callbacks for this message go
     deadline: float | None = None  # time.monotonic() by which the send must answer (the function's time left)
+    # time.monotonic() after which the message is not handed to Twilio any more: Twilio's answer and the post
+    # might not fit before the deadline, and a function stopped after Twilio's acceptance answers a 5xx
+    dispatch_by: float | None = None
 
 
 class SendResult(NamedTuple):
@@ -204,6 +208,12 @@ def send_message(
         return result_of(hold)  # a replay: the first request's outcome, no second send
     # Pending and never handed over: ours, or a replay's after a crash before Twilio was asked. Exactly one
     # attempt marks it; any other (a racing replay) answers pending: the message may be on its way.
+    if command.dispatch_by is not None and time.monotonic() > command.dispatch_by:
+        _give_back(ledger, hold)
+        count("SendOutOfTime")
+        raise Busy(
+            "Too busy to send in time; nothing was sent or charged. Try again.", {"message_id": message_id}
+        )
     try:
         hold = ledger.dispatch(hold, attempt)
     except Busy:
