@@ -5,11 +5,13 @@ turns a sent message into an error."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
 from tests.functions import Context, event, load_function, user
+from tests.integration.conftest import FakeTwilioHttp
 from tests.integration.stripe_support import FakeStripeHttp, adjust, balance, stripe_api
 from tests.integration.test_stripe_recharge import ready
 
@@ -40,11 +42,13 @@ def send(key: str, remaining_ms: int) -> tuple[int, Any]:
 
 
 def test_a_threshold_recharge_that_would_outlast_the_function_is_not_started(
-    service: Any, stripe_api: FakeStripeHttp
+    service: Any, stripe_api: FakeStripeHttp, twilio: FakeTwilioHttp
 ) -> None:
     ready(stripe_api, threshold=10)
     adjust("purchased:AU", 11, key="to-eleven")
-    status, answer = send("k1", remaining_ms=5_000)  # less than one Stripe timeout (8 s) and a second
+    twilio.on_request = lambda _: time.sleep(5)  # a slow Twilio: 13 s left before it, 8 s after it
+    status, answer = send("k1", remaining_ms=13_000)  # then less than a Stripe timeout (8 s) and a second
+    twilio.on_request = None
     assert status == 202 and answer["status"] == "sent", answer
     assert stripe_api.charges == [] and balance()["purchased"]["AU"] == 10
     assert send("k2", remaining_ms=20_000)[0] == 202 and len(stripe_api.charges) == 1  # the next one does
