@@ -33,8 +33,10 @@ SCALE = """\
 All of an account's items share its partition key, and DynamoDB serves at most 1,000 write units per
 second per partition key value. Every item written in a transaction costs 2 write units per started KB,
 and the balance, hold and ledger items are each under 1 KB: a send today is two transactions of three
-items (reserve: balance, hold, ledger entry; post: balance, hold, ledger entry), **12 write units on one
-partition**, so one account can never exceed about **83 sends per second**, conflicts aside. Conflicts
+items (reserve: balance, hold, ledger entry; post: balance, hold, ledger entry) and the hold's dispatch mark
+(one UpdateItem of the hold item before Twilio is asked: 1 write unit), **13 write units on one partition**,
+so one account can never exceed about **76 sends per second**, conflicts aside (the mark touches only the
+hold item, so it adds no balance conflict). Conflicts
 bring it far lower: a transaction holds its items from its prepare to its commit, which the DynamoDB
 stand-in takes as its whole latency (p50 about 25 ms); then one balance item takes at most about 40
 transactions a second, and two per send cap one account near 20 sends per second.

@@ -1,81 +1,103 @@
-"""The batch queue in local mode: the template's BatchQueue made on moto's SQS (which honours each message's
-DelaySeconds), and pollers that hand each job to the BatchWorkerFunction through the worker pool as Lambda's
-SQS event source does: one record per invocation (the template's BatchSize), at most MaximumConcurrency
-at once, a job whose record failed left for its visibility timeout to expire and come back.
+"""template.yaml's SQS queues on moto's SQS, and its SQS event sources as pollers that invoke their function
+through the worker pool, as Lambda's event source mapping does: a batch of up to BatchSize messages, the
+records the function reports failed (ReportBatchItemFailures) or the whole batch if it raised stay in the
+queue and come back after the visibility timeout, and a message received maxReceiveCount times moves to the
+dead-letter queue of its RedrivePolicy, where a test or a person can read it (moto's SQS, same endpoint).
 
-Only the batch queue runs locally; the refresh fan-out stays inline (REFRESH_QUEUE_URL unset), so that
-`POST /__local/clock` still answers what the refresh did."""
+Locally the visibility timeout is LOCAL_SQS_VISIBILITY_SECONDS (default 2) instead of the template's 180 s,
+so that a retry comes within seconds; up to MaximumConcurrency batches of a source run at once."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from local.template import function_properties, functions, load
+from local.template import functions, resources
 
 log = logging.getLogger("local.queues")
-
-LOCAL_QUEUES = ("BatchQueue",)
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 
 
-def queue_url(moto_url: str, name: str) -> str:
-    return f"{moto_url}/{ACCOUNT}/{name}"
+@dataclass(frozen=True)
+class EventSource:
+    function: str
+    queue: str  # the queue's logical id
+    batch_size: int
+    concurrency: int
 
 
-def sqs_client(moto_url: str) -> Any:
+def sqs_client(endpoint_url: str) -> Any:
     from botocore.session import get_session
 
     return get_session().create_client(
         "sqs",
-        endpoint_url=moto_url,
-        region_name=REGION,
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
 
 
-def consumers() -> list[tuple[str, str, int, int]]:
-    """(queue, function, concurrency, visibility timeout) of each local queue's SQS event source."""
+# Queues whose work local mode does inline instead: the refresh fan-out (REFRESH_QUEUE_URL unset), so that
+# POST /__local/clock answers what the refresh did.
+INLINE = ("RefreshQueue",)
+
+
+def create_queues(sqs: Any) -> dict[str, str]:
+    """Create every queue template.yaml declares (dead-letter queues first) but the INLINE ones; returns logical
+    id → URL."""
+    declared = resources("AWS::SQS::Queue")
+    visibility = os.environ.get("LOCAL_SQS_VISIBILITY_SECONDS") or "2"
+    urls: dict[str, str] = {}
+    for name in sorted(declared, key=lambda n: "RedrivePolicy" in declared[n]["Properties"]):
+        if name in INLINE:
+            continue
+        attributes = {"VisibilityTimeout": visibility}
+        redrive = declared[name]["Properties"].get("RedrivePolicy")
+        if redrive:
+            target = urls[redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]]
+            arn = sqs.get_queue_attributes(QueueUrl=target, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": arn, "maxReceiveCount": str(redrive["maxReceiveCount"])}
+            )
+        urls[name] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    return urls
+
+
+def event_sources() -> list[EventSource]:
     found = []
-    queues = load()["Resources"]
-    for function in functions():
-        for source in function_properties(function).get("Events", {}).values():
-            if source["Type"] != "SQS":
-                continue
-            queue = str((source["Properties"]["Queue"].get("Fn::GetAtt") or [""])[0])  # !GetAtt Q.Arn
-            if queue not in LOCAL_QUEUES:
-                continue
-            concurrency = int(source["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency", 2))
-            visibility = int(queues[queue]["Properties"].get("VisibilityTimeout", 30))
-            found.append((queue, function, concurrency, visibility))
+    for name, res in functions().items():
+        for event in res["Properties"].get("Events", {}).values():
+            if event["Type"] == "SQS" and event["Properties"]["Queue"]["Fn::GetAtt"][0] not in INLINE:
+                props = event["Properties"]
+                concurrency = int(props.get("ScalingConfig", {}).get("MaximumConcurrency", 2))
+                found.append(
+                    EventSource(name, props["Queue"]["Fn::GetAtt"][0], int(props["BatchSize"]), concurrency)
+                )
     return found
 
 
 class Pollers:
-    """Threads that receive from the local queues and invoke their functions until stopped."""
+    """Polls each event source's queue and invokes its function with each batch, until stopped."""
 
-    def __init__(self, moto_url: str, invoke: Invoke) -> None:
-        self.moto_url = moto_url
-        self.invoke = invoke
+    def __init__(self, sources: list[EventSource], urls: dict[str, str], invoke: Invoke, sqs: Any) -> None:
+        self.sources, self.urls, self.invoke, self.sqs = sources, urls, invoke, sqs
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def create_queues(self) -> None:
-        client = sqs_client(self.moto_url)
-        for queue, _, _, visibility in consumers():
-            client.create_queue(QueueName=queue, Attributes={"VisibilityTimeout": str(visibility)})
-
     def start(self) -> None:
-        for queue, function, concurrency, _ in consumers():
-            for number in range(concurrency):
+        for source in self.sources:
+            for index in range(source.concurrency):
                 thread = threading.Thread(
-                    target=self._poll, args=(queue, function), name=f"queue-{queue}-{number}", daemon=True
+                    target=self._poll, args=(source,), name=f"sqs-{source.function}-{index}", daemon=True
                 )
                 thread.start()
                 self._threads.append(thread)
@@ -85,44 +107,53 @@ class Pollers:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def _poll(self, queue: str, function: str) -> None:
-        client = sqs_client(self.moto_url)
-        url = queue_url(self.moto_url, queue)
+    def _poll(self, source: EventSource) -> None:
+        url = self.urls[source.queue]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         while not self._stop.is_set():
             try:
-                answer = client.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=1, AttributeNames=["All"]
-                )
-            except Exception:  # moto stopping, or a hiccup: try again shortly
-                if self._stop.wait(1):
-                    return
+                messages = self.sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=source.batch_size,
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception:
+                log.exception("cannot receive from %s", source.queue)
+                self._stop.wait(1)
                 continue
-            for message in answer.get("Messages", []):
-                self._deliver(client, url, queue, function, message)
+            if messages:
+                self._deliver(source, url, arn, messages)
 
-    def _deliver(self, client: Any, url: str, queue: str, function: str, message: dict[str, Any]) -> None:
-        record = {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message.get("Attributes", {}),
-            "messageAttributes": {},
-            "md5OfBody": message.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}",
-            "awsRegion": REGION,
-        }
+    def _deliver(self, source: EventSource, url: str, arn: str, messages: list[dict[str, Any]]) -> None:
+        event = {"Records": [_record(message, arn) for message in messages]}
         try:
-            result = self.invoke(function, {"Records": [record]})
-        except Exception:
-            log.exception(
-                "%s failed on a %s job; it comes back after its visibility timeout", function, queue
-            )
+            result = self.invoke(source.function, event)
+        except Exception as error:  # the whole batch comes back after its visibility timeout
+            log.warning("%s failed a batch of %d: %s", source.function, len(messages), error)
             return
-        failed = (result or {}).get("batchItemFailures") if isinstance(result, dict) else None
+        failed = {item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])}
         if failed:
-            log.warning(
-                "%s reported a %s job failed; it comes back after its visibility timeout", function, queue
+            log.info(
+                "%s: %d of %d records back to %s", source.function, len(failed), len(messages), source.queue
             )
-            return
-        client.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        for message in messages:
+            if message["MessageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _record(message: dict[str, Any], arn: str) -> dict[str, Any]:
+    """An SQS record as Lambda's event source mapping delivers it."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": arn,
+        "awsRegion": "us-east-1",
+    }

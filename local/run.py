@@ -29,7 +29,7 @@ from local.events import EventsApp
 from local.gateway import Gateway
 from local.moto_dynamo import create_tables, moto_client, patch_moto
 from local.outbox import OutboxPoller
-from local.queues import LOCAL_QUEUES, Pollers, queue_url
+from local.queues import Pollers, create_queues, event_sources, sqs_client
 from local.schedules import Timers
 from local.stripe_billing import StripeBilling
 from local.template import function_properties, functions, load, schedules, table_definitions
@@ -84,7 +84,9 @@ class Environment:
     unset: dict[str, str] = field(default_factory=dict)  # variable → the resource local mode lacks
 
 
-def template_environment(parameters: Mapping[str, str]) -> Environment:
+def template_environment(
+    parameters: Mapping[str, str], queues: Mapping[str, str] | None = None
+) -> Environment:
     """The functions' environment as template.yaml declares it, for this machine.
 
     A Ref to a parameter takes `parameters[name]` or the parameter's default (the user's environment may
@@ -103,6 +105,8 @@ def template_environment(parameters: Mapping[str, str]) -> Environment:
                     environment.defaults[key] = parameters.get(ref) or str(declared[ref].get("Default", ""))
                 elif ref in tables:
                     environment.forced[key] = ref
+                elif queues and ref in queues:
+                    environment.forced[key] = queues[ref]
                 else:
                     environment.unset[key] = ref
             elif isinstance(value, str | int | float):
@@ -113,23 +117,21 @@ def template_environment(parameters: Mapping[str, str]) -> Environment:
 
 
 def local_file(suffix: str) -> Path:
-    """A file of this run next to its run file (the clock's offset, the events published)."""
+    """A file of this run next to its run file (the clock's offset)."""
     path = run_file()
     return path.with_name(f"{path.stem}-{suffix}")
 
 
-def configure_environment(gateway_url: str, moto_url: str) -> Environment:
+def configure_environment(
+    gateway_url: str, moto_url: str, queues: Mapping[str, str] | None = None
+) -> Environment:
     """Set what the functions read. The user's environment wins, except where it could reach real AWS."""
     parameters = {
         "PublicBaseUrl": gateway_url,
         "SweepGraceSeconds": "120",
         "PlanPrices": json.dumps(LOCAL_PLAN_PRICES),
     }
-    environment = template_environment(parameters)
-    for variable, queue in list(environment.unset.items()):
-        if queue in LOCAL_QUEUES:  # runs on moto's SQS (local/queues.py)
-            environment.forced[variable] = queue_url(moto_url, queue)
-            del environment.unset[variable]
+    environment = template_environment(parameters, queues)
     environment.forced.update(
         {
             "LOCAL_CLOCK_FILE": str(local_file("clock.json")),
@@ -342,7 +344,9 @@ def start(running: contextlib.ExitStack) -> Started:
     moto.start()
     running.callback(moto.stop)
     moto_url = "http://{}:{}".format(*moto.get_host_and_port())
-    environment = configure_environment(gateway_url, moto_url)
+    sqs = sqs_client(moto_url)
+    queues = create_queues(sqs)
+    environment = configure_environment(gateway_url, moto_url, queues)
     gateway = Gateway()
     running.callback(gateway.workers.stop)
     # The seed's function pays its cold start while the tables are made, not after.
@@ -355,8 +359,6 @@ def start(running: contextlib.ExitStack) -> Started:
     outbox = OutboxPoller(tables, environment.forced.get("TABLE_NAME", "CreditsTable"))
     outbox.start()
     running.callback(outbox.stop)
-    pollers = Pollers(moto_url, gateway.invoke)
-    pollers.create_queues()
     dynamo_fidelity.configure(dynamo_fidelity.Fidelity.from_environment(default_on=True))
 
     clock = LocalClock(Path(os.environ["LOCAL_CLOCK_FILE"]))
@@ -381,6 +383,7 @@ def start(running: contextlib.ExitStack) -> Started:
     if warming is not None:
         warming.join()
     seed(gateway_url)
+    pollers = Pollers(event_sources(), queues, gateway.invoke, sqs)
     pollers.start()
     running.callback(pollers.stop)
     timers = None

@@ -1220,3 +1220,47 @@ def test_a_batch_is_cancelled_once(backend, ledger, funded):
     before = backend.stored()
     assert backend.other.cancel_batch(ACCT, "bat_4")[1] is False
     assert backend.stored() == before
+
+
+# ---- a busy Twilio, the dispatch mark, a late charge ------------------------------------------------------
+
+
+def test_a_hold_voided_as_retryable_is_held_again_once_as_its_next_try(backend, ledger, funded):
+    hold, _ = ledger.hold(ACCT, hold_request("m1", segments=3))
+    ledger.void(hold, {"result": "busy", "retryable": True})
+    again, created = ledger.hold(ACCT, hold_request("m1", segments=3), attempt_id="try-2")
+    assert created and (again.status, again.tries, again.dispatching) == ("pending", 2, "")
+    racing, created = backend.other.hold(ACCT, hold_request("m1", segments=3), attempt_id="try-2b")
+    assert not created and racing.attempt_id == "try-2"  # the racing replay finds the try that won
+    assert backend.sound().held == 3 and nonzero(backend.sound().pools) == {L.INCLUDED: 47, AU: 100}
+    plain, _ = ledger.hold(ACCT, hold_request("m2"))
+    ledger.void(plain, {"error_code": 21610})  # a refusal: the key stays used
+    assert ledger.hold(ACCT, hold_request("m2"), attempt_id="again") == (ledger.get_hold(ACCT, "m2"), False)
+
+
+def test_a_hold_is_dispatched_by_one_attempt_only(backend, ledger, funded):
+    hold, _ = ledger.hold(ACCT, hold_request("m1"))
+    assert ledger.dispatch(hold, "first").dispatching == "first"
+    assert backend.other.dispatch(hold, "second").dispatching == "first"
+    assert ledger.get_hold(ACCT, "m1").dispatching == "first"
+    ended = ledger.void(ledger.get_hold(ACCT, "m1"))
+    assert ledger.dispatch(ended, "third").status == "voided"
+
+
+def test_a_late_charge_takes_the_credits_again_and_owes_what_no_pool_has(backend, ledger, clock, account):
+    hold, _ = ledger.hold(ACCT, hold_request("m1", segments=3))
+    voided = ledger.void(hold, {"provider_status": "no_callback", "result": "swept"})
+    ledger.adjust(ACCT, L.INCLUDED, -49, op_id="drain", actor="support", reason="test")  # 1 left
+    charged, applied = ledger.charge_late(voided, {"provider_status": "delivered"}, sid="SM1")
+    assert applied and charged.status == "posted" and charged.provider["late_charge"] is True
+    assert nonzero(backend.sound().pools) == {L.OWED: 2}  # 1 taken, 2 owed; no pool below zero
+    assert ledger.charge_late(voided, {"provider_status": "delivered"}, sid="SM1")[1] is False
+    ledger.adjust(ACCT, L.INCLUDED, 5, op_id="topup", actor="support", reason="test")
+    assert nonzero(backend.sound().pools) == {L.INCLUDED: 3}  # the grant repaid the 2 owed first
+    _, entries, _ = backend.statements.partition(ACCT)
+    assert [(e.kind, e.pool, e.amount) for e in entries if e.kind in ("late_charge", "repayment")] == [
+        ("late_charge", L.INCLUDED, -1),
+        ("late_charge", L.OWED, 2),
+        ("repayment", L.INCLUDED, -2),
+        ("repayment", L.OWED, -2),
+    ]

@@ -34,7 +34,7 @@ class FakeTwilioHttp(HttpClient):
     def __init__(self) -> None:
         super().__init__(logging.getLogger("fake-twilio"), False)
         self.requests: list[dict[str, Any]] = []
-        self.mode = "accept"  # accept | reject | error500 | timeout | connect_timeout
+        self.mode = "accept"  # accept | reject | error429 | error500 | timeout | connect_timeout
         self.on_request: Any = None  # called with the form data before answering (to interleave a callback)
         self.num_segments = "1"  # what Twilio's answer says it counted
 
@@ -60,6 +60,9 @@ class FakeTwilioHttp(HttpClient):
         if self.mode == "reject":
             body = {"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400}
             return Response(400, json.dumps(body))
+        if self.mode == "error429":
+            body = {"code": 20429, "message": "Too Many Requests", "status": 429}
+            return Response(429, json.dumps(body))
         if self.mode == "error500":
             return Response(
                 500, json.dumps({"code": 20500, "message": "Internal Server Error", "status": 500})

@@ -333,9 +333,9 @@ def run_soak(
 ) -> dict[str, Any]:
     """Start local mode, drive it, settle, check; returns the figures (see `report`)."""
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
-        # DynamoDB's TransactionConflicts stay off here until the send path survives them: today the
-        # store answers 503 after 8 attempts on a busy balance (issue 14); LOCAL_DYNAMO_FIDELITY=on shows it.
-        fidelity = os.environ.get("LOCAL_DYNAMO_FIDELITY") or "off"
+        # The DynamoDB-like layer is on (TransactionConflicts, throttling, latency), as in local mode;
+        # LOCAL_DYNAMO_FIDELITY=off runs the soak against bare moto.
+        fidelity = os.environ.get("LOCAL_DYNAMO_FIDELITY") or "on"
         mode = start(
             Path(workdir),
             timeout=START_TIMEOUT,

@@ -111,10 +111,10 @@ def migration_recover(w: World) -> None:
 Step = Callable[[World], Any]
 PATHS: dict[str, tuple[Step, Step, Step, int]] = {
     # path: (setup, action, recovery, writes the fault-free action makes)
-    "send": (send_setup, send_action, send_recover, 2),  # reserve, post
+    "send": (send_setup, send_action, send_recover, 3),  # reserve, dispatch mark, post
     # order, its session, customer id, grant
     "purchase": (purchase_setup, purchase_action, purchase_recover, 4),
-    "recharge": (recharge_setup, recharge_action, recharge_recover, 4),  # claim, grant, reserve, post
+    "recharge": (recharge_setup, recharge_action, recharge_recover, 5),  # claim, grant, reserve, mark, post
     "refresh": (refresh_setup, refresh_action, refresh_recover, 2),  # one reset per account
     "migration": (migration_setup, migration_action, migration_recover, 1),
 }
@@ -226,11 +226,11 @@ FAULT_FREE: dict[str, dict[str, Any]] = {
 # What a storm (every write failing until the action gives up) may answer instead: a clean, retryable
 # failure with the error shape, or for the refresh run the number of accounts that failed.
 CLEAN_FAILURES: dict[str, set[tuple[int, str]]] = {
-    "send": {(503, "upstream_unavailable")},
-    "purchase": {(503, "upstream_unavailable")},
-    "recharge": {(503, "upstream_unavailable"), (402, "insufficient_credits")},
+    "send": {(429, "busy"), (202, "pending")},  # pending: Twilio took it, the post waits for its callback
+    "purchase": {(429, "busy")},
+    "recharge": {(429, "busy"), (402, "insufficient_credits"), (202, "pending")},
     "refresh": {(200, "1"), (200, "2")},
-    "migration": {(503, "upstream_unavailable")},
+    "migration": {(429, "busy")},
 }
 
 

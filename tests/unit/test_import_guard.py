@@ -31,6 +31,7 @@ FORBIDDEN = {
     "stripe_webhook": (*EVERY_FUNCTION, "twilio"),
     "refresh": EVERY_FUNCTION,
     "refresh_worker": EVERY_FUNCTION,
+    "status_worker": (*EVERY_FUNCTION, "stripe", "twilio"),
     "sweeper": EVERY_FUNCTION,
     "outbox_publisher": (*EVERY_FUNCTION, "stripe", "twilio"),
     "batch_api": (*EVERY_FUNCTION, "stripe", "twilio"),

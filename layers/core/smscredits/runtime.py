@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the ports are only types here: their module is not imported
         Sender,
         StatementExports,
         Statements,
+        StatusQueue,
     )
 
 PORTS = (
@@ -36,6 +37,7 @@ PORTS = (
     "sender",
     "payments",
     "refresh_queue",
+    "status_queue",
     "recharger",
     "statement_exports",
     "batch_messages",
@@ -99,11 +101,14 @@ class Container:
     def sender(self) -> Sender:
         # Imported here so that only the send path loads the Twilio SDK.
         from smscredits.adapters.twilio_sender import TwilioSender
-        from smscredits.settings import twilio_credentials
+        from smscredits.settings import twilio_credentials, validity_period_seconds
 
         settings = self.settings
         return TwilioSender(
-            twilio_credentials(), api_base=settings.twilio_api_base, timeout=settings.provider_timeout_seconds
+            twilio_credentials(),
+            api_base=settings.twilio_api_base,
+            timeout=settings.provider_timeout_seconds,
+            validity_period=validity_period_seconds(settings.sweep_grace_seconds),
         )
 
     @cached_property
@@ -136,11 +141,20 @@ class Container:
         return SqsRefreshQueue(url) if url else None
 
     @cached_property
+    def status_queue(self) -> StatusQueue | None:
+        from smscredits.adapters.status_queue import SqsStatusQueue
+
+        url = self.settings.status_queue_url
+        return SqsStatusQueue(url) if url else None
+
+    @cached_property
     def recharger(self) -> Recharger:
         # The recharge use cases load on a send's first request, the Stripe SDK only when one charges.
         from smscredits.services.recharge import AutoRecharger
 
-        return AutoRecharger(self.ledger, lambda: self.payments)
+        return AutoRecharger(
+            self.ledger, lambda: self.payments, provider_timeout=self.settings.provider_timeout_seconds
+        )
 
     @cached_property
     def batch_messages(self) -> BatchMessages:

@@ -19,6 +19,17 @@ DEFAULT_SWEEP_GRACE_SECONDS = 3600
 # template.yaml's MessageRetentionDays default: how long an ended message's body and number are kept.
 DEFAULT_MESSAGE_RETENTION_DAYS = 30
 DEFAULT_MESSAGE_RETENTION_SECONDS = DEFAULT_MESSAGE_RETENTION_DAYS * 86_400
+# Twilio's ValidityPeriod accepts 1 to 36,000 seconds (Twilio error 90007).
+TWILIO_MAX_VALIDITY_SECONDS = 36_000
+
+
+def validity_period_seconds(sweep_grace_seconds: int) -> int:
+    """How long Twilio may keep a message queued (ValidityPeriod), from the sweeper's grace: three quarters
+    of it (2,700 s of the default 3,600), so a message the sweeper voids can no longer be sent; the last
+    quarter leaves time for Twilio's `failed` callback (error 30036) to arrive and be applied first."""
+    return max(1, min(TWILIO_MAX_VALIDITY_SECONDS, sweep_grace_seconds * 3 // 4))
+
+
 # The placeholder older samconfig.toml files carried: never a deployment's address (refused on Lambda).
 PLACEHOLDER_BASE_URL = "https://api.example.com"
 LOCAL_BASE_URL = "http://127.0.0.1:3000"
@@ -73,6 +84,9 @@ class Settings(BaseModel):
     batch_queue_url: str | None = Field(default=None, alias="BATCH_QUEUE_URL")
     batch_rate_per_second: float = Field(default=20, alias="BATCH_RATE_PER_SECOND", ge=0)
     batch_settle_every_seconds: int = Field(default=60, alias="BATCH_SETTLE_EVERY_SECONDS", ge=1, le=900)
+    # Where Twilio's statuses (and posts a send could not finish) wait for the status worker; without it
+    # (unit tests) a callback is applied at once.
+    status_queue_url: str | None = Field(default=None, alias="STATUS_QUEUE_URL")
 
     model_config = {"populate_by_name": True}
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from smscredits.adapters.batch_operations import BatchOperations
 from smscredits.adapters.payment_operations import PaymentOperations, new_attempt, ours
+from smscredits.domain import ledger as L
 from smscredits.domain import movements as M
 from smscredits.domain import subscription_movements as SM
 from smscredits.domain.account import Account, Hold
@@ -24,6 +25,7 @@ from smscredits.domain.catalog import PLANS
 from smscredits.domain.changes import (
     Change,
     DeliveryStatus,
+    Dispatch,
     Guard,
     Refused,
     Unchanged,
@@ -239,8 +241,10 @@ class LedgerOperations(PaymentOperations, BatchOperations):
         self, account_id: str, request: M.HoldRequest, *, attempt_id: str | None = None
     ) -> tuple[Hold, bool]:
         """Hold a message's credits. Returns (hold, created); created=False means the hold already existed for
-        this message id: a duplicate request (the caller compares request_hash)."""
+        this message id: a duplicate request (the caller compares request_hash). A message whose last try
+        Twilio refused as busy (voided, retryable) is held again as its next try, once per try."""
         attempt = new_attempt(attempt_id)
+        previous: Hold | None = None
 
         def build(state: Account) -> Change:
             return M.hold_message(
@@ -250,21 +254,35 @@ class LedgerOperations(PaymentOperations, BatchOperations):
                 attempt_id=attempt,
                 legacy_rates=self.legacy_rates,
                 sweep_grace_seconds=self.sweep_grace_seconds,
+                previous=previous,
             )
 
-        try:
-            outcome = self._commit(account_id, build)
-        except InsufficientCredits:
-            # A replay of a message whose own hold took the last credits is a duplicate, not a 402.
-            held = self.find_hold(account_id, request.message_id)
-            if held is None:
-                raise
-            return held, held.attempt_id == attempt
-        if isinstance(outcome, Refused):
+        while True:
+            try:
+                outcome = self._commit(account_id, build)
+            except InsufficientCredits:
+                # A replay of a message whose own hold took the last credits is a duplicate, not a 402.
+                held = self.find_hold(account_id, request.message_id)
+                if held is None or _retryable(held, request):
+                    raise
+                return held, held.attempt_id == attempt
+            if not isinstance(outcome, Refused):
+                return outcome.change.result, True
             found = outcome.found
             assert isinstance(found, Hold)
-            return found, found.attempt_id == attempt  # our own earlier attempt counts as created
-        return outcome.change.result, True
+            if found.attempt_id == attempt or not _retryable(found, request):
+                return found, found.attempt_id == attempt  # our own earlier attempt counts as created
+            previous = found  # the key is reusable: hold again as the next try (a racing replay may win it)
+
+    def dispatch(self, hold: Hold, attempt_id: str) -> Hold:
+        """Mark a pending hold as being handed to Twilio by `attempt_id`, once: the hold as it is after (its
+        `dispatching` is another attempt's, or it is no longer pending, when this one must not send)."""
+        refused = self._write(Dispatch(hold.account_id, hold.message_id, attempt_id))
+        if refused is None:
+            return hold._replace(dispatching=attempt_id)
+        if not isinstance(refused.found, Hold):
+            raise NotFound(f"Message {hold.message_id} does not exist.", {"message_id": hold.message_id})
+        return refused.found
 
     def post(self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None) -> Hold:
         """Charge a pending hold. Posting a posted hold returns it unchanged; a voided one is refused (HoldEnded).
@@ -328,6 +346,22 @@ class LedgerOperations(PaymentOperations, BatchOperations):
         numerator, denominator = str(guard.outcome["ratio"]).split(":")
         return int(numerator), int(denominator)
 
+    def charge_late(self, hold: Hold, provider: Mapping[str, Any], *, sid: str) -> tuple[Hold, bool]:
+        """Charge a voided hold after all (Twilio reported it delivered), once: (hold, charged by this call).
+        What the pools cannot cover is owed (the `owed` pseudo-pool), taken first from the next grants."""
+        outcome = self._commit(hold.account_id, lambda state: M.late_charge(state, hold, provider, sid=sid))
+        if isinstance(outcome, Refused):
+            current = outcome.found
+            if not isinstance(current, Hold):
+                raise NotFound(f"Message {hold.message_id} does not exist.", {"message_id": hold.message_id})
+            if current.status == "posted" and current.provider.get("late_charge"):
+                return current, False
+            raise HoldEnded(f"Message {hold.message_id} is {current.status}.", {"status": current.status})
+        owed = sum(e.amount for e in outcome.change.movement.entries if e.pool == L.OWED)
+        count("LateCharges")
+        count("CreditsOwed", owed)
+        return outcome.change.result, True
+
     def record_delivery(self, hold: Hold, status: str, *, sid: str, settled: frozenset[str]) -> bool:
         """Note a later delivery status on a charged message (no credits move). False when its condition
         refused it (the hold changed since it was read)."""
@@ -342,3 +376,12 @@ def replayed(guard: Guard, request_hash: str, what: str) -> Mapping[str, Any]:
             f"This Idempotency-Key was already used with a different {what}.", {"header": "Idempotency-Key"}
         )
     return dict(guard.outcome)
+
+
+def _retryable(hold: Hold, request: M.HoldRequest) -> bool:
+    """The same request's earlier try, voided because Twilio was busy: nothing was sent, the key may be used."""
+    return (
+        hold.status == "voided"
+        and bool(hold.provider.get("retryable"))
+        and (hold.request_hash == request.request_hash)
+    )

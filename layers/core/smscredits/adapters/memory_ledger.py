@@ -23,6 +23,7 @@ from smscredits.domain.changes import (
     Change,
     Committed,
     DeliveryStatus,
+    Dispatch,
     Guard,
     HoldTransition,
     NewBatch,
@@ -209,10 +210,31 @@ class InMemoryLedger(LedgerOperations):
                 return found is None, found
             case NewHold(hold, _):
                 found = self._holds.get((hold.account_id, hold.message_id))
-                return found is None, found
+                if hold.tries == 1:
+                    return found is None, found
+                retryable = found is not None and found.status == "voided" and found.provider.get("retryable")
+                return bool(retryable) and found.tries == hold.tries - 1, found
+            case Dispatch():
+                found = self._holds.get((record.account_id, record.message_id))
+                return found is not None and found.status == "pending" and not found.dispatching, found
             case HoldTransition() | DeliveryStatus():
                 found = self._holds.get((record.account_id, record.message_id))
                 return found is not None and _hold_allows(found, record), found
+            case NewOrder() | OrderSession() | OrderPaid() | NewPayment() | OrderNote() | PaymentRefunds():
+                return self._check_payment(record)
+            case NewUnmatched(unmatched):
+                found = self._unmatched.get(unmatched.object_id)
+                return found is None, found
+            case NewBatch() | BatchSettlement() | BatchCancel() | BatchDispatch():
+                return self._check_batch(record)
+        raise TypeError(f"no in-memory write for {type(record).__name__}")
+
+    def _check_payment(
+        self, record: NewOrder | OrderSession | OrderPaid | NewPayment | OrderNote | PaymentRefunds
+    ) -> tuple[bool, Any]:
+        """_check for an order's and a payment's records."""
+        found: Any
+        match record:
             case NewOrder(order):
                 found = self._orders.get(order.order_id)
                 return found is None, found
@@ -231,11 +253,6 @@ class InMemoryLedger(LedgerOperations):
             case PaymentRefunds():
                 found = self._payments.get(record.payment_intent)
                 return found is not None and found.refunds == record.before, found
-            case NewUnmatched(unmatched):
-                found = self._unmatched.get(unmatched.object_id)
-                return found is None, found
-            case NewBatch() | BatchSettlement() | BatchCancel() | BatchDispatch():
-                return self._check_batch(record)
         raise TypeError(f"no in-memory write for {type(record).__name__}")
 
     def _store(self, account_id: str, record: Record) -> None:
@@ -251,17 +268,8 @@ class InMemoryLedger(LedgerOperations):
             case NewHold(hold, sweep_after):
                 self._holds[(hold.account_id, hold.message_id)] = hold
                 self._sweep_after[(hold.account_id, hold.message_id)] = sweep_after
-            case HoldTransition():
-                key = (record.account_id, record.message_id)
-                hold = self._holds[key]._replace(status=record.status, provider=dict(record.provider))
-                if record.ended_at is not None:
-                    hold = hold._replace(ended_at=record.ended_at)
-                    self._sweep_after.pop(key, None)
-                self._holds[key] = hold
-            case DeliveryStatus():
-                key = (record.account_id, record.message_id)
-                provider = {**self._holds[key].provider, "provider_status": record.status, "sid": record.sid}
-                self._holds[key] = self._holds[key]._replace(provider=provider)
+            case HoldTransition() | Dispatch() | DeliveryStatus():
+                self._change_hold(record)
             case NewOrder() | OrderSession() | OrderPaid() | OrderNote():
                 self._apply_order(record)
             case NewPayment(payment):
@@ -321,6 +329,23 @@ class InMemoryLedger(LedgerOperations):
             case BatchDispatch():
                 key = (record.account_id, record.batch_id)
                 self._batches[key] = self._batches[key]._replace(dispatch_started=True)
+
+    def _change_hold(self, record: HoldTransition | Dispatch | DeliveryStatus) -> None:
+        key = (record.account_id, record.message_id)
+        hold = self._holds[key]
+        match record:
+            case HoldTransition():
+                hold = hold._replace(status=record.status, provider=dict(record.provider))
+                if record.ended_at is not None:
+                    hold = hold._replace(ended_at=record.ended_at)
+                    self._sweep_after.pop(key, None)
+            case Dispatch():
+                hold = hold._replace(dispatching=record.attempt_id)
+            case DeliveryStatus():
+                hold = hold._replace(
+                    provider={**hold.provider, "provider_status": record.status, "sid": record.sid}
+                )
+        self._holds[key] = hold
 
     # -- the Statements port ----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from smscredits.services.ports import SendOutcome
-from smscredits.settings import TwilioCredentials
+from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS, TwilioCredentials, validity_period_seconds
 
 TWILIO_API = "https://api.twilio.com"
 
@@ -30,7 +30,8 @@ class RedirectingHttpClient(TwilioHttpClient):
 
 
 class TwilioSender:
-    """messages.create with no automatic retry: a resend after an ambiguous failure could double-send."""
+    """messages.create with no automatic retry: a resend after an ambiguous failure could double-send. Every
+    message carries a ValidityPeriod shorter than the sweeper's grace (settings.validity_period_seconds)."""
 
     def __init__(
         self,
@@ -39,12 +40,14 @@ class TwilioSender:
         http_client: TwilioHttpClient | None = None,
         api_base: str | None = None,
         timeout: float = 8.0,
+        validity_period: int = validity_period_seconds(DEFAULT_SWEEP_GRACE_SECONDS),
     ) -> None:
         if http_client is None:
             http_client = (
                 RedirectingHttpClient(api_base, timeout) if api_base else TwilioHttpClient(timeout=timeout)
             )
         self.credentials = credentials
+        self.validity_period = validity_period
         self.client = Client(credentials.account_sid, credentials.auth_token, http_client=http_client)
 
     def send(self, *, to: str, body: str, status_callback: str) -> SendOutcome:
@@ -54,11 +57,19 @@ class TwilioSender:
             else {"from_": self.credentials.from_number}
         )
         try:
-            message = self.client.messages.create(to=to, body=body, status_callback=status_callback, **sender)
+            message = self.client.messages.create(
+                to=to,
+                body=body,
+                status_callback=status_callback,
+                validity_period=self.validity_period,
+                **sender,
+            )
         except TwilioRestException as error:
-            if error.status >= 500:
-                return SendOutcome("unknown", error_code=error.code, error_message="provider error")
-            # 4xx (invalid or unsubscribed number, 429 too many requests, ...): Twilio did not take it.
+            if error.status == 429 or error.status >= 500:
+                # Twilio answered that it did not take the message now (too many requests, its own error):
+                # the message can be tried again under the same key.
+                return SendOutcome("retryable", error_code=error.code, error_message=_short(error.msg))
+            # Any other 4xx (invalid or unsubscribed number, ...): Twilio did not take it, and never will.
             return SendOutcome("rejected", error_code=error.code, error_message=_short(error.msg))
         except requests.exceptions.ConnectTimeout:
             return SendOutcome("rejected", error_message="the provider could not be reached")

@@ -9,6 +9,7 @@ its answer, or any exception, into the Lambda proxy response. Routes hold no try
 import base64
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from enum import Enum
 from functools import cached_property
@@ -18,7 +19,7 @@ from urllib.parse import parse_qsl, unquote
 from pydantic import BaseModel, ValidationError
 
 from smscredits.domain.account import ACCOUNT_ID_PATTERN
-from smscredits.domain.errors import DomainError, Forbidden, MalformedRequest, Unauthorized
+from smscredits.domain.errors import Busy, DomainError, Forbidden, MalformedRequest, Unauthorized
 from smscredits.domain.idempotency import IdempotencyKey
 from smscredits.observability import count, logger
 from smscredits.schemas.decoding import body_text, parse_json
@@ -87,8 +88,16 @@ class RequestInvalid(DomainError):
 class Request:
     """What a route reads: the caller (as checked for its `auth`), headers, query and the body's text."""
 
-    def __init__(self, event: Mapping[str, Any], path: str, path_parameters: dict[str, str]) -> None:
+    def __init__(
+        self,
+        event: Mapping[str, Any],
+        path: str,
+        path_parameters: dict[str, str],
+        deadline: float | None = None,
+    ) -> None:
         self.event = event
+        # time.monotonic() at which the function is stopped (Lambda's remaining time); None when unknown
+        self.deadline = deadline
         self.path = path
         self.path_parameters = path_parameters
         self.headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
@@ -327,18 +336,21 @@ class Api:
         self.routes = sorted(routes, key=lambda r: [s.startswith("{") for s in r.segments])
 
     def resolve(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        deadline = None
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
         try:
-            response = self._dispatch(event)
+            response = self._dispatch(event, deadline)
         except Exception as error:
             response = error_response(error)
         return response.to_lambda()
 
-    def _dispatch(self, event: Mapping[str, Any]) -> Response:
+    def _dispatch(self, event: Mapping[str, Any], deadline: float | None) -> Response:
         http = (event.get("requestContext") or {}).get("http") or {}
         method = str(http.get("method") or "").upper()
         path = str(event.get("rawPath") or http.get("path") or "/")
         route, parameters = self._match(method, path)
-        request = Request(event, path, parameters)
+        request = Request(event, path, parameters, deadline)
         request.admit(route.auth)
         arguments: dict[str, Any] = _validated_arguments(route, request)
         if route.idempotency_key == "required":
@@ -423,6 +435,8 @@ def error_response(error: Exception) -> Response:
         status, code = 500, "internal_error"
         message, details = "Something went wrong on our side; nothing was charged.", {}
     headers = {"Allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) else {}
+    if isinstance(error, Busy):
+        headers["Retry-After"] = str(error.retry_after)
     return Response(
         status, {"error": {"code": code, "message": message, "details": dict(details)}}, headers=headers
     )

@@ -9,6 +9,7 @@ from smscredits.schemas.messages import MessageRequest, SendResponse
 from smscredits.services import sending
 
 router = Router()
+POST_SECONDS = 4.0  # what the post and the answer may take after Twilio's answer
 
 
 @router.post(
@@ -23,9 +24,21 @@ router = Router()
 )
 def post_message(request: Request, body: MessageRequest, key: IdempotencyKey) -> SendResponse:
     ports = runtime.container()
-    base_url = ports.settings.public_base_url_of(request.api_base_url)
-    command = sending.SendCommand(request.account_id, key, body.to, body.body, base_url)
-    return answer(sending.send_message(ports.ledger, ports.sender, ports.recharger, command))
+    dispatch_by = None
+    if request.deadline is not None:  # Twilio's longest answer and the post must fit in the time left
+        dispatch_by = request.deadline - ports.settings.provider_timeout_seconds - POST_SECONDS
+    command = sending.SendCommand(
+        request.account_id,
+        key,
+        body.to,
+        body.body,
+        ports.settings.public_base_url_of(request.api_base_url),
+        request.deadline,
+        dispatch_by,
+    )
+    return answer(
+        sending.send_message(ports.ledger, ports.sender, ports.recharger, command, ports.status_queue)
+    )
 
 
 def answer(result: sending.SendResult) -> SendResponse:

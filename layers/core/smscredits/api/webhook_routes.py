@@ -66,6 +66,18 @@ def twilio_status(request: Request, query: StatusCallbackQuery) -> CallbackRespo
         return CallbackResponse(outcome=outcome)
     if not query.account_id or not query.message_id or not status:
         raise MalformedProviderEvent("The callback lacks account_id, message_id or MessageStatus.")
+    status_record = {
+        "account_id": query.account_id,
+        "message_id": query.message_id,
+        "status": status,
+        "sid": params.get("MessageSid"),
+        "error_code": params.get("ErrorCode"),
+    }
+    queue = runtime.container().status_queue
+    if queue is not None:
+        # Answered at once; the status worker applies it, retried until it lands (Twilio never retries).
+        queue.send(status_record)
+        return CallbackResponse(outcome="queued")
     outcome = settlement.settle_status(
         runtime.container().ledger,
         account_id=query.account_id,

@@ -58,9 +58,10 @@ class Hold(NamedTuple):
     message: Mapping[str, Any]  # to, body, region, encoding, segments
     provider: Mapping[str, Any] = NOTHING  # twilio sid, status, error
     ended_at: datetime | None = None
-    attempt_id: str = (
-        ""  # which call of the ledger's `hold` wrote it: that call's own retry is not a duplicate
-    )
+    # which call of the ledger's `hold` wrote it: that call's own retry is not a duplicate
+    attempt_id: str = ""
+    tries: int = 1  # 2, 3...: held again after Twilio refused the earlier try as busy (nothing was sent)
+    dispatching: str = ""  # the attempt that hands it to Twilio; empty: it never left (a replay may send it)
 
 
 class LedgerRecord(NamedTuple):

@@ -45,7 +45,8 @@ class Guard(NamedTuple):
 
 
 class NewHold(NamedTuple):
-    """A message's hold; it must not exist (the message id is the caller's key)."""
+    """A message's hold; it must not exist (the message id is the caller's key), or, for a hold's later try
+    (`hold.tries` > 1), it must be the previous try, voided as retryable (Twilio was busy: nothing was sent)."""
 
     hold: Hold
     sweep_after: datetime  # when the sweeper may void it if nothing ended it
@@ -66,6 +67,15 @@ class HoldTransition(NamedTuple):
     sid: str | None = None
     settled: frozenset[str] = frozenset()
     expires_at: datetime | None = None
+
+
+class Dispatch(NamedTuple):
+    """Hold `message_id` is about to be handed to Twilio by `attempt_id`: it must be pending and never handed
+    over before, so that exactly one attempt sends it and a replay after a crash knows whether it may have left."""
+
+    account_id: str
+    message_id: str
+    attempt_id: str
 
 
 class DeliveryStatus(NamedTuple):
@@ -169,6 +179,7 @@ Record = (
     Guard
     | NewHold
     | HoldTransition
+    | Dispatch
     | DeliveryStatus
     | NewOrder
     | OrderSession

@@ -12,6 +12,8 @@ PROGRESS = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3}
 FINAL_STATUSES = frozenset({"delivered", "undelivered", "read", "failed", "canceled"})
 # Twilio does not charge these, so the credits come back; `undelivered` stays charged (the carrier was tried).
 RETURNED_STATUSES = frozenset({"failed", "canceled"})
+# Final statuses Twilio bills: one that arrives for a voided hold charges it after all.
+CHARGED_FINAL_STATUSES = FINAL_STATUSES - RETURNED_STATUSES
 _FINAL = len(PROGRESS)
 
 

@@ -140,6 +140,16 @@ class UpstreamUnavailable(DomainError):
     status = 503
 
 
+class Busy(UpstreamUnavailable):
+    """Too much at once, before anything was reserved (the account's balance kept moving under us, or Twilio
+    answered 429/5xx and the hold was voided): nothing is held or sent; the same Idempotency-Key may be used
+    again after `retry_after` seconds (the `Retry-After` header)."""
+
+    code = "busy"
+    status = 429
+    retry_after = 1
+
+
 class UpstreamFailed(UpstreamUnavailable):
     """A provider answered with an error of its own (not the caller's); nothing was charged."""
 

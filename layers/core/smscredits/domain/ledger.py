@@ -16,6 +16,9 @@ from smscredits.domain.errors import InsufficientCredits, InvalidRequest
 
 INCLUDED = "included"
 LEGACY = "legacy"
+# Not a pool credits are spent from: what a late charge could not take from the pools (never a negative pool),
+# taken first from the account's next grants.
+OWED = "owed"
 PURCHASED_PREFIX = "purchased:"
 
 CreditModel = Literal["segment", "legacy"]
@@ -32,6 +35,8 @@ ENTRY_KINDS: tuple[str, ...] = (
     "reinstatement",  # credits a dispute took back, given back when its funds were reinstated
     "migration",  # legacy pool converted into purchased credits
     "refund",  # a charged message Twilio reported failed, returned to its pools
+    "late_charge",  # a voided message Twilio reported sent after all: charged again (what no pool had is owed)
+    "repayment",  # owed credits taken from a grant
 )
 
 # The most ledger entries one statement request reads (about 250 KB: some 60 read units on DynamoDB): the bound
@@ -108,12 +113,48 @@ def _apply(
     return Movement(new_pools, held + held_delta, tuple(entries))
 
 
+def _repaying(pools: Mapping[str, int], moves: Sequence[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """`moves` followed by the repayment of what is owed from what they granted (positive amounts), first come
+    first taken: each repayment leaves the granted pool and lowers the owed credits."""
+    owed = pools.get(OWED, 0)
+    out = list(moves)
+    for _, pool, amount in moves:
+        take = min(owed, amount) if pool != OWED else 0
+        if take > 0:
+            out += [("repayment", pool, -take), ("repayment", OWED, -take)]
+            owed -= take
+    return out
+
+
 def grant_movement(
     pools: Mapping[str, int], held: int, pool: str, credits: int, kind: str = "grant"
 ) -> Movement:
     if credits <= 0:
         raise InvalidRequest("A grant must be a positive number of credits.", {"credits": credits})
-    return _apply(pools, held, [(kind, pool, credits)], 0)
+    return _apply(pools, held, _repaying(pools, [(kind, pool, credits)]), 0)
+
+
+def late_charge_movement(
+    pools: Mapping[str, int], held: int, model: CreditModel, region: str, funding: Sequence[Funding]
+) -> Movement:
+    """Charge a voided message again (Twilio reported it sent after its hold was returned): from the pools it
+    came from, then any pool that can pay for its region; what none of them holds is owed."""
+    order = [f.pool for f in funding]
+    order += [
+        pool
+        for pool in ((LEGACY,) if model == "legacy" else (INCLUDED, purchased_pool(region)))
+        if pool not in order
+    ]
+    left = sum(f.credits for f in funding)
+    moves: list[tuple[str, str, int]] = []
+    for pool in order:
+        take = min(left, max(pools.get(pool, 0), 0))
+        if take:
+            moves.append(("late_charge", pool, -take))
+            left -= take
+    if left:
+        moves.append(("late_charge", OWED, left))
+    return _apply(pools, held, moves, 0)
 
 
 def hold_movement(pools: Mapping[str, int], held: int, funding: Sequence[Funding]) -> Movement:
@@ -168,7 +209,7 @@ def adjust_movement(pools: Mapping[str, int], held: int, pool: str, credits: int
             f"Pool {pool} holds {pools.get(pool, 0)}; it cannot go below zero.",
             {"pool": pool, "available": pools.get(pool, 0), "credits": credits},
         )
-    return _apply(pools, held, [("adjustment", pool, credits)], 0)
+    return _apply(pools, held, _repaying(pools, [("adjustment", pool, credits)]), 0)
 
 
 def refresh_movement(pools: Mapping[str, int], held: int, model: CreditModel, allowance: int) -> Movement:
@@ -176,14 +217,14 @@ def refresh_movement(pools: Mapping[str, int], held: int, model: CreditModel, al
     granted. Legacy model (our rule): the allowance is added to the one legacy pool and nothing lapses,
     because that pool also holds credits bought under the old system."""
     if model == "legacy":
-        return _apply(pools, held, [("grant", LEGACY, allowance)] if allowance else [], 0)
+        return _apply(pools, held, _repaying(pools, [("grant", LEGACY, allowance)] if allowance else []), 0)
     moves: list[tuple[str, str, int]] = []
     left = pools.get(INCLUDED, 0)
     if left:
         moves.append(("expiry", INCLUDED, -left))
     if allowance:
         moves.append(("grant", INCLUDED, allowance))
-    return _apply(pools, held, moves, 0)
+    return _apply(pools, held, _repaying(pools, moves), 0)
 
 
 def clawback_movement(

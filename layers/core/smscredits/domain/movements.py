@@ -184,6 +184,8 @@ def migrated_pools(
     0 (this period's allowance already went into the legacy pool and is converted with it)."""
     movement, converted = L.migration_movement(pools, held, home_region, ratio)
     after = {pool: movement.pools.get(pool, 0) for pool in L.SEGMENT_POOLS}
+    if movement.pools.get(L.OWED):
+        after[L.OWED] = movement.pools[L.OWED]  # still owed under the new model
     return L.Movement(after, movement.held, movement.entries), converted
 
 
@@ -269,9 +271,11 @@ def hold_message(
     attempt_id: str,
     legacy_rates: Mapping[str, int],
     sweep_grace_seconds: int,
+    previous: Hold | None = None,
 ) -> Change:
     """Hold a message's credits: included first (it lapses), then the region's pool; all or nothing. Billed
-    from the state the write is pinned to: its credit model, and the smart_encoding the count assumed."""
+    from the state the write is pinned to: its credit model, and the smart_encoding the count assumed.
+    `previous`: the message's earlier try, voided because Twilio was busy; this is its next try."""
     if request.smart_encoding is not None and request.smart_encoding != state.smart_encoding:
         raise CountedWithStaleSetting(state.smart_encoding)
     credits = L.message_credits(state.credit_model, request.segments, request.region, legacy_rates)
@@ -287,12 +291,13 @@ def hold_message(
         request_hash=request.request_hash,
         message=dict(request.message),
         attempt_id=attempt_id,
+        tries=previous.tries + 1 if previous else 1,
     )
     reference = {"message_id": request.message_id}
     if request.message.get("to"):
         reference["to"] = mask_number(str(request.message["to"]))  # statements show it; never in full
     return Change(
-        f"hold:{request.message_id}",
+        f"hold:{request.message_id}" + (f":{hold.tries}" if previous else ""),
         L.hold_movement(state.pools, state.held, funding),
         reference,
         records=(NewHold(hold, now + timedelta(seconds=sweep_grace_seconds)),),
@@ -405,4 +410,24 @@ def refund(
         records=(transition,),
         result=hold._replace(status="refunded", provider=merged),
         events=message_events(hold, "refunded", merged),
+    )
+
+
+def late_charge(state: Account, hold: Hold, provider: Mapping[str, Any], *, sid: str) -> Change:
+    """Charge a voided hold after all (a final charged status came after it was voided: swept, or voided on a
+    busy answer that was not): its credits are taken again (domain/ledger.py: late_charge_movement), once,
+    provided it is still voided with no other SID and no final status recorded."""
+    merged = {**dict(hold.provider), **dict(provider), "late_charge": True}
+    transition = HoldTransition(
+        hold.account_id, hold.message_id, "voided", "posted", merged, None, sid, FINAL_STATUSES
+    )
+    movement = L.late_charge_movement(
+        state.pools, state.held, state.credit_model, str(hold.message.get("region", "")), hold.funding
+    )
+    return Change(
+        f"late_charge:{hold.message_id}",
+        movement,
+        {"message_id": hold.message_id, "sid": sid},
+        records=(transition,),
+        result=hold._replace(status="posted", provider=merged),
     )

@@ -77,7 +77,12 @@ class Ledger(Protocol):
     def void(
         self, hold: Hold, provider: Mapping[str, Any] | None = None, *, sid: str | None = None
     ) -> Hold: ...
+    def dispatch(self, hold: Hold, attempt_id: str) -> Hold:
+        """Mark a pending hold as handed to the provider by `attempt_id`, once; the hold as it is after."""
+        ...
+
     def refund(self, hold: Hold, provider: Mapping[str, Any]) -> tuple[Hold, bool]: ...
+    def charge_late(self, hold: Hold, provider: Mapping[str, Any], *, sid: str) -> tuple[Hold, bool]: ...
     def record_delivery(self, hold: Hold, status: str, *, sid: str, settled: frozenset[str]) -> bool: ...
 
     # -- purchases and clawbacks
@@ -156,11 +161,12 @@ class Statements(Protocol):
 class SendOutcome(NamedTuple):
     """What the provider said to `messages.create`.
 
-    accepted: it took the message (sid known). rejected: it certainly did not send (4xx). unknown: we
-    cannot tell (timeout after the request left, 5xx) - never re-sent; the callback or the sweeper decides.
+    accepted: it took the message (sid known). rejected: it certainly did not send (4xx). retryable: it did
+    not take it now (429, 5xx): the caller may try again with the same key. unknown: we cannot tell (timeout
+    after the request left) - never re-sent; the callback or the sweeper decides.
     """
 
-    result: Literal["accepted", "rejected", "unknown"]
+    result: Literal["accepted", "rejected", "retryable", "unknown"]
     sid: str | None = None
     status: str | None = None
     error_code: int | None = None
@@ -263,14 +269,21 @@ class BatchQueue(Protocol):
     def send(self, jobs: Sequence[tuple[Mapping[str, Any], int]]) -> None: ...
 
 
-class Recharger(Protocol):
-    """What the send path asks of auto-recharge."""
+class StatusQueue(Protocol):
+    def send(self, status: Mapping[str, Any]) -> None:
+        """Queue one message status (account_id, message_id, status, sid, error_code) for the status worker."""
+        ...
 
-    def when_short(self, account_id: str, region: str, needed: int) -> bool:
+
+class Recharger(Protocol):
+    """What the send path asks of auto-recharge. `deadline` (time.monotonic()) is when the send's function is
+    stopped: a recharge that might not finish before it, leaving time to send, is not started."""
+
+    def when_short(self, account_id: str, region: str, needed: int, *, deadline: float | None = None) -> bool:
         """The pools cannot cover a message: recharge now or wait for the recharge in flight. True when the
         hold may succeed if tried again."""
         ...
 
-    def after_debit(self, account_id: str, region: str) -> None:
+    def after_debit(self, account_id: str, region: str, *, deadline: float | None = None) -> None:
         """A message kept its credits: recharge if that left the region at or below its threshold."""
         ...

@@ -226,13 +226,25 @@ class AutoRecharger:
     """The Recharger port: what a send asks of auto-recharge. Stripe is reached (and its SDK loaded) only when
     a recharge is actually charged."""
 
-    def __init__(self, ledger: Ledger, payments: Callable[[], Payments]) -> None:
+    def __init__(
+        self, ledger: Ledger, payments: Callable[[], Payments], *, provider_timeout: float = 8.0
+    ) -> None:
         self.ledger = ledger
         self.payments = payments
+        self.provider_timeout = provider_timeout  # the longest a Stripe or a Twilio request may take
 
-    def when_short(self, account_id: str, region: str, needed: int) -> bool:
-        """Complete a recharge now, or wait for the one in flight. True when a retry of the hold may succeed."""
-        if not AR.applies(self.ledger.get_account(account_id), region):
+    def _time_for(self, deadline: float | None, requests: int) -> bool:
+        """Whether `requests` provider requests still fit before the deadline (with a second to answer)."""
+        if deadline is None or time.monotonic() + requests * self.provider_timeout + 1 <= deadline:
+            return True
+        logger.warning("recharge skipped: too little time left in this request", extra={"requests": requests})
+        count("RechargeSkippedForTime")
+        return False
+
+    def when_short(self, account_id: str, region: str, needed: int, *, deadline: float | None = None) -> bool:
+        """Complete a recharge now, or wait for the one in flight. True when a retry of the hold may succeed.
+        Only when the charge and then the message's own send fit before the deadline."""
+        if not AR.applies(self.ledger.get_account(account_id), region) or not self._time_for(deadline, 2):
             return False
         for _ in range(CLAIM_TRIES):
             try:
@@ -240,22 +252,22 @@ class AutoRecharger:
             except AR.NotNeeded:
                 return True
             except AR.RechargeInFlight:
-                return self._wait_for_recharge(account_id, region, needed)
+                return self._wait_for_recharge(account_id, region, needed, deadline)
             except UpstreamUnavailable:
                 time.sleep(WAIT_SECONDS)  # the balance was too busy to claim; another send may claim first
                 continue
             except AR.RechargeRefused:
                 return False
             if result == "pending":
-                return self._wait_for_recharge(account_id, region, needed)
+                return self._wait_for_recharge(account_id, region, needed, deadline)
             return result == "succeeded"
-        return self._wait_for_recharge(account_id, region, needed)
+        return self._wait_for_recharge(account_id, region, needed, deadline)
 
-    def after_debit(self, account_id: str, region: str) -> None:
-        """Run one recharge now if this debit left the region at or below its threshold. Never waits for one
-        in flight."""
+    def after_debit(self, account_id: str, region: str, *, deadline: float | None = None) -> None:
+        """Run one recharge now if this debit left the region at or below its threshold and the charge fits
+        before the deadline (the next send triggers it otherwise). Never waits for one in flight."""
         account = self.ledger.known_account(account_id)  # the balance after this send's write: no read
-        if not AR.at_threshold(account, region):
+        if not AR.at_threshold(account, region) or not self._time_for(deadline, 1):
             return
         threshold = account.auto_recharge.regions[region].threshold
         try:
@@ -264,8 +276,10 @@ class AutoRecharger:
         except AR.RechargeRefused as refused:
             logger.info("threshold recharge not made", extra={"region": region, "reason": refused.code})
 
-    def _wait_for_recharge(self, account_id: str, region: str, needed: int) -> bool:
+    def _wait_for_recharge(self, account_id: str, region: str, needed: int, deadline: float | None) -> bool:
         for _ in range(WAIT_POLLS):
+            if not self._time_for(deadline, 1):  # the message's own send must still fit
+                return False
             time.sleep(WAIT_SECONDS)
             account = self.ledger.get_account(account_id)
             covered = AR.spendable(account, region) >= needed

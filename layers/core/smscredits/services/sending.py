@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -12,6 +13,7 @@ from smscredits.domain.account import Account, Hold
 from smscredits.domain.delivery import public_status
 from smscredits.domain.errors import (
     BodyTooLong,
+    Busy,
     EmptyBody,
     HoldEnded,
     IdempotencyKeyReused,
@@ -25,7 +27,7 @@ from smscredits.domain.text import has_visible, refuse_control_characters
 from smscredits.observability import count, logger
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
-    from smscredits.services.ports import Ledger, Recharger, Sender
+    from smscredits.services.ports import Ledger, Recharger, Sender, StatusQueue
 
 MAX_BODY_CHARACTERS = 1600
 
@@ -133,6 +135,10 @@ class SendCommand(NamedTuple):
     to: str
     body: str
     callback_base_url: str  # where Twilio's status callbacks for this message go
+    deadline: float | None = None  # time.monotonic() by which the send must answer (the function's time left)
+    # time.monotonic() after which the message is not handed to Twilio any more: Twilio's answer and the post
+    # might not fit before the deadline, and a function stopped after Twilio's acceptance answers a 5xx
+    dispatch_by: float | None = None
 
 
 class SendResult(NamedTuple):
@@ -156,7 +162,11 @@ def status_callback_url(base_url: str, hold: Hold) -> str:
 
 
 def send_message(
-    ledger: Ledger, sender: Sender, recharger: Recharger | None, command: SendCommand
+    ledger: Ledger,
+    sender: Sender,
+    recharger: Recharger | None,
+    command: SendCommand,
+    status_queue: StatusQueue | None = None,
 ) -> SendResult:
     """Send one message. The same key and body answer the same result, and never send twice.
 
@@ -173,20 +183,38 @@ def send_message(
     except InsufficientCredits as short:
         needed = int(short.details.get("needed", 1))
         region = parse_recipient(command.to)[1]
-        if recharger is None or not recharger.when_short(account_id, region, needed):
+        if recharger is None or not recharger.when_short(
+            account_id, region, needed, deadline=command.deadline
+        ):
             raise
         prepared, request, hold, created = _hold(ledger, command, message_id, smart_encoding, attempt)
     if hold.request_hash != request.request_hash:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used with a different request.", {"message_id": message_id}
         )
-    if not created:
+    if hold.status != "pending" or hold.dispatching:
         return result_of(hold)  # a replay: the first request's outcome, no second send
-    count("CreditsHeld", hold.credits)
-    result = _hand_over(ledger, sender, hold, prepared, command.callback_base_url)
+    # Pending and never handed over: ours, or a replay's after a crash before Twilio was asked. Exactly one
+    # attempt marks it; any other (a racing replay) answers pending: the message may be on its way.
+    if command.dispatch_by is not None and time.monotonic() > command.dispatch_by:
+        _give_back(ledger, hold)
+        count("SendOutOfTime")
+        raise Busy(
+            "Too busy to send in time; nothing was sent or charged. Try again.", {"message_id": message_id}
+        )
+    try:
+        hold = ledger.dispatch(hold, attempt)
+    except Busy:
+        _give_back(ledger, hold)
+        raise
+    if hold.status != "pending" or hold.dispatching != attempt:
+        return result_of(hold)
+    if created:
+        count("CreditsHeld", hold.credits)
+    result = _hand_over(ledger, sender, hold, prepared, command.callback_base_url, status_queue)
     if recharger is not None:
         try:
-            recharger.after_debit(account_id, prepared.region)
+            recharger.after_debit(account_id, prepared.region, deadline=command.deadline)
         except Exception:  # the message is out and charged: a failed top-up must not make it an error
             logger.exception(
                 "after-debit recharge failed", extra={"account_id": account_id, "region": prepared.region}
@@ -229,8 +257,33 @@ def _hold_request(
     return prepared, request
 
 
+def _queue_post(status_queue: StatusQueue | None, hold: Hold, status: str, sid: str | None) -> None:
+    if status_queue is None:
+        return
+    try:
+        status_queue.send(
+            {"account_id": hold.account_id, "message_id": hold.message_id, "status": status, "sid": sid}
+        )
+    except Exception:  # the callback still posts it; the answer stays 202 pending
+        logger.exception("deferred post not queued", extra={"message_id": hold.message_id})
+
+
+def _give_back(ledger: Ledger, hold: Hold) -> None:
+    """Nothing was sent: return the credits and leave the key usable (its next use holds the message again). If
+    even that cannot land now, the hold stays pending and unmarked: the key's next use sends it."""
+    try:
+        ledger.void(hold, {"result": "busy", "retryable": True})
+    except Busy:
+        logger.warning("hold left for the key's next use", extra={"message_id": hold.message_id})
+
+
 def _hand_over(
-    ledger: Ledger, sender: Sender, hold: Hold, prepared: PreparedMessage, base_url: str
+    ledger: Ledger,
+    sender: Sender,
+    hold: Hold,
+    prepared: PreparedMessage,
+    base_url: str,
+    status_queue: StatusQueue | None,
 ) -> SendResult:
     """Give the held message to the provider, then charge it, return it, or leave it to its callback."""
     outcome = sender.send(
@@ -243,6 +296,14 @@ def _hand_over(
     if outcome.result == "rejected":
         voided = ledger.void(hold, provider)
         return result_of(voided, f"The provider refused the message: {outcome.error_message}")
+    if outcome.result == "retryable":
+        # Not sent: return the credits and leave the key usable (its next use holds the message again).
+        ledger.void(hold, {**provider, "result": "busy", "retryable": True})
+        count("TwilioBusy")
+        raise Busy(
+            "The SMS provider is busy; nothing was sent or charged. Try again with the same Idempotency-Key.",
+            {"message_id": hold.message_id, "provider_error_code": outcome.error_code},
+        )
     if outcome.result != "accepted":
         # Unknown: it may have gone out. Never re-send; the status callback posts it, or the sweeper voids it.
         return result_of(hold, "The provider did not confirm the message; its status will follow.")
@@ -253,6 +314,13 @@ def _hand_over(
     except HoldEnded:
         # Its `failed` callback overtook us and already returned the credits: report that outcome.
         posted = ledger.get_hold(hold.account_id, hold.message_id)
+    except Exception:
+        # Twilio took the message: never an error now. The status worker posts it from the queue (retried
+        # until it lands), and its status callback would too (it carries the SID).
+        logger.exception("post deferred", extra={"message_id": hold.message_id, "sid": outcome.sid})
+        count("PostDeferred")
+        _queue_post(status_queue, hold, outcome.status or "accepted", outcome.sid)
+        return result_of(hold, "The message was accepted; its charge will be recorded shortly.")
     if posted.provider.get("sid") != outcome.sid:
         # A callback that overtook us recorded another SID: only a forged (yet signed) callback can. The
         # message is out, so the answer stands; the operator is told.

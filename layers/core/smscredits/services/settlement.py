@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from smscredits.domain.account import Hold
-from smscredits.domain.delivery import RETURNED_STATUSES, rank, recorded_status, settled_by
+from smscredits.domain.delivery import (
+    CHARGED_FINAL_STATUSES,
+    RETURNED_STATUSES,
+    rank,
+    recorded_status,
+    settled_by,
+)
 from smscredits.domain.errors import HoldEnded, MalformedProviderEvent, NotFound, SidMismatch
 from smscredits.observability import count, logger
 
@@ -63,7 +69,11 @@ def _settle(ledger: Ledger, hold: Hold, status: str, sid: str, provider: Mapping
         )
         count("TwilioSidMismatch")
         raise SidMismatch("The callback's MessageSid is not this message's.", {"message_id": hold.message_id})
-    if hold.status not in ("pending", "posted") or rank(status) <= rank(recorded_status(hold.provider)):
+    if rank(status) <= rank(recorded_status(hold.provider)):
+        return "unchanged"  # a repeat, a late status, or anything after a final one
+    if hold.status == "voided" and status in CHARGED_FINAL_STATUSES:
+        return _charge_late(ledger, hold, status, sid, provider)
+    if hold.status not in ("pending", "posted"):
         return "unchanged"
     if hold.status == "pending":
         returned = status in RETURNED_STATUSES
@@ -79,6 +89,19 @@ def _settle(ledger: Ledger, hold: Hold, status: str, sid: str, provider: Mapping
     if not ledger.record_delivery(hold, status, sid=sid, settled=settled_by(status)):
         raise _HoldMoved()
     return "status recorded"  # delivery news only; no credit moves
+
+
+def _charge_late(ledger: Ledger, hold: Hold, status: str, sid: str, provider: Mapping[str, Any]) -> str:
+    """Twilio billed a message whose credits we had returned (swept, or voided on a busy answer): charge it
+    again. Alarmed: the validity period should make it impossible for a swept hold."""
+    charged, applied = ledger.charge_late(hold, provider, sid=sid)
+    _require_ours(charged, status, sid)
+    if applied:
+        logger.error(
+            "ALERT a voided message was reported charged: its credits were taken again",
+            extra={"message_id": hold.message_id, "account_id": hold.account_id, "status": status},
+        )
+    return "charged late"
 
 
 def _require_ours(hold: Hold, status: str, sid: str) -> None:

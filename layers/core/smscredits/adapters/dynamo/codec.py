@@ -224,6 +224,11 @@ def record_from_item(raw: Mapping[str, Any]) -> LedgerRecord:
     )
 
 
+# A hold written before holds recorded their dispatch (no `tries` attribute): its send handed it over
+# unmarked, so a replay must take it as maybe sent.
+DISPATCHED_BEFORE_MARKS = "unmarked"
+
+
 def hold_item(hold: Hold, sweep_after: datetime) -> dict[str, Any]:
     return {
         "pk": account_pk(hold.account_id),
@@ -238,6 +243,7 @@ def hold_item(hold: Hold, sweep_after: datetime) -> dict[str, Any]:
         "created_at": iso(hold.created_at),
         "request_hash": hold.request_hash,
         "attempt_id": hold.attempt_id,
+        "tries": hold.tries,
         "message": dict(hold.message),
         "sweep_shard": shard_of(hold.message_id, SWEEP_SHARDS, "SW"),
         "sweep_after": iso(sweep_after),
@@ -258,6 +264,8 @@ def hold_from_item(raw: Mapping[str, Any]) -> Hold:
         provider=raw.get("provider", {}),
         ended_at=parse_iso(raw["ended_at"]) if raw.get("ended_at") else None,
         attempt_id=raw.get("attempt_id") or "",
+        tries=int(raw.get("tries", 1)),
+        dispatching=raw.get("dispatching") or ("" if "tries" in raw else DISPATCHED_BEFORE_MARKS),
     )
 
 

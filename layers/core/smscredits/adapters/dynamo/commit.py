@@ -31,7 +31,7 @@ from smscredits.adapters.dynamo.client import dynamodb_client
 from smscredits.adapters.dynamo.values import from_item
 from smscredits.domain.account import Account
 from smscredits.domain.changes import Change, Committed, Record, Refused
-from smscredits.domain.errors import AccountExists, DomainError, NotFound, UpstreamUnavailable
+from smscredits.domain.errors import AccountExists, Busy, DomainError, NotFound
 from smscredits.domain.periods import iso
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
@@ -47,6 +47,17 @@ _RETRYABLE_CODES = {
     "ServiceUnavailable",
     "TransactionInProgressException",
 }
+# Cancellation reasons that a second try may not meet (AWS, TransactWriteItems: "CancellationReasons"); any
+# other (ValidationError, ItemCollectionSizeLimitExceeded) fails the same way every time: a bug, raised at once.
+_PASSING_REASONS = frozenset(
+    {
+        "None",
+        "ConditionalCheckFailed",
+        "TransactionConflict",
+        "ProvisionedThroughputExceeded",
+        "ThrottlingError",
+    }
+)
 _NETWORK_ERRORS = (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError, ConnectionClosedError)
 
 
@@ -159,8 +170,9 @@ class CommitEngine:
             )
             self._remember(after)
             return Committed(after, change)
-        raise UpstreamUnavailable(
-            "The balance is too busy right now; nothing was changed. Try again.", {"account_id": account_id}
+        raise Busy(
+            "The account's balance is too busy right now; nothing was changed. Try again.",
+            {"account_id": account_id},
         )
 
     def _after_refusal(
@@ -176,6 +188,8 @@ class CommitEngine:
             self._backoff(attempt)
             return state, fresh
         reasons = error.response.get("CancellationReasons", [])
+        if any(reason.get("Code", "None") not in _PASSING_REASONS for reason in reasons):
+            raise error  # deterministic: retrying would only hide the bug behind a "busy"
         current = self._current_balance(reasons)
         for index, record in enumerate(change.records, start=1):
             reason = reasons[index] if index < len(reasons) else {}
@@ -220,7 +234,9 @@ class CommitEngine:
             except _NETWORK_ERRORS:
                 pass
             self._backoff(attempt)
-        raise UpstreamUnavailable("The table is too busy right now; try again.", {"operation": operation})
+        raise Busy(
+            "The table is too busy right now; nothing was changed. Try again.", {"operation": operation}
+        )
 
     def _backoff(self, attempt: int) -> None:
         self._sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))

@@ -6,17 +6,19 @@ ledger learns why without a read."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 from smscredits.adapters.dynamo import codec as C
 from smscredits.adapters.dynamo.values import to_item, to_value
-from smscredits.domain.account import Account
+from smscredits.domain.account import Account, Hold
 from smscredits.domain.changes import (
     BatchCancel,
     BatchDispatch,
     BatchSettlement,
     Change,
     DeliveryStatus,
+    Dispatch,
     Guard,
     HoldTransition,
     NewBatch,
@@ -124,9 +126,18 @@ def _transact(table: str, account_id: str, record: Record, now: str) -> dict[str
         case Guard():
             return _put(table, C.guard_item(account_id, record, now), NEW_ITEM)
         case NewHold(hold, sweep_after):
-            return _put(table, C.hold_item(hold, sweep_after), NEW_ITEM)
+            return _new_hold(table, hold, sweep_after)
         case HoldTransition():
             return _hold_transition(table, record)
+        case Dispatch():
+            return _update(
+                table,
+                C.hold_key(record.account_id, record.message_id),
+                "SET dispatching = :attempt",
+                ["#status = :pending AND attribute_not_exists(dispatching)"],
+                {":attempt": record.attempt_id, ":pending": "pending"},
+                {"#status": "status"},
+            )
         case DeliveryStatus():
             return _delivery_status(table, record)
         case NewOrder() | OrderSession() | OrderPaid() | NewPayment() | PaymentRefunds() | OrderNote():
@@ -156,6 +167,22 @@ def _payment_transact(
         case PaymentRefunds():
             return _payment_refunds(table, record)
     return _order_note(table, record)
+
+
+def _new_hold(table: str, hold: Hold, sweep_after: datetime) -> dict[str, Any]:
+    """A hold's first try must be new; a later try replaces the try before it, voided as retryable."""
+    put = _put(table, C.hold_item(hold, sweep_after), NEW_ITEM)
+    if hold.tries == 1:
+        return put
+    previous = "tries = :previous" if hold.tries > 2 else "(attribute_not_exists(tries) OR tries = :previous)"
+    put["Put"]["ConditionExpression"] = f"#status = :voided AND provider.retryable = :yes AND {previous}"
+    put["Put"]["ExpressionAttributeNames"] = {"#status": "status"}
+    put["Put"]["ExpressionAttributeValues"] = {
+        ":voided": to_value("voided"),
+        ":yes": to_value(True),
+        ":previous": to_value(hold.tries - 1),
+    }
+    return put
 
 
 def _put(table: str, item: Mapping[str, Any], condition: str) -> dict[str, Any]:
