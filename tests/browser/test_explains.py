@@ -269,7 +269,7 @@ def test_the_api_reference_is_swagger_ui_from_this_origin_with_shapes_and_exampl
         "Swagger UI did not render",
     )
     tags = [t.text.split("\n")[0] for t in browser.find_elements(By.CSS_SELECTOR, ".opblock-tag")]
-    assert tags[:2] == ["Messages", "Balance and statement"], tags
+    assert tags[:3] == ["Messages", "Batches", "Balance and statement"], tags
     viewport_shot(browser, f"17-api-reference-{width(size)}")
     quote = browser.find_element(By.ID, "operations-Messages-post_quote")
     quote.find_element(By.CSS_SELECTOR, ".opblock-summary-control").click()

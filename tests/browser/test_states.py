@@ -68,18 +68,28 @@ def empty(service: LocalService, account: str) -> None:
 
 
 def banners(driver: Any) -> list[str]:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return [str(box.text) for box in driver.find_elements(By.CSS_SELECTOR, "#account-state > div")]
+    for _ in range(5):  # the banners are drawn again on every refresh: read them whole or read again
+        try:
+            return [str(box.text) for box in driver.find_elements(By.CSS_SELECTOR, "#account-state > div")]
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError("the banners kept changing while they were read")
 
 
 def banner(driver: Any, words: str) -> Any:
     """The banner that says `words`, once the page shows it."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     def found(d: Any) -> Any:
-        boxes = d.find_elements(By.CSS_SELECTOR, "#account-state > div")
-        return next((box for box in boxes if words in box.text), None)
+        try:
+            boxes = d.find_elements(By.CSS_SELECTOR, "#account-state > div")
+            return next((box for box in boxes if words in box.text), None)
+        except StaleElementReferenceException:  # drawn again while read: look again
+            return None
 
     return wait_for(driver, found, f"no banner says {words!r}: {banners(driver)}")
 

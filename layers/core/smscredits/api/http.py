@@ -389,6 +389,8 @@ def _validated_arguments(route: Route, request: Request) -> dict[str, BaseModel]
             problems.append({"location": "body", "problem": "Field required", "type": "missing"})
         else:
             inputs.append(("body", route.body, body))
+    elif route.payload is None and route.method != "GET":
+        _json_body(request)  # a route that reads no body still refuses one that is not JSON (400)
     arguments: dict[str, BaseModel] = {}
     for name, model, value in inputs:
         try:
