@@ -21,7 +21,7 @@ from smscredits.adapters.dynamo.codec import account_item
 from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements
 from smscredits.adapters.dynamo.values import to_item
-from smscredits.adapters.refresh_queue import SqsRefreshQueue
+from smscredits.adapters.sqs import SqsRefreshQueue
 from smscredits.domain import ledger as L
 from smscredits.domain.audit import check_account
 from smscredits.domain.catalog import PLANS

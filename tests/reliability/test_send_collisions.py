@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from smscredits import runtime
-from smscredits.adapters.status_queue import SqsStatusQueue
+from smscredits.adapters.sqs import SqsStatusQueue
 from smscredits.domain.idempotency import IdempotencyKey, message_id_for, request_hash
 from smscredits.domain.movements import HoldRequest
 from smscredits.settings import DEFAULT_SWEEP_GRACE_SECONDS

@@ -28,6 +28,17 @@ def test_on_lambda_the_address_api_gateway_received_the_request_on_is_the_base_u
     assert deployed.public_base_url_of(received) == received
 
 
+def test_a_function_no_request_reaches_uses_the_api_url_the_template_gives_it_unless_one_is_configured():
+    worker = settings(
+        AWS_LAMBDA_FUNCTION_NAME="sms-credits-batch-worker", API_URL="https://abc.execute-api.aws/"
+    )
+    assert worker.public_base_url == "https://abc.execute-api.aws"
+    custom = settings(
+        AWS_LAMBDA_FUNCTION_NAME="fn", API_URL="https://abc.execute-api.aws", PUBLIC_BASE_URL="https://x.org"
+    )
+    assert custom.public_base_url == "https://x.org"
+
+
 def test_a_configured_public_base_url_overrides_the_request_and_loses_its_trailing_slash():
     configured = settings(AWS_LAMBDA_FUNCTION_NAME="fn", PUBLIC_BASE_URL="https://sms.example.org/")
     assert configured.public_base_url == "https://sms.example.org"

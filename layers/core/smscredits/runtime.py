@@ -135,14 +135,14 @@ class Container:
 
     @cached_property
     def refresh_queue(self) -> RefreshQueue | None:
-        from smscredits.adapters.refresh_queue import SqsRefreshQueue
+        from smscredits.adapters.sqs import SqsRefreshQueue
 
         url = self.settings.refresh_queue_url
         return SqsRefreshQueue(url) if url else None
 
     @cached_property
     def status_queue(self) -> StatusQueue | None:
-        from smscredits.adapters.status_queue import SqsStatusQueue
+        from smscredits.adapters.sqs import SqsStatusQueue
 
         url = self.settings.status_queue_url
         return SqsStatusQueue(url) if url else None
@@ -164,7 +164,7 @@ class Container:
 
     @cached_property
     def batch_queue(self) -> BatchQueue:
-        from smscredits.adapters.batch_queue import SqsBatchQueue
+        from smscredits.adapters.sqs import SqsBatchQueue
 
         url = self.settings.batch_queue_url
         if not url:

@@ -44,6 +44,8 @@ class Settings(BaseModel):
     lambda_function_name: str | None = Field(default=None, alias="AWS_LAMBDA_FUNCTION_NAME")
     account_id_claim: str = Field(default="account_id", alias="ACCOUNT_ID_CLAIM")
     configured_base_url: str | None = Field(default=None, alias="PUBLIC_BASE_URL")
+    # The API's own execute-api URL, given to functions no API request reaches (the batch worker).
+    api_url: str | None = Field(default=None, alias="API_URL")
     sweep_grace_seconds: int = Field(default=DEFAULT_SWEEP_GRACE_SECONDS, alias="SWEEP_GRACE_SECONDS", ge=60)
     # An ended message (its body and full number) is deleted this long after it ended (docs/security.md).
     message_retention_days: int = Field(
@@ -113,9 +115,10 @@ class Settings(BaseModel):
         """The exact public base URL of this API (Twilio signs its callbacks over it; Checkout returns to it).
         PUBLIC_BASE_URL when configured (a custom domain, or one with an API mapping path, which API Gateway
         does not pass on); else, on Lambda, `received_on`: the https address API Gateway received this request
-        on (`Request.api_base_url`), so a first deploy needs no second pass. A function with neither fails
-        loudly (a 500, alarmed) rather than send callbacks and checkouts to a placeholder. Off Lambda it
-        defaults to local mode's address."""
+        on (`Request.api_base_url`), so a first deploy needs no second pass; else API_URL, the API's own
+        address the template gives a function no request reaches. A function with none fails loudly (a 500,
+        alarmed) rather than send callbacks and checkouts to a placeholder. Off Lambda it defaults to local
+        mode's address."""
         configured = (self.configured_base_url or "").rstrip("/")
         if not self.lambda_function_name:
             return configured or LOCAL_BASE_URL
@@ -127,6 +130,8 @@ class Settings(BaseModel):
             return configured
         if received_on:
             return received_on
+        if self.api_url:
+            return self.api_url.rstrip("/")
         raise RuntimeError(
             "PUBLIC_BASE_URL is not configured and this invocation came through no API Gateway request: "
             "set the function's PUBLIC_BASE_URL (docs/deploy.md)"
