@@ -389,8 +389,11 @@ def _validated_arguments(route: Route, request: Request) -> dict[str, BaseModel]
             problems.append({"location": "body", "problem": "Field required", "type": "missing"})
         else:
             inputs.append(("body", route.body, body))
-    elif route.payload is None and route.method != "GET":
-        _json_body(request)  # a route that reads no body still refuses one that is not JSON (400)
+    elif route.payload is None and route.method != "GET" and _unwanted_body(request):
+        # A route that reads no body takes none, or `{}`: anything else is refused, never silently ignored.
+        problems.append(
+            {"location": "body", "problem": "This route takes no body", "type": "extra_forbidden"}
+        )
     arguments: dict[str, BaseModel] = {}
     for name, model, value in inputs:
         try:
@@ -400,6 +403,12 @@ def _validated_arguments(route: Route, request: Request) -> dict[str, BaseModel]
     if problems:
         raise RequestInvalid(problems)
     return arguments
+
+
+def _unwanted_body(request: Request) -> bool:
+    """Whether a body sent to a route that reads none is more than nothing or `{}` (bytes that are not JSON
+    are a 400 here already)."""
+    return bool(request.text.strip()) and _json_body(request) != {}
 
 
 def _json_body(request: Request) -> Any:
