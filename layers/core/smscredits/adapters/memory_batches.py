@@ -20,19 +20,7 @@ class InMemoryBatchMessages:
         with self._lock:
             records = self._records.setdefault(batch.batch_id, {})
             for message in messages:
-                records[message.position] = {
-                    "account_id": batch.account_id,
-                    "batch_id": batch.batch_id,
-                    "index": message.position,
-                    "to": message.to,
-                    "body": message.text,
-                    "ref": message.ref,
-                    "region": message.region,
-                    "encoding": message.encoding,
-                    "segments": message.segments,
-                    "credits": message.credits,
-                    "status": B.QUEUED,
-                }
+                records[message.position] = B.queued_record(batch, message)
             self.requests += (len(messages) + 24) // 25
 
     def read(self, batch_id: str, indexes: Sequence[int]) -> list[dict[str, Any]]:

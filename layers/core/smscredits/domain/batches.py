@@ -270,6 +270,23 @@ def remaining(batch: Batch, settled: Mapping[str, Settled]) -> tuple[L.Funding, 
     return total_funding(left)
 
 
+def queued_record(batch: Batch, message: Planned) -> dict[str, Any]:
+    """A message's record as the reservation writes it: queued, with what dispatch and settlement read."""
+    return {
+        "account_id": batch.account_id,
+        "batch_id": batch.batch_id,
+        "index": message.position,
+        "to": message.to,
+        "body": message.text,
+        "ref": message.ref,
+        "region": message.region,
+        "encoding": message.encoding,
+        "segments": message.segments,
+        "credits": message.credits,
+        "status": QUEUED,
+    }
+
+
 def open_hold(batch: Batch) -> Hold:
     """The batch's reservation as a hold: its credits are what is not settled yet."""
     left = remaining(batch, batch.settled)

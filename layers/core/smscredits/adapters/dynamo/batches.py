@@ -186,17 +186,7 @@ def message_item(batch: B.Batch, message: B.Planned) -> dict[str, Any]:
         "pk": message_pk(batch.batch_id, message.position),
         "sk": message_sk(message.position),
         "type": "batch_message",
-        "account_id": batch.account_id,
-        "batch_id": batch.batch_id,
-        "index": message.position,
-        "to": message.to,
-        "body": message.text,
-        "ref": message.ref,
-        "region": message.region,
-        "encoding": message.encoding,
-        "segments": message.segments,
-        "credits": message.credits,
-        "status": B.QUEUED,
+        **B.queued_record(batch, message),
     }
 
 
