@@ -179,9 +179,12 @@ def test_a_refund_then_a_dispute_of_the_same_charge_take_back_once(service, stri
     assert audit() == []
 
 
-def test_dispute_events_delivered_at_once_from_many_instances_settle_one_way(service, stripe_api, dynamodb):
-    """Eight instances at once, four with the withdrawal and four with the win, in a shuffled order: whichever
-    lands first, the credits end where the win leaves them and the ledger stays sound."""
+def test_dispute_events_delivered_at_once_from_many_instances_settle_one_way(
+    service, stripe_api, dynamodb, dynamo_fidelity
+):
+    """Eight instances at once, four with the withdrawal and four with the win, in a shuffled order, on a
+    DynamoDB that collides as AWS does (the fidelity layer): whichever lands first, the credits end where the
+    win leaves them and the ledger stays sound."""
     bought(stripe_api, auto=True)
     adjust("purchased:AU", -150)
     bodies = [dispute_event("funds_withdrawn")] * 4 + [dispute_won()] * 4

@@ -291,8 +291,9 @@ def test_a_malformed_subscription_is_a_400_and_writes_nothing(billing, service):
 
 
 def test_concurrent_deliveries_of_a_subscription_s_events_keep_the_newest_state_and_grant_once(
-    billing, service
+    billing, service, dynamo_fidelity
 ):
+    """Four events delivered twice each at once, on a DynamoDB that collides as AWS does (the fidelity layer)."""
     sub = Sub("sub_c", "cus_c", "racing", ANCHOR)
     end = month_after(ANCHOR)
     assert outcome(sub.event("customer.subscription.created", "price_starter", period_end=end)) == "applied"
