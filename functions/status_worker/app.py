@@ -30,6 +30,7 @@ def record_handler(record: SQSRecord) -> None:
             status=status["status"],
             sid=status.get("sid"),
             error_code=status.get("error_code"),
+            try_number=status.get("try"),
         )
     except (SidMismatch, MalformedProviderEvent, NotFound) as refused:
         # No retry changes these (settlement logged and counted them): dropped, not dead-lettered.

@@ -1247,6 +1247,29 @@ def test_a_hold_is_dispatched_by_one_attempt_only(backend, ledger, funded):
     assert ledger.dispatch(ended, "third").status == "voided"
 
 
+def test_an_earlier_try_sent_after_all_is_charged_once_and_owes_what_no_pool_has(backend, ledger, account):
+    first, _ = ledger.hold(ACCT, hold_request("m1", segments=2))
+    ledger.void(first, {"result": "busy", "retryable": True})  # Twilio answered 5xx to try 1
+    second, created = ledger.hold(ACCT, hold_request("m1", segments=2))
+    assert created and second.tries == 2
+    ledger.post(second, {"sid": "SM2"})
+    ledger.adjust(ACCT, L.INCLUDED, -47, op_id="drain", actor="support", reason="test")  # 1 left
+    assert ledger.charge_earlier_try(second, 1, sid="SM1") == ("SM1", True)
+    assert nonzero(backend.sound().pools) == {L.OWED: 1}  # 1 taken, 1 owed; no pool below zero
+    before = backend.stored()
+    assert ledger.charge_earlier_try(second, 1, sid="SM1") == ("SM1", False)  # once per try
+    assert ledger.charge_earlier_try(second, 1, sid="SM9") == ("SM1", False)  # the SID it was charged under
+    assert backend.stored() == before
+    assert ledger.get_hold(ACCT, "m1").status == "posted"  # try 2 keeps its own state
+    _, entries, _ = backend.statements.partition(ACCT)
+    assert [
+        (e.kind, e.pool, e.amount, e.reference.get("try")) for e in entries if e.kind == "late_charge"
+    ] == [
+        ("late_charge", L.INCLUDED, -1, 1),
+        ("late_charge", L.OWED, 1, 1),
+    ]
+
+
 def test_a_late_charge_takes_the_credits_again_and_owes_what_no_pool_has(backend, ledger, clock, account):
     hold, _ = ledger.hold(ACCT, hold_request("m1", segments=3))
     voided = ledger.void(hold, {"provider_status": "no_callback", "result": "swept"})

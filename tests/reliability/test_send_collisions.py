@@ -76,6 +76,43 @@ def test_twilio_busy_returns_the_credits_and_the_same_key_sends_again(
     assert [kind for kind, _ in entries()].count("hold") == 2  # the try Twilio refused, and the one it took
 
 
+def test_an_earlier_try_twilio_sent_after_all_is_charged_once_beside_the_try_that_replaced_it(
+    service: Any, twilio: FakeTwilioHttp
+) -> None:
+    create()
+    twilio.mode = "error500"  # Twilio answered 500 to try 1, but took the message after all
+    assert send()[0] == 429
+    twilio.mode = "accept"
+    assert send()[2]["status"] == "sent" and len(twilio.sent) == 2  # try 2, with its own SID
+    assert state() == {"included": 49, "held": 0}
+    status, answer = callback(twilio, "delivered", index=0)  # Twilio bills try 1: so do we
+    assert (status, answer["outcome"]) == (200, "charged late")
+    assert state() == {"included": 48, "held": 0}
+    assert callback(twilio, "delivered", index=0)[1]["outcome"] == "unchanged"  # once
+    assert callback(twilio, "failed", index=0)[1]["outcome"] == "unchanged"  # final is final
+    assert callback(twilio, "delivered", index=1)[1]["outcome"] == "status recorded"  # try 2's own status
+    assert state() == {"included": 48, "held": 0}
+    assert [kind for kind, _ in entries()].count("post") == 1
+    _, records, _ = runtime.container().statements.partition("acct-1")
+    assert [(r.kind, r.amount, r.reference.get("sid")) for r in records if r.kind == "late_charge"] == [
+        ("late_charge", -1, twilio.sid(0))
+    ]
+
+
+def test_an_earlier_try_reported_failed_or_still_on_its_way_changes_nothing(
+    service: Any, twilio: FakeTwilioHttp
+) -> None:
+    create()
+    twilio.mode = "error500"
+    assert send()[0] == 429
+    twilio.mode = "accept"
+    assert send()[2]["status"] == "sent"
+    for status in ("queued", "sent", "failed", "canceled"):  # its credits came back when it was voided
+        assert callback(twilio, status, index=0) == (200, {"outcome": "unchanged"})
+    assert state() == {"included": 49, "held": 0}
+    assert callback(twilio, "delivered", index=1)[1]["outcome"] == "status recorded"  # try 2 untouched
+
+
 def _held_by_a_crashed_send(key: str = "k1") -> Any:
     """The hold a send wrote before its process died, before it asked Twilio."""
     ledger = runtime.container().ledger

@@ -362,6 +362,20 @@ class LedgerOperations(PaymentOperations, BatchOperations):
         count("CreditsOwed", owed)
         return outcome.change.result, True
 
+    def charge_earlier_try(self, hold: Hold, try_number: int, *, sid: str) -> tuple[str, bool]:
+        """Charge an earlier try of `hold`'s message that Twilio reported sent after all, once per try: (the SID
+        that try was charged under, charged by this call). What the pools cannot cover is owed."""
+        outcome = self._commit(
+            hold.account_id, lambda state: M.late_charge_earlier_try(state, hold, try_number, sid)
+        )
+        if isinstance(outcome, Refused):
+            assert isinstance(outcome.found, Guard)
+            return str(outcome.found.outcome.get("sid")), False
+        owed = sum(e.amount for e in outcome.change.movement.entries if e.pool == L.OWED)
+        count("LateCharges")
+        count("CreditsOwed", owed)
+        return sid, True
+
     def record_delivery(self, hold: Hold, status: str, *, sid: str, settled: frozenset[str]) -> bool:
         """Note a later delivery status on a charged message (no credits move). False when its condition
         refused it (the hold changed since it was read)."""

@@ -72,6 +72,7 @@ def twilio_status(request: Request, query: StatusCallbackQuery) -> CallbackRespo
         "status": status,
         "sid": params.get("MessageSid"),
         "error_code": params.get("ErrorCode"),
+        "try": query.try_number,
     }
     queue = runtime.container().status_queue
     if queue is not None:
@@ -85,6 +86,7 @@ def twilio_status(request: Request, query: StatusCallbackQuery) -> CallbackRespo
         status=status,
         sid=params.get("MessageSid"),
         error_code=params.get("ErrorCode"),
+        try_number=query.try_number,
     )
     logger.info(
         "twilio callback settled",

@@ -413,6 +413,22 @@ def refund(
     )
 
 
+def late_charge_earlier_try(state: Account, hold: Hold, try_number: int, sid: str) -> Change:
+    """Charge an earlier try of a message that Twilio reported sent after all (that try was voided on a busy
+    answer and the message held again as `hold`, its later try), once per try: the guard records its SID. The
+    credits are the message's (both tries counted the same request), taken as a late charge takes them."""
+    op_id = f"late_charge:{hold.message_id}:try{try_number}"
+    movement = L.late_charge_movement(
+        state.pools, state.held, state.credit_model, str(hold.message.get("region", "")), hold.funding
+    )
+    return Change(
+        op_id,
+        movement,
+        {"message_id": hold.message_id, "sid": sid, "try": try_number},
+        records=(Guard(op_id, {"sid": sid}),),
+    )
+
+
 def late_charge(state: Account, hold: Hold, provider: Mapping[str, Any], *, sid: str) -> Change:
     """Charge a voided hold after all (a final charged status came after it was voided: swept, or voided on a
     busy answer that was not): its credits are taken again (domain/ledger.py: late_charge_movement), once,

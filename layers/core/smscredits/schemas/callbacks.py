@@ -1,6 +1,8 @@
 """Twilio's status callback: what our send put in its URL, the form fields we read, our answer."""
 
-from pydantic import ConfigDict
+from typing import Annotated
+
+from pydantic import ConfigDict, Field
 
 from smscredits.schemas.base import Model, Query
 
@@ -10,6 +12,9 @@ class StatusCallbackQuery(Query):
 
     account_id: str | None = None
     message_id: str | None = None
+    # Which try of the message (a try Twilio answered as busy is held again as the next); absent in URLs older
+    # than tries.
+    try_number: Annotated[int | None, Field(alias="try", ge=1)] = None
     # A batch message's callback names its batch and its index instead of a message id.
     batch_id: str | None = None
     index: int | None = None

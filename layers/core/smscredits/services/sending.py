@@ -157,7 +157,7 @@ def result_of(hold: Hold, detail: str | None = None) -> SendResult:
 
 def status_callback_url(base_url: str, hold: Hold) -> str:
     return f"{base_url}/webhooks/twilio/status?" + urlencode(
-        {"account_id": hold.account_id, "message_id": hold.message_id}
+        {"account_id": hold.account_id, "message_id": hold.message_id, "try": hold.tries}
     )
 
 

@@ -30,12 +30,20 @@ class _HoldMoved(Exception):
 
 
 def settle_status(
-    ledger: Ledger, *, account_id: str, message_id: str, status: str, sid: str | None, error_code: str | None
+    ledger: Ledger,
+    *,
+    account_id: str,
+    message_id: str,
+    status: str,
+    sid: str | None,
+    error_code: str | None,
+    try_number: int | None = None,
 ) -> str:
     """Apply a provider status callback; returns what happened (posted, voided, refunded, status recorded,
     unchanged). Only moves a message forward: a repeat, a late status or anything after a final status
     changes nothing. A MessageSid other than the one recorded for the message is refused (sid_mismatch);
-    the first SID seen is recorded with the callback's write.
+    the first SID seen is recorded with the callback's write. `try_number` (from the callback URL) names the
+    try of the message the status is for: an earlier try's status is settled on its own (_earlier_try).
 
     pending + charged status → post; pending + failed → void; posted + failed → refund (Twilio does not
     charge a failed message) unless a final status was recorded first. Every write is conditional on the
@@ -48,6 +56,8 @@ def settle_status(
     }
     for _ in range(SETTLE_ATTEMPTS):
         hold = ledger.get_hold(account_id, message_id)
+        if try_number is not None and try_number != hold.tries:
+            return _earlier_try(ledger, hold, try_number, status, sid)
         try:
             return _settle(ledger, hold, status, sid, provider)
         except (_HoldMoved, HoldEnded):
@@ -101,6 +111,29 @@ def _charge_late(ledger: Ledger, hold: Hold, status: str, sid: str, provider: Ma
             "ALERT a voided message was reported charged: its credits were taken again",
             extra={"message_id": hold.message_id, "account_id": hold.account_id, "status": status},
         )
+    return "charged late"
+
+
+def _earlier_try(ledger: Ledger, hold: Hold, try_number: int, status: str, sid: str) -> str:
+    """A status for an earlier try of the message: Twilio answered that try 429/5xx, so it was voided and the
+    message held again, yet a 5xx does not prove it was not sent. A charged final status means Twilio billed it:
+    it is charged once, beside the try that replaced it. Anything else changes nothing (its credits came back
+    when it was voided). A try the message never had is refused like another message's SID."""
+    if try_number > hold.tries or try_number < 1:
+        count("TwilioSidMismatch")
+        raise SidMismatch("The callback names a try this message never had.", {"message_id": hold.message_id})
+    if status not in CHARGED_FINAL_STATUSES:
+        return "unchanged"
+    charged_sid, applied = ledger.charge_earlier_try(hold, try_number, sid=sid)
+    if charged_sid != sid:
+        count("TwilioSidMismatch")
+        raise SidMismatch("The callback's MessageSid is not this try's.", {"message_id": hold.message_id})
+    if not applied:
+        return "unchanged"
+    logger.error(
+        "ALERT an earlier try Twilio answered as busy was sent after all: charged beside the try that followed",
+        extra={"message_id": hold.message_id, "account_id": hold.account_id, "try": try_number},
+    )
     return "charged late"
 
 
