@@ -203,6 +203,10 @@ class Payments(Protocol):
 
     def payment_method_of(self, payment_intent_id: str) -> str | None: ...
 
+    def receipt_url(self, payment_intent_id: str) -> str | None:
+        """Stripe's receipt URL of the PaymentIntent's latest charge (None while it has no charge)."""
+        ...
+
     def setup_payment_method(self, setup_intent_id: str) -> str | None:
         """The card a completed SetupIntent saved."""
         ...

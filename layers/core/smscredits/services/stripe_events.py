@@ -6,8 +6,16 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smscredits.domain.clawbacks import DISPUTE_EVENTS
-from smscredits.domain.errors import MalformedProviderEvent
-from smscredits.domain.orders import Order, Paid, Unmatched, claims_to_be_ours, payment_summary, stripe_id
+from smscredits.domain.errors import MalformedProviderEvent, UpstreamFailed, UpstreamUnavailable
+from smscredits.domain.orders import (
+    Order,
+    Paid,
+    Unmatched,
+    claims_to_be_ours,
+    payment_summary,
+    receipt_url_of,
+    stripe_id,
+)
 from smscredits.observability import count, logger
 from smscredits.services import card_setup, clawbacks, orders, recharge, subscriptions
 from smscredits.services.purchases import remember_customer
@@ -106,7 +114,8 @@ def _grant_session(
             session_id=session_id,
             payment_intent=intent,
         )
-        applied = ports.ledger.grant_purchase(Paid(order, intent, session_id), source="checkout")
+        receipt = receipt_url(ports, intent, {}) if intent else None
+        applied = ports.ledger.grant_purchase(Paid(order, intent, session_id, receipt), source="checkout")
     except Unmatched as unmatched:
         return _unmatched(ports, session_id, event_type, unmatched, session), None
     return ("granted" if applied else "duplicate"), order
@@ -116,9 +125,10 @@ def _intent_succeeded(ports: StripePorts, intent: Mapping[str, Any]) -> str:
     metadata = _metadata(intent)
     if not claims_to_be_ours(metadata):
         return "ignored"  # another integration's payment on a shared Stripe account
-    if metadata.get("kind") == "recharge":
-        return recharge.settle_success(ports.ledger, intent, source="webhook")
     intent_id = stripe_id(intent.get("id"))
+    if metadata.get("kind") == "recharge":
+        receipt = receipt_url(ports, intent_id, intent)
+        return recharge.settle_success(ports.ledger, intent, source="webhook", receipt_url=receipt)
     try:
         order = orders.match(
             ports.ledger,
@@ -129,13 +139,33 @@ def _intent_succeeded(ports: StripePorts, intent: Mapping[str, Any]) -> str:
             customer=_id(intent.get("customer")),
             payment_intent=intent_id,
         )
-        applied = ports.ledger.grant_purchase(Paid(order, intent_id), source="payment_intent")
+        receipt = receipt_url(ports, intent_id, intent)
+        applied = ports.ledger.grant_purchase(
+            Paid(order, intent_id, receipt_url=receipt), source="payment_intent"
+        )
     except Unmatched as unmatched:
         return _unmatched(ports, intent_id, "payment_intent.succeeded", unmatched, intent)
     method = _id(intent.get("payment_method"))
     if order.save_card and intent.get("setup_future_usage") == "off_session" and method:
         remember_customer(ports.ledger, order.account_id, order.customer_id, method)
     return "granted" if applied else "duplicate"
+
+
+def receipt_url(ports: StripePorts, intent_id: str, intent: Mapping[str, Any]) -> str | None:
+    """The receipt of the charge that paid: from the PaymentIntent when its charge is expanded, else asked of
+    Stripe (an event's `latest_charge` is only an id). Stripe out of reach does not hold the credits back: the
+    payment is granted without a receipt link (logged and counted)."""
+    found = receipt_url_of(intent)
+    if found:
+        return found
+    try:
+        return ports.payments.receipt_url(intent_id)
+    except (UpstreamUnavailable, UpstreamFailed) as error:
+        logger.warning(
+            "receipt not known", extra={"payment_intent": intent_id, "error": type(error).__name__}
+        )
+        count("ReceiptUnknown")
+        return None
 
 
 def _unmatched(
