@@ -104,6 +104,10 @@ def send() -> tuple[int, Any]:
 @BOTH_LEDGERS
 def test_an_auto_recharge_links_the_receipt_stripe_answered_with(service, stripe_api, ledger_kind):
     ready_to_recharge(stripe_api)
+    # The checkout that saved the card read its PaymentIntent once: the receipt and the card in one answer.
+    reads = [r for r in stripe_api.requests if r["path"] == "/v1/payment_intents/pi_test_123"]
+    assert len(reads) == 1 and reads[0]["params"]["expand[0]"] == "latest_charge"
+    assert runtime.container().ledger.get_account("acct-1").auto_recharge.payment_method_id == "pm_card_saved"
     looked_up = len(receipt_requests(stripe_api))
     assert send()[0] == 202
 

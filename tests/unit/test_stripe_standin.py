@@ -16,6 +16,7 @@ from local import stripe_standin, stripe_webhooks
 from local.stripe_standin import StripeStandIn
 from smscredits.adapters.stripe_payments import StripePayments, make_client
 from smscredits.domain.errors import IdempotencyKeyReused
+from smscredits.domain.orders import receipt_url_of
 
 BASE = "http://127.0.0.1:3000/__local/stripe"
 SECRET = "whsec_unit"
@@ -232,7 +233,7 @@ def test_a_recharge_is_found_by_its_id_or_by_its_recharge_id_and_checkouts_turn_
 def test_a_paid_charge_has_a_receipt_page_and_every_answer_that_expands_it_names_it(stand_in, payments):
     customer, session_id = buy(stand_in, payments, "acct-1", save=True)
     intent_id = stand_in.sessions[session_id]["payment_intent"]
-    receipt = payments.receipt_url(intent_id)
+    receipt = receipt_url_of(payments.paid_intent(intent_id))
     charge_id = stand_in.intents[intent_id]["latest_charge"]
     assert receipt == f"{BASE}/receipts/{charge_id}"
     page = Client(stand_in).get(f"/receipts/{charge_id}")
@@ -261,7 +262,7 @@ def test_a_declined_charge_has_no_receipt(stand_in, payments):
     method = payments.payment_method_of(stand_in.sessions[session_id]["payment_intent"])
     assert method and charge(payments, customer, method).result == "declined"
     [failed] = [i for i in stand_in.intents.values() if i["status"] != "succeeded"]
-    assert payments.receipt_url(failed["id"]) is None
+    assert receipt_url_of(payments.paid_intent(failed["id"])) is None
     assert Client(stand_in).get(f"/receipts/{failed['latest_charge']}").status_code == 404
 
 

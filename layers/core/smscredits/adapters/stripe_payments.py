@@ -13,7 +13,6 @@ from smscredits.domain.errors import (
     UpstreamFailed,
     UpstreamUnavailable,
 )
-from smscredits.domain.orders import receipt_url_of
 from smscredits.observability import count, logger
 from smscredits.schemas.stripe_webhook import parse_event
 from smscredits.services.ports import ChargeOutcome
@@ -72,15 +71,15 @@ class StripePayments:
         method = intent.payment_method
         return method if isinstance(method, str) or method is None else str(method.id)
 
-    def receipt_url(self, payment_intent_id: str) -> str | None:
-        """The receipt of the PaymentIntent's latest charge (Charge.receipt_url: docs.stripe.com/api/charges/object),
-        in one request with the charge expanded."""
+    def paid_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        """The PaymentIntent with its latest charge expanded: its card and its receipt (Charge.receipt_url,
+        docs.stripe.com/api/charges/object) in one request."""
         intent = _call(
             lambda: self.client.v1.payment_intents.retrieve(
                 payment_intent_id, params={"expand": ["latest_charge"]}
             )
         )
-        return receipt_url_of(intent.to_dict())
+        return dict(intent.to_dict())
 
     def setup_payment_method(self, setup_intent_id: str) -> str | None:
         intent = _call(lambda: self.client.v1.setup_intents.retrieve(setup_intent_id))

@@ -203,8 +203,8 @@ class Payments(Protocol):
 
     def payment_method_of(self, payment_intent_id: str) -> str | None: ...
 
-    def receipt_url(self, payment_intent_id: str) -> str | None:
-        """Stripe's receipt URL of the PaymentIntent's latest charge (None while it has no charge)."""
+    def paid_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        """The PaymentIntent as plain data with its latest charge expanded (the card that paid, the receipt)."""
         ...
 
     def setup_payment_method(self, setup_intent_id: str) -> str | None:
