@@ -75,6 +75,8 @@ def test_a_checkout_granted_by_its_payment_intent_event_links_its_receipt(servic
     bought = checkout(stripe_api)
     assert deliver(bought.intent_event())[1]["outcome"] == "granted"
     assert deliver(bought.session_event())[1]["outcome"] == "duplicate"
+    assert deliver(bought.intent_event())[1]["outcome"] == "duplicate"
+    assert len(receipt_requests(stripe_api)) == 1  # a duplicate asks Stripe nothing
 
     [purchase] = purchases()
     assert purchase["receipt_url"] == receipt_of("pi_test_123")
@@ -117,6 +119,8 @@ def test_an_auto_recharge_links_the_receipt_stripe_answered_with(service, stripe
     recharged = next(p for p in purchases() if p["reference"]["source"] == "recharge:charge")
     intent = stripe_api.intents[-1]
     assert recharged["receipt_url"] == receipt_of(intent) and kept_receipt(intent) == receipt_of(intent)
+    assert deliver(recharge_event(stripe_api))[1]["outcome"] == "duplicate"  # Stripe's webhook, later
+    assert len(receipt_requests(stripe_api)) == looked_up
 
 
 @pytest.mark.memory_ledger

@@ -116,7 +116,8 @@ def _grant_session(
             session_id=session_id,
             payment_intent=intent,
         )
-        paid = paid_intent(ports, intent) if intent else None
+        # A paid order's grant is a duplicate: Stripe is asked for the receipt only before it is granted.
+        paid = paid_intent(ports, intent) if intent and order.status != "paid" else None
         receipt = receipt_url_of(paid) if paid else None
         applied = ports.ledger.grant_purchase(Paid(order, intent, session_id, receipt), source="checkout")
     except Unmatched as unmatched:
@@ -130,8 +131,9 @@ def _intent_succeeded(ports: StripePorts, intent: Mapping[str, Any]) -> str:
         return "ignored"  # another integration's payment on a shared Stripe account
     intent_id = stripe_id(intent.get("id"))
     if metadata.get("kind") == "recharge":
-        receipt = receipt_url(ports, intent_id, intent)
-        return recharge.settle_success(ports.ledger, intent, source="webhook", receipt_url=receipt)
+        return recharge.settle_success(
+            ports.ledger, intent, source="webhook", find_receipt=lambda: receipt_url(ports, intent_id, intent)
+        )
     try:
         order = orders.match(
             ports.ledger,
@@ -142,7 +144,7 @@ def _intent_succeeded(ports: StripePorts, intent: Mapping[str, Any]) -> str:
             customer=_id(intent.get("customer")),
             payment_intent=intent_id,
         )
-        receipt = receipt_url(ports, intent_id, intent)
+        receipt = receipt_url(ports, intent_id, intent) if order.status != "paid" else None
         applied = ports.ledger.grant_purchase(
             Paid(order, intent_id, receipt_url=receipt), source="payment_intent"
         )
