@@ -209,6 +209,26 @@ def test_update_card_cancelled_changes_nothing(browser, local_service):
     assert "Status\nOff" in text(browser, "ar-state")
 
 
+def test_auto_recharge_on_without_a_card_offers_to_add_one_without_buying(browser, local_service):
+    account = local_service.new_account()
+    set_auto_recharge(local_service, account)  # answers a setup_url, not followed: no card yet
+    sign_in(browser, local_service, account)
+    no_card = banner(browser, "Auto-recharge is on but has no card yet")
+    assert buttons(no_card) == ["Add a card", "Buy 1 pack for Australia — $6.20"]
+    click(browser, "#account-state button")  # Add a card
+    wait_for(browser, lambda d: "/dashboard" not in d.current_url, "Add a card did not open the card setup")
+    assert "Save a card for auto-recharge" in browser.page_source
+    click(browser, "form [type=submit]")  # Save card, with the stand-in's preselected card
+    wait_for(
+        browser, lambda d: "/dashboard" in d.current_url, "the card setup did not return to the dashboard"
+    )
+    wait_for(browser, lambda d: "Card saved for auto-recharge." in text(d, "notices"), "no word on the card")
+    assert "Card on file\nYes" in text(browser, "ar-state")
+    assert not any("no card yet" in b for b in banners(browser))
+    assert auto_recharge(local_service, account)["card_on_file"] is True
+    assert purchased(browser, "AU") == 0
+
+
 def test_the_bank_asking_to_confirm_a_payment_says_so_and_offers_update_card(browser, local_service):
     account = local_service.new_account()
     set_auto_recharge(local_service, account)
