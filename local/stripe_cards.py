@@ -11,6 +11,7 @@ from dataclasses import dataclass
 SUCCEEDS = "4242424242424242"
 DECLINES = "4000000000000341"
 AUTHENTICATES = "4000002760003184"
+DISPUTED = "4000000000000259"  # Stripe's test card whose payments succeed, then are disputed as fraudulent
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Card:
     code: str | None = None  # the card_error code of an off-session charge
     decline_code: str | None = None
     message: str | None = None
+    disputed: bool = False  # every payment it makes is disputed right after (charge.dispute.created)
 
 
 CARDS = {
@@ -41,6 +43,7 @@ CARDS = {
         "authentication_required",
         "Your card was declined. This transaction requires authentication.",
     ),
+    DISPUTED: Card(DISPUTED, "0259", "payments succeed, then are disputed as fraudulent", disputed=True),
 }
 DEMO_CARDS = {"demo-essentials": DECLINES}
 

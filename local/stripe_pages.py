@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -64,6 +65,27 @@ def setup_page(session: Mapping[str, Any], *, action: str, preselected: str) -> 
 </form>
 <p><a href="{cancel}">Cancel and go back</a></p>"""
     return page("Save a card for auto-recharge", body)
+
+
+def receipt_page(charge: Mapping[str, Any]) -> Response:
+    """A paid charge's receipt, as Stripe's receipt_url shows one: what was paid, when, with which card."""
+    paid_at = datetime.fromtimestamp(int(charge["created"]), UTC).strftime("%d %B %Y, %H:%M UTC")
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
+    rows = [
+        ("Amount paid", f"{usd(int(charge['amount']))} {str(charge['currency']).upper()}"),
+        ("Date paid", paid_at),
+        ("Payment method", f"Visa ending in {card.get('last4', '????')}"),
+        ("For", str(charge.get("description") or "SMS credits")),
+        ("Receipt for charge", str(charge["id"])),
+    ]
+    if charge.get("disputed"):
+        rows.append(("Status", "Disputed"))
+    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return page("Receipt", f"<table>{table}</table>")
+
+
+def receipt_not_found() -> Response:
+    return page("Receipt not found", "<p>No paid charge has this receipt.</p>", 404)
 
 
 def already_paid(session: Mapping[str, Any]) -> Response:

@@ -8,11 +8,15 @@ other parameters is refused as Stripe refuses it.
     POST /v1/checkout/sessions          GET /v1/checkout/sessions/{id}
     POST /v1/payment_intents            GET /v1/payment_intents/{id}     (off_session + confirm charges)
                                         GET /v1/setup_intents/{id}
+                                        GET /v1/charges/{id}
+    (expand[]=latest_charge works on a PaymentIntent's create and retrieve, expand[]=data.latest_charge on
+    its search: the charge carries its receipt_url)
     GET  /checkout/{session id}         the pay page: one form, a test card, a Pay button
     POST /checkout/{session id}         pays, answers 303 to success_url, then sends the signed
                                         checkout.session.completed and payment_intent.succeeded
     (a mode=setup session's page has one form too: submitting it saves the card and sends the signed
     checkout.session.completed, mode setup, and setup_intent.succeeded)
+    GET  /receipts/{charge id}          a paid charge's receipt page (its receipt_url)
     GET  /events                        every event sent, newest first, each with its `delivery` (for tests)
 
 Test cards (the pay page always pays, as after a passed 3-D Secure check; the card chosen there is the one
@@ -21,6 +25,8 @@ saved for off-session charges when the session sets setup_future_usage=off_sessi
     4242 4242 4242 4242   off-session charges succeed (payment_intent.succeeded)
     4000 0000 0000 0341   off-session charges decline: card_declined (payment_intent.payment_failed)
     4000 0027 6000 3184   off-session charges need the owner: authentication_required
+    4000 0000 0000 0259   payments succeed, then are disputed as fraudulent: charge.dispute.created and
+                          charge.dispute.funds_withdrawn follow each payment's events
 
 The pay page preselects each account's card: demo-essentials 4000 0000 0000 0341, every other account
 (demo-starter, demo-growth, ...) 4242 4242 4242 4242; demo-legacy cannot buy packs (legacy credit model).
@@ -45,7 +51,7 @@ from werkzeug.wrappers import Request, Response
 from local import stripe_pages as pages
 from local.stripe_cards import CARDS, SUCCEEDS, card_number, cards_from_environment, describe, spaced
 from local.stripe_webhooks import Webhooks, event
-from local.stripe_wire import IdempotentApi, StripeError, invalid, json_response, missing, new_id
+from local.stripe_wire import IdempotentApi, StripeError, decode_form, invalid, json_response, missing, new_id
 
 __all__ = ["StripeStandIn", "cards_from_environment", "describe", "from_environment"]
 
@@ -71,6 +77,7 @@ class StripeStandIn:
         self.sessions: dict[str, dict[str, Any]] = {}
         self.line_items: dict[str, list[dict[str, Any]]] = {}
         self.intents: dict[str, dict[str, Any]] = {}
+        self.charges: dict[str, dict[str, Any]] = {}
         self.payment_methods: dict[str, dict[str, Any]] = {}
         self._card_of: dict[str, str] = {}  # PaymentMethod id → test card number (Stripe never shows it)
         self._intent_data: dict[str, dict[str, Any]] = {}  # session id → its payment_intent_data
@@ -88,6 +95,8 @@ class StripeStandIn:
                 Rule("/v1/payment_intents/search", endpoint="search_intents", methods=["GET"]),
                 Rule("/v1/payment_intents/<id>", endpoint="get_intent", methods=["GET"]),
                 Rule("/v1/setup_intents/<id>", endpoint="get_setup_intent", methods=["GET"]),
+                Rule("/v1/charges/<id>", endpoint="get_charge", methods=["GET"]),
+                Rule("/receipts/<id>", endpoint="receipt", methods=["GET"]),
                 Rule("/checkout/<id>", endpoint="page", methods=["GET"]),
                 Rule("/checkout/<id>", endpoint="pay", methods=["POST"]),
                 Rule("/events", endpoint="list_events", methods=["GET"]),
@@ -107,10 +116,14 @@ class StripeStandIn:
                 response = self.page(arguments["id"])
             elif endpoint == "pay":
                 response = self.pay(arguments["id"], request.form.get("card"))
+            elif endpoint == "receipt":
+                response = self.receipt(arguments["id"])
             elif endpoint == "list_events":
                 response = self.list_events()
             elif endpoint == "search_intents":
-                response = self.search_intents(request.args.get("query", ""))
+                response = self.search_intents(
+                    request.args.get("query", ""), decode_form(request.args.items(multi=True)).get("expand")
+                )
             else:
                 run = getattr(self, endpoint)
                 response = self.wire.answer(request, lambda params: run(params, arguments.get("id")))
@@ -241,8 +254,19 @@ class StripeStandIn:
     def get_session(self, _: dict[str, Any], identifier: str | None) -> dict[str, Any]:
         return self._find(self.sessions, "checkout.session", identifier)
 
-    def get_intent(self, _: dict[str, Any], identifier: str | None) -> dict[str, Any]:
-        return self._find(self.intents, "payment_intent", identifier)
+    def get_intent(self, params: dict[str, Any], identifier: str | None) -> dict[str, Any]:
+        return self._expanded(self._find(self.intents, "payment_intent", identifier), params.get("expand"))
+
+    def get_charge(self, _: dict[str, Any], identifier: str | None) -> dict[str, Any]:
+        return self._find(self.charges, "charge", identifier)
+
+    def _expanded(self, intent: dict[str, Any], expand: Any) -> dict[str, Any]:
+        """The PaymentIntent as answered: `latest_charge` is the charge itself when asked for (a copy: the
+        stored intent keeps the id)."""
+        charge = self.charges.get(str(intent.get("latest_charge")))
+        if charge is None or not isinstance(expand, list) or "latest_charge" not in expand:
+            return intent
+        return {**intent, "latest_charge": charge}
 
     @staticmethod
     def _find(objects: Mapping[str, dict[str, Any]], kind: str, identifier: str | None) -> dict[str, Any]:
@@ -277,8 +301,8 @@ class StripeStandIn:
         card = CARDS[self._card_of[method["id"]]]
         if card.code is None:
             self._succeed(intent)
-            self.webhooks.send([event("payment_intent.succeeded", intent)])
-            return intent
+            self.webhooks.send([event("payment_intent.succeeded", intent), *self._disputes(intent, card)])
+            return self._expanded(intent, params.get("expand"))
         intent["last_payment_error"] = {
             "type": "card_error",
             "code": card.code,
@@ -286,7 +310,9 @@ class StripeStandIn:
             "message": card.message,
         }
         if card.code == "card_declined":
-            intent["latest_charge"] = new_id("ch_")  # a declined card leaves a failed charge
+            intent["latest_charge"] = self._charge(intent, paid=False)[
+                "id"
+            ]  # a declined card leaves a failed charge
         self.webhooks.send([event("payment_intent.payment_failed", intent)])
         raise StripeError(
             402,
@@ -328,9 +354,65 @@ class StripeStandIn:
         self.intents[intent["id"]] = intent
         return intent
 
-    @staticmethod
-    def _succeed(intent: dict[str, Any]) -> None:
-        intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=new_id("ch_"))
+    def _succeed(self, intent: dict[str, Any]) -> None:
+        charge = self._charge(intent, paid=True)
+        intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=charge["id"])
+
+    def _charge(self, intent: Mapping[str, Any], *, paid: bool) -> dict[str, Any]:
+        """The charge a confirmation made; a paid one has its receipt page here (receipt_url)."""
+        charge_id = new_id("ch_")
+        method = self.payment_methods.get(str(intent.get("payment_method"))) or {}
+        charge: dict[str, Any] = {
+            "id": charge_id,
+            "object": "charge",
+            "amount": intent["amount"],
+            "amount_captured": intent["amount"] if paid else 0,
+            "amount_refunded": 0,
+            "created": int(time.time()),
+            "currency": intent["currency"],
+            "customer": intent.get("customer"),
+            "description": intent.get("description"),
+            "disputed": False,
+            "livemode": False,
+            "metadata": intent.get("metadata") or {},
+            "paid": paid,
+            "payment_intent": intent["id"],
+            "payment_method": intent.get("payment_method"),
+            "payment_method_details": {"type": "card", "card": method.get("card")},
+            "receipt_url": f"{self.base_url}/receipts/{charge_id}" if paid else None,
+            "refunded": False,
+            "status": "succeeded" if paid else "failed",
+        }
+        self.charges[charge_id] = charge
+        return charge
+
+    def _disputes(self, intent: Mapping[str, Any], card: Any) -> list[dict[str, Any]]:
+        """The events of a payment with the disputing test card: the dispute opened and its funds withdrawn
+        (Stripe sends both; they describe the same step)."""
+        if not card.disputed:
+            return []
+        charge = self.charges[str(intent["latest_charge"])]
+        charge["disputed"] = True
+        amount = int(charge["amount"])
+        dispute = {
+            "id": new_id("dp_"),
+            "object": "dispute",
+            "amount": amount,
+            "balance_transactions": [
+                {"id": new_id("txn_"), "object": "balance_transaction", "amount": -amount, "fee": 1500}
+            ],
+            "charge": charge["id"],
+            "created": int(time.time()),
+            "currency": charge["currency"],
+            "is_charge_refundable": False,
+            "livemode": False,
+            "metadata": {},
+            "payment_intent": intent["id"],
+            "reason": "fraudulent",
+            "status": "needs_response",
+        }
+        log.info("%s disputed as fraudulent (%s)", charge["id"], dispute["id"])
+        return [event("charge.dispute.created", dispute), event("charge.dispute.funds_withdrawn", dispute)]
 
     # ---- the pay page -------------------------------------------------------------------------------
 
@@ -386,6 +468,7 @@ class StripeStandIn:
             session["amount_total"], customer, method["id"], intent_data.get("metadata") or {}
         )
         intent["setup_future_usage"] = intent_data.get("setup_future_usage")
+        intent["description"] = ", ".join(line["description"] for line in self.line_items[session["id"]])
         self._succeed(intent)
         session.update(payment_intent=intent["id"], payment_status="paid", status="complete", url=None)
         log.info(
@@ -396,10 +479,14 @@ class StripeStandIn:
             f"; saved as {method['id']} for {customer}" if saves else "",
         )
         self.webhooks.send(
-            [event("checkout.session.completed", session), event("payment_intent.succeeded", intent)]
+            [
+                event("checkout.session.completed", session),
+                event("payment_intent.succeeded", intent),
+                *self._disputes(intent, CARDS[number]),
+            ]
         )
 
-    def search_intents(self, query: str) -> Response:
+    def search_intents(self, query: str, expand: Any) -> Response:
         """Stripe's search, for the one query the service makes (a recharge's PaymentIntents by its id);
         unlike Stripe's, the answer is immediate."""
         match = re.fullmatch(r"metadata\['(\w+)'\]:'((?:[^'\\]|\\.)*)'", query)
@@ -408,9 +495,12 @@ class StripeStandIn:
                 {"error": {"type": "invalid_request_error", "message": "unsupported query"}}, 400
             )
         key, value = match.group(1), re.sub(r"\\(.)", r"\1", match.group(2))
+        inner = [field.removeprefix("data.") for field in expand] if isinstance(expand, list) else None
         with self._lock:
             found = [
-                intent for intent in self.intents.values() if (intent.get("metadata") or {}).get(key) == value
+                self._expanded(intent, inner)
+                for intent in self.intents.values()
+                if (intent.get("metadata") or {}).get(key) == value
             ]
         return json_response({"object": "search_result", "data": found, "has_more": False, "next_page": None})
 
@@ -450,6 +540,12 @@ class StripeStandIn:
         self.payment_methods[method["id"]] = method
         self._card_of[method["id"]] = number
         return method
+
+    def receipt(self, charge_id: str) -> Response:
+        with self._lock:
+            charge = self.charges.get(charge_id)
+            charge = dict(charge) if charge is not None and charge["paid"] else None
+        return pages.receipt_page(charge) if charge is not None else pages.receipt_not_found()
 
     def list_events(self) -> Response:
         return json_response(

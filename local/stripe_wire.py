@@ -86,7 +86,8 @@ class IdempotentApi:
         if not key.startswith("sk_test_"):
             error = {"type": "invalid_request_error", "message": "Invalid API Key provided (test keys only)."}
             return json_response({"error": error}, 401)
-        params = decode_form(request.form.items(multi=True))
+        # A GET's parameters (expand[]) come in the query string, a POST's in the form.
+        params = decode_form([*request.args.items(multi=True), *request.form.items(multi=True)])
         idempotency_key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
         fingerprint = json.dumps([request.path, params], sort_keys=True)
         with self._lock:

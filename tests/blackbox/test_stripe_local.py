@@ -87,6 +87,9 @@ def test_paying_on_the_checkout_page_grants_the_pack_once(
     [purchase] = [e for e in entries if e["reference"].get("session_id") == session["session_id"]]
     assert (purchase["kind"], purchase["pool"], purchase["amount"]) == ("purchase", "purchased:AU", 100)
     assert purchase["reference"]["amount_cents"] == 620
+    receipt = requests.get(purchase["receipt_url"], timeout=10)  # Stripe's receipt, the stand-in's page here
+    assert receipt.status_code == 200 and "Amount paid" in receipt.text and "$6.20 USD" in receipt.text
+    assert purchase["receipt_url"].startswith(f"{local_mode.base_url}/__local/stripe/receipts/ch_")
 
     again = requests.post(session["checkout_url"], data={}, allow_redirects=False, timeout=10)
     assert again.status_code == 303

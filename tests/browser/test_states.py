@@ -1,7 +1,8 @@
-"""Where money goes wrong, the dashboard says so in words with the next step, at 1280 and 390 px: a declined card,
-the monthly cap reached, a low or depleted region, a send short of credits, and the statement's line per message.
-Every state is made through local mode's real routes: the Stripe stand-in's test cards, support adjustments and
-the owner's auto-recharge settings."""
+"""Where money goes wrong, the dashboard says so in words with the next step, at 1280 and 390 px: a declined card
+(and Update card's card setup), the bank asking to confirm a payment, a disputed payment, the monthly cap reached,
+a low or depleted region, a send short of credits, and the statement's line per message with each purchase's
+receipt. Every state is made through local mode's real routes: the Stripe stand-in's test cards (its disputing card
+sends the dispute), support adjustments and the owner's auto-recharge settings."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from local.stripe_cards import DECLINES, SUCCEEDS
-from tests.browser.conftest import PHONE, LocalService, section_shot
-from tests.browser.test_dashboard import AU_NUMBER, sign_in, text, type_into, wait_for
+from local.stripe_cards import AUTHENTICATES, DECLINES, DISPUTED, SUCCEEDS
+from tests.browser.conftest import DESKTOP, PHONE, LocalService, section_shot
+from tests.browser.test_dashboard import AU_NUMBER, purchased, sign_in, text, type_into, wait_for
 from tests.browser.test_explains import CONTROLS_FIT, admin_adjust, click
 
 pytestmark = pytest.mark.browser
@@ -116,16 +117,20 @@ def account_with_a_declining_card(service: LocalService) -> str:
     return account
 
 
+def send(service: LocalService, account: str) -> requests.Response:
+    return service.call(
+        "POST",
+        "/v1/messages",
+        account,
+        json={"to": AU_NUMBER, "body": "hello"},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+
+
 def send_short(service: LocalService, account: str, times: int) -> None:
     """Sends that run short of credits: each tries a top-up, which the card declines."""
     for _ in range(times):
-        sent = service.call(
-            "POST",
-            "/v1/messages",
-            account,
-            json={"to": AU_NUMBER, "body": "hello"},
-            headers={"Idempotency-Key": uuid.uuid4().hex},
-        )
+        sent = send(service, account)
         assert sent.status_code == 402, sent.text
 
 
@@ -157,37 +162,119 @@ def test_a_declined_card_says_auto_recharge_is_off_and_update_card_saves_a_new_o
     section_shot(browser, "20-declined-1280", "account-state")
     at_phone_width(browser, "20-declined", "account-state")
 
-    # Update card: auto-recharge on again, and a checkout whose card is saved for it.
+    # Update card: the stand-in's card setup page (POST /v1/auto-recharge/card), nothing charged, no checkout.
+    browser.set_window_size(*DESKTOP)
     click(browser, "#account-state button")
-    wait_for(browser, lambda d: "/dashboard" not in d.current_url, "Update card did not open a checkout")
-    assert "This card is saved for auto-recharge." in browser.page_source
+    wait_for(browser, lambda d: "/dashboard" not in d.current_url, "Update card did not open the card setup")
+    assert (
+        "Save a card for auto-recharge" in browser.page_source
+        and "Nothing is charged now." in browser.page_source
+    )
+    assert "Pay" not in [str(b.text) for b in browser.find_elements(By.TAG_NAME, "button")]
     Select(browser.find_element(By.ID, "card")).select_by_value(SUCCEEDS)
-    click(browser, "form [type=submit]")
-    wait_for(browser, lambda d: "/dashboard" in d.current_url, "checkout did not return to the dashboard")
-    wait_for(browser, lambda d: "Status\nOn" in text(d, "ar-state"), "auto-recharge is not on again")
+    click(browser, "form [type=submit]")  # Save card
+    wait_for(
+        browser, lambda d: "/dashboard" in d.current_url, "the card setup did not return to the dashboard"
+    )
     wait_for(
         browser,
-        lambda d: not any("declined" in b for b in banners(d)),
-        "the declined banner stayed after a new card was saved",
+        lambda d: "Card saved: auto-recharge is on again." in text(d, "notices"),
+        f"no word on the saved card: {text(browser, 'notices')!r}",
     )
+    assert "?card=" not in browser.current_url
+    assert "Status\nOn" in text(browser, "ar-state")
+    assert not any("declined" in b for b in banners(browser))
     settings = auto_recharge(local_service, account)
     assert settings["enabled"] is True and settings["disabled_reason"] is None
+    assert settings["card_on_file"] is True and settings["consecutive_failures"] == 0
+    assert purchased(browser, "AU") == 0  # nothing was bought to save it
+    # The new card is the one auto-recharge charges: the next short send tops up and goes out.
+    assert send(local_service, account).status_code == 202
+    assert local_service.call("GET", "/v1/balance", account).json()["purchased"]["AU"] == 99
 
 
-def test_update_card_cancelled_leaves_the_card_and_switches_auto_recharge_off_again(browser, local_service):
+def test_update_card_cancelled_changes_nothing(browser, local_service):
     from selenium.webdriver.common.by import By
 
     account = declined_account(local_service)
+    before = auto_recharge(local_service, account)
     sign_in(browser, local_service, account)
     click(browser, "#account-state button")  # Update card
-    wait_for(browser, lambda d: "/dashboard" not in d.current_url, "Update card did not open a checkout")
-    assert auto_recharge(local_service, account)["enabled"] is True  # so that the checkout saves its card
+    wait_for(browser, lambda d: "/dashboard" not in d.current_url, "Update card did not open the card setup")
     browser.find_element(By.LINK_TEXT, "Cancel and go back").click()
-    wait_for(browser, lambda d: "auto-recharge is off again" in text(d, "notices"), "no word on the cancel")
-    assert "the card was not changed" in text(browser, "notices")
-    settings = auto_recharge(local_service, account)
-    assert settings["enabled"] is False and settings["card_on_file"] is True
+    wait_for(browser, lambda d: "Card update cancelled" in text(d, "notices"), "no word on the cancel")
+    assert "the card did not change" in text(browser, "notices")
+    assert auto_recharge(local_service, account) == before  # still off, for the declined card
+    banner(browser, "Your card was declined, auto-recharge is off.")
     assert "Status\nOff" in text(browser, "ar-state")
+
+
+def test_auto_recharge_on_without_a_card_offers_to_add_one_without_buying(browser, local_service):
+    account = local_service.new_account()
+    set_auto_recharge(local_service, account)  # answers a setup_url, not followed: no card yet
+    sign_in(browser, local_service, account)
+    no_card = banner(browser, "Auto-recharge is on but has no card yet")
+    assert buttons(no_card) == ["Add a card", "Buy 1 pack for Australia — $6.20"]
+    click(browser, "#account-state button")  # Add a card
+    wait_for(browser, lambda d: "/dashboard" not in d.current_url, "Add a card did not open the card setup")
+    assert "Save a card for auto-recharge" in browser.page_source
+    click(browser, "form [type=submit]")  # Save card, with the stand-in's preselected card
+    wait_for(
+        browser, lambda d: "/dashboard" in d.current_url, "the card setup did not return to the dashboard"
+    )
+    wait_for(browser, lambda d: "Card saved for auto-recharge." in text(d, "notices"), "no word on the card")
+    assert "Card on file\nYes" in text(browser, "ar-state")
+    assert not any("no card yet" in b for b in banners(browser))
+    assert auto_recharge(local_service, account)["card_on_file"] is True
+    assert purchased(browser, "AU") == 0
+
+
+def test_the_bank_asking_to_confirm_a_payment_says_so_and_offers_update_card(browser, local_service):
+    account = local_service.new_account()
+    set_auto_recharge(local_service, account)
+    pay_for_a_pack(local_service, account, AUTHENTICATES)  # off-session charges need the owner
+    empty(local_service, account)
+    send_short(local_service, account, 1)  # one top-up the bank wants confirmed switches it off at once
+    assert auto_recharge(local_service, account)["disabled_reason"] == "authentication_required"
+
+    sign_in(browser, local_service, account)
+    asked = banner(browser, "Auto-recharge is off: your bank asked to confirm a payment")
+    assert asked.text.startswith(
+        "Auto-recharge is off: your bank asked to confirm a payment, and an automatic top-up cannot do that "
+        "without you. Update the card and confirm it with your bank if it asks (nothing is charged now)"
+    )
+    assert buttons(asked) == ["Update card"]
+    assert "authentication_required" not in text(browser, "account-state")
+    assert "Switched off because\nyour bank asked to confirm a payment" in text(browser, "ar-state")
+    section_shot(browser, "26-bank-confirmation-1280", "account-state")
+    at_phone_width(browser, "26-bank-confirmation", "account-state")
+
+
+def test_a_disputed_payment_says_its_credits_were_taken_back_and_auto_recharge_is_off(browser, local_service):
+    from selenium.webdriver.common.by import By
+
+    account = local_service.new_account()
+    set_auto_recharge(local_service, account)
+    pay_for_a_pack(local_service, account, DISPUTED)  # paid, then disputed as fraudulent
+    deadline = time.monotonic() + 20
+    while auto_recharge(local_service, account)["disabled_reason"] != "payment_disputed":
+        assert time.monotonic() < deadline, "the dispute did not reach the service"
+        time.sleep(0.2)
+
+    sign_in(browser, local_service, account)
+    disputed = banner(browser, "a card payment was disputed")
+    assert disputed.text == (
+        "Auto-recharge is off: a card payment was disputed, so the credits it bought that were not spent yet were "
+        "taken back. It comes back on by itself if the dispute is decided for you, or switch it on again below."
+    )
+    assert "bad" in str(disputed.get_attribute("class"))
+    assert purchased(browser, "AU") == 0
+    clawbacks = browser.find_elements(By.CSS_SELECTOR, "#ledger-rows tr[data-kind=clawback]")
+    assert [str(row.find_elements(By.TAG_NAME, "td")[1].text) for row in clawbacks] == [
+        "Refund or dispute — 100 credits taken back from AU"
+    ]
+    section_shot(browser, "27-dispute-1280", "account-state")
+    at_phone_width(browser, "27-dispute", "account-state")
 
 
 def test_the_monthly_cap_reached_offers_to_raise_it_and_the_short_send_says_why(browser, local_service):
@@ -291,17 +378,34 @@ def test_the_statement_has_one_line_per_message_with_the_running_balance(browser
         "49 included",
     ]
     assert messages[0].get_attribute("data-status") == "sent"
-    purchases = [
-        [str(td.text) for td in row.find_elements(By.TAG_NAME, "td")][1:]
-        for row in browser.find_elements(By.CSS_SELECTOR, "#ledger-rows tr[data-kind=purchase]")
-    ]
+    purchase_rows = browser.find_elements(By.CSS_SELECTOR, "#ledger-rows tr[data-kind=purchase]")
+    purchases = [[str(td.text) for td in row.find_elements(By.TAG_NAME, "td")][1:] for row in purchase_rows]
     assert purchases == [
-        ["Auto-recharge — 1 pack, 100 AU credits, $6.20", "+100", "200 AU"],
-        ["Pack purchased — 100 AU credits, $6.20", "+100", "100 AU"],
+        ["Auto-recharge — 1 pack, 100 AU credits, $6.20 Receipt", "+100", "200 AU"],
+        ["Pack purchased — 100 AU credits, $6.20 Receipt", "+100", "100 AU"],
     ]
     assert "charged" not in text(browser, "ledger-rows")
+    # Each purchase links Stripe's receipt (the stand-in's receipt page); no other line has one.
+    receipts = [row.find_element(By.CSS_SELECTOR, "a.receipt") for row in purchase_rows]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#ledger-rows a")) == 2
+    assert all(r.is_displayed() and r.get_attribute("target") == "_blank" for r in receipts)
+    assert all("noopener" in str(r.get_attribute("rel")) for r in receipts)
     section_shot(browser, "25-statement-1280", "statement")
     browser.set_window_size(*PHONE)
     assert "Balance after: 49 included" in text(browser, "ledger-rows")
     assert browser.execute_script(CONTROLS_FIT) == []
+    assert all(r.is_displayed() and r.rect["x"] + r.rect["width"] <= PHONE[0] for r in receipts)
     section_shot(browser, "25-statement-390", "statement")
+
+    dashboard = browser.current_window_handle
+    click(browser, "#ledger-rows tr[data-kind=purchase] a.receipt")  # the auto-recharge's
+    wait_for(browser, lambda d: len(d.window_handles) == 2, "the receipt did not open in a new tab")
+    browser.switch_to.window(next(h for h in browser.window_handles if h != dashboard))
+    try:
+        wait_for(browser, lambda d: "Amount paid" in d.page_source, "the receipt page did not load")
+        assert browser.title == "Receipt" and "/__local/stripe/receipts/ch_" in browser.current_url
+        assert "$6.20 USD" in browser.page_source and "Visa ending in 4242" in browser.page_source
+        assert "Auto-recharge 1 x AU SMS packs" in browser.page_source
+    finally:
+        browser.close()
+        browser.switch_to.window(dashboard)

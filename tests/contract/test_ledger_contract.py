@@ -157,6 +157,26 @@ def test_a_purchase_is_granted_once_per_order(backend, ledger, account):
     assert len(grants) == 1
 
 
+def test_a_purchase_keeps_its_receipt_on_the_payment_and_its_ledger_entry(backend, ledger, account):
+    receipt = "https://pay.stripe.com/receipts/payment/CAcaFwoVYWNjdF8x"
+    order = ledger.open_order(pack_order())
+    assert ledger.grant_purchase(PaidOrder(order, "pi_1", receipt_url=receipt), source="test")
+    assert buy(ledger, order_id="cs_2", payment_intent="pi_2")  # granted with no receipt known
+
+    payment = ledger.get_payment("pi_1")
+    assert payment is not None and payment.receipt_url == receipt
+    without = ledger.get_payment("pi_2")
+    assert without is not None and without.receipt_url is None
+    grants = {
+        e.reference["payment_intent"]: e
+        for e in backend.statements.partition(ACCT)[1]
+        if e.kind == "purchase"
+    }
+    assert grants["pi_1"].reference["receipt_url"] == receipt
+    assert "receipt_url" not in grants["pi_2"].reference
+    assert ledger.get_payment("pi_1") == backend.other.get_payment("pi_1")  # read back from storage
+
+
 def test_a_duplicate_purchase_from_another_process_is_still_a_duplicate(backend, ledger, funded):
     backend.other.adjust(ACCT, US, 5, op_id="adj-other", actor="support", reason="stale view")
     before = backend.stored()

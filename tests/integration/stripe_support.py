@@ -31,7 +31,9 @@ class FakeStripeHttp(stripe.HTTPClient):
     card: succeed | decline | authentication_required | detached | error500 (what an off-session charge does);
     lost_answer: the charge succeeds at Stripe but its answer never reaches the caller; processing: it is
     answered still processing, and succeeds at Stripe right after. `forget_idempotency_keys()` plays Stripe
-    pruning keys older than 24 hours."""
+    pruning keys older than 24 hours. A succeeded PaymentIntent's latest charge is `ch_<intent id>`, expanded
+    (with its receipt_url, `receipt_of`) when the request asks expand[]=latest_charge; `receipts_fail` makes
+    every such request answer 500."""
 
     name = "fake"
 
@@ -45,6 +47,7 @@ class FakeStripeHttp(stripe.HTTPClient):
         self._n = 0
         self.intents: list[str] = []  # ids of the PaymentIntents created
         self.created: dict[str, dict[str, Any]] = {}  # each PaymentIntent as created, whatever the answer was
+        self.receipts_fail = False
 
     def request(self, method: str, url: str, headers: Any, post_data: Any = None, **_: Any) -> Any:
         parts = urlsplit(url)
@@ -80,14 +83,29 @@ class FakeStripeHttp(stripe.HTTPClient):
                 {"id": sid, "object": "checkout.session", "url": f"https://checkout.stripe.com/c/pay/{sid}"}
             )
         if method == "get" and path == "/v1/payment_intents/search":
-            return _json(self._search(params["query"]))
+            found = self._search(params["query"])
+            if params.get("expand[0]") == "data.latest_charge":
+                found["data"] = [_with_charge(intent) for intent in found["data"]]
+            return _json(found)
         if method == "get" and path.startswith("/v1/payment_intents/"):
             intent_id = path.rsplit("/", 1)[1]
-            if intent_id in self.created:
-                return _json(self.created[intent_id])
-            return _json({"id": intent_id, "object": "payment_intent", "payment_method": "pm_card_saved"})
+            intent = self.created.get(intent_id) or {
+                "id": intent_id,
+                "object": "payment_intent",
+                "payment_method": "pm_card_saved",
+                "status": "succeeded",
+                "latest_charge": f"ch_{intent_id}",
+            }
+            if params.get("expand[0]") != "latest_charge":
+                return _json(intent)
+            if self.receipts_fail:
+                return _json({"error": {"type": "api_error", "message": "boom"}}, 500)
+            return _json(_with_charge(intent))
         if path == "/v1/payment_intents":
-            return self._charge(params, n)
+            answer = self._charge(params, n)
+            if params.get("expand[0]") == "latest_charge" and answer[1] == 200:
+                return _json(_with_charge(json.loads(answer[0])))
+            return answer
         if method == "get" and path.startswith("/v1/setup_intents/"):
             return _json(
                 {"id": path.rsplit("/", 1)[1], "object": "setup_intent", "payment_method": "pm_card_setup"}
@@ -106,6 +124,7 @@ class FakeStripeHttp(stripe.HTTPClient):
             "payment_method": params["payment_method"],
             "metadata": metadata,
             "status": "succeeded",
+            "latest_charge": f"ch_pi_rch_{n}",
         }
         self.intents.append(str(intent["id"]))
         self.created[str(intent["id"])] = intent
@@ -161,6 +180,25 @@ class FakeStripeHttp(stripe.HTTPClient):
 
     def of(self, path: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"] == path]
+
+
+def receipt_of(payment_intent: str) -> str:
+    """The receipt_url of a PaymentIntent's charge, as the fake Stripe answers it."""
+    return f"https://pay.stripe.com/receipts/payment/{payment_intent}"
+
+
+def _with_charge(intent: dict[str, Any]) -> dict[str, Any]:
+    """The PaymentIntent with its latest charge expanded (a succeeded one's charge has a receipt)."""
+    if not isinstance(intent.get("latest_charge"), str) or intent.get("status") != "succeeded":
+        return intent
+    charge = {
+        "id": intent["latest_charge"],
+        "object": "charge",
+        "paid": True,
+        "payment_intent": intent["id"],
+        "receipt_url": receipt_of(str(intent["id"])),
+    }
+    return {**intent, "latest_charge": charge}
 
 
 def _json(body: dict[str, Any], status: int = 200) -> tuple[str, int, dict[str, str]]:

@@ -16,6 +16,7 @@ from local import stripe_standin, stripe_webhooks
 from local.stripe_standin import StripeStandIn
 from smscredits.adapters.stripe_payments import StripePayments, make_client
 from smscredits.domain.errors import IdempotencyKeyReused
+from smscredits.domain.orders import receipt_url_of
 
 BASE = "http://127.0.0.1:3000/__local/stripe"
 SECRET = "whsec_unit"
@@ -64,7 +65,9 @@ def delivered(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def stand_in(delivered: list[dict[str, Any]]) -> StripeStandIn:
-    cards = stripe_standin.cards_from_environment('{"acct-auth": "4000 0027 6000 3184"}')
+    cards = stripe_standin.cards_from_environment(
+        '{"acct-auth": "4000 0027 6000 3184", "acct-dispute": "4000 0000 0000 0259"}'
+    )
     return StripeStandIn(
         base_url=BASE,
         webhook_url="http://127.0.0.1:3000/webhooks/stripe",
@@ -225,3 +228,60 @@ def test_a_recharge_is_found_by_its_id_or_by_its_recharge_id_and_checkouts_turn_
     params = {**checkout_params("acct-1", customer, save=False), "adaptive_pricing": {"enabled": False}}
     created, _ = payments.create_checkout_session(params, "checkout:acct-1:ap")
     assert stand_in.sessions[created]["adaptive_pricing"] == {"enabled": False}
+
+
+def test_a_paid_charge_has_a_receipt_page_and_every_answer_that_expands_it_names_it(stand_in, payments):
+    customer, session_id = buy(stand_in, payments, "acct-1", save=True)
+    intent_id = stand_in.sessions[session_id]["payment_intent"]
+    receipt = receipt_url_of(payments.paid_intent(intent_id))
+    charge_id = stand_in.intents[intent_id]["latest_charge"]
+    assert receipt == f"{BASE}/receipts/{charge_id}"
+    page = Client(stand_in).get(f"/receipts/{charge_id}")
+    assert page.status_code == 200 and page.content_type.startswith("text/html")
+    text = page.get_data(as_text=True)
+    assert "$12.40 USD" in text and "Visa ending in 4242" in text and "100 AU SMS credits" in text
+
+    method = payments.payment_method_of(intent_id)
+    assert method
+    outcome = charge(payments, customer, method)
+    assert outcome.result == "succeeded" and outcome.payment_intent is not None
+    recharged = outcome.payment_intent["latest_charge"]  # expanded in the charge's own answer
+    assert recharged["receipt_url"] == f"{BASE}/receipts/{recharged['id']}"
+    recharge_id = outcome.payment_intent["metadata"]["recharge_id"]
+    for found in (
+        payments.find_recharge_intent(recharge_id, outcome.payment_intent["id"]),
+        payments.find_recharge_intent(recharge_id, None),
+    ):
+        assert found is not None and found["latest_charge"]["receipt_url"] == recharged["receipt_url"]
+    assert isinstance(stand_in.intents[outcome.payment_intent["id"]]["latest_charge"], str)  # kept as an id
+    assert Client(stand_in).get("/receipts/ch_unknown").status_code == 404
+
+
+def test_a_declined_charge_has_no_receipt(stand_in, payments):
+    customer, session_id = buy(stand_in, payments, "demo-essentials", save=True)
+    method = payments.payment_method_of(stand_in.sessions[session_id]["payment_intent"])
+    assert method and charge(payments, customer, method).result == "declined"
+    [failed] = [i for i in stand_in.intents.values() if i["status"] != "succeeded"]
+    assert receipt_url_of(payments.paid_intent(failed["id"])) is None
+    assert Client(stand_in).get(f"/receipts/{failed['latest_charge']}").status_code == 404
+
+
+def test_the_disputing_test_card_pays_then_sends_the_dispute(stand_in, payments, delivered):
+    _, session_id = buy(stand_in, payments, "acct-dispute", save=False)
+    wait_for(4, delivered)
+    assert [e["type"] for e in delivered] == [
+        "checkout.session.completed",
+        "payment_intent.succeeded",
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+    ]
+    intent = stand_in.intents[stand_in.sessions[session_id]["payment_intent"]]
+    dispute = delivered[2]["data"]["object"]
+    assert (dispute["payment_intent"], dispute["charge"], dispute["amount"]) == (
+        intent["id"],
+        intent["latest_charge"],
+        1240,
+    )
+    assert dispute["reason"] == "fraudulent" and dispute["status"] == "needs_response"
+    assert sum(t["amount"] for t in dispute["balance_transactions"]) == -1240
+    assert delivered[3]["data"]["object"]["id"] == dispute["id"]

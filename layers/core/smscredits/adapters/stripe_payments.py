@@ -71,6 +71,16 @@ class StripePayments:
         method = intent.payment_method
         return method if isinstance(method, str) or method is None else str(method.id)
 
+    def paid_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        """The PaymentIntent with its latest charge expanded: its card and its receipt (Charge.receipt_url,
+        docs.stripe.com/api/charges/object) in one request."""
+        intent = _call(
+            lambda: self.client.v1.payment_intents.retrieve(
+                payment_intent_id, params={"expand": ["latest_charge"]}
+            )
+        )
+        return dict(intent.to_dict())
+
     def setup_payment_method(self, setup_intent_id: str) -> str | None:
         intent = _call(lambda: self.client.v1.setup_intents.retrieve(setup_intent_id))
         method = intent.payment_method
@@ -95,6 +105,9 @@ class StripePayments:
                     "off_session": True,
                     "confirm": True,
                     "metadata": dict(metadata),
+                    "expand": [
+                        "latest_charge"
+                    ],  # its receipt, with the answer (domain/orders.receipt_url_of)
                     "description": f"Auto-recharge {metadata.get('packs')} x {metadata.get('region')} SMS packs",
                 },
                 options={"idempotency_key": idempotency_key},
@@ -126,12 +139,20 @@ class StripePayments:
         """Retrieved by id when known; else Stripe's search by metadata, which is eventually consistent (new
         objects are searchable within about a minute: docs.stripe.com/search#data-freshness) — a claim is
         retried only after its lease (CLAIM_LEASE_SECONDS, longer than that) ran out."""
+        expand = ["latest_charge"]  # its receipt, should it be settled now
         if payment_intent_id:
-            return dict(_call(lambda: self.client.v1.payment_intents.retrieve(payment_intent_id)).to_dict())
+            intent = _call(
+                lambda: self.client.v1.payment_intents.retrieve(payment_intent_id, params={"expand": expand})
+            )
+            return dict(intent.to_dict())
         quoted = recharge_id.replace("\\", "\\\\").replace("'", "\\'")
         found = _call(
             lambda: self.client.v1.payment_intents.search(
-                params={"query": f"metadata['recharge_id']:'{quoted}'", "limit": 10}
+                params={
+                    "query": f"metadata['recharge_id']:'{quoted}'",
+                    "limit": 10,
+                    "expand": [f"data.{field}" for field in expand],
+                }
             )
         )
         intents = [intent.to_dict() for intent in found.data]

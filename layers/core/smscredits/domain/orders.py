@@ -61,6 +61,7 @@ class Paid(NamedTuple):
     order: Order
     payment_intent: str | None
     session_id: str | None = None
+    receipt_url: str | None = None  # the receipt of the charge that paid (Stripe's Charge.receipt_url)
 
     @property
     def key(self) -> str:
@@ -83,6 +84,9 @@ class Payment(NamedTuple):
     refunds: Refunds = NOTHING_REFUNDED
     taken_credits: int = 0  # credits actually taken back (never more than the pool held)
     created_at: datetime | None = None
+    receipt_url: str | None = (
+        None  # Stripe's receipt of the charge (None on payments granted before it was kept)
+    )
 
 
 UNFULFILLED = "amount"  # the reason of a payment for one of our orders by its customer, not of its amount
@@ -167,6 +171,26 @@ def check_match(
             paid_currency=currency,
         )
     return order
+
+
+MAX_RECEIPT_URL = 2_048
+
+
+def receipt_url_of(intent: Mapping[str, Any]) -> str | None:
+    """The receipt URL of a PaymentIntent's latest charge when the charge is expanded in it (`latest_charge` is
+    only an id otherwise: the receipt is then asked of Stripe). Anything but an https URL of sane length is
+    not a receipt to link to."""
+    charge = intent.get("latest_charge")
+    url = charge.get("receipt_url") if isinstance(charge, Mapping) else None
+    return url if is_receipt_url(url) else None
+
+
+def is_receipt_url(url: Any) -> bool:
+    """An absolute http(s) URL of at most MAX_RECEIPT_URL characters (Stripe's are https; the local stand-in
+    serves its receipts over plain http)."""
+    return (
+        isinstance(url, str) and 0 < len(url) <= MAX_RECEIPT_URL and url.startswith(("https://", "http://"))
+    )
 
 
 def payment_summary(obj: Mapping[str, Any]) -> dict[str, Any]:

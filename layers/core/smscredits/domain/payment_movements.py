@@ -35,7 +35,15 @@ def grant_purchase(
         "packs": order.packs,
         "amount_cents": order.amount_cents,
         "order_id": order.order_id,
-        **{k: v for k, v in (("payment_intent", paid.payment_intent), ("session_id", paid.session_id)) if v},
+        **{
+            k: v
+            for k, v in (
+                ("payment_intent", paid.payment_intent),
+                ("session_id", paid.session_id),
+                ("receipt_url", paid.receipt_url),
+            )
+            if v
+        },
     }
     records: list[Any] = [
         OrderPaid(order.order_id, paid.payment_intent, paid.session_id, now),
@@ -52,6 +60,7 @@ def grant_purchase(
             order_id=order.order_id,
             session_id=paid.session_id or order.session_id,
             created_at=now,
+            receipt_url=paid.receipt_url,
         )
         records.append(NewPayment(payment))
     changes = {"auto_recharge": auto_recharge(state.auto_recharge)} if auto_recharge else {}

@@ -213,6 +213,11 @@ class LedgerEntryOut(Model):
     created_at: datetime
     reference: dict[str, Any]
     description: str
+    receipt_url: str | None = Field(
+        default=None,
+        description="A purchase's Stripe receipt (the paying charge's receipt_url); null for any other entry "
+        "and for purchases granted before receipts were kept",
+    )
 
 
 class LedgerPage(Model):
@@ -233,6 +238,7 @@ class LedgerPage(Model):
                                 "to": "+61******678",
                             },
                             "description": "Message to +61******678 — 1 credit held from included",
+                            "receipt_url": None,
                         },
                         {
                             "entry_id": "acme-dental:2:0",
@@ -249,8 +255,10 @@ class LedgerPage(Model):
                                 "order_id": "ord_5f0c2a",
                                 "payment_intent": "pi_3Q9x",
                                 "session_id": "cs_test_a1b2c3",
+                                "receipt_url": "https://pay.stripe.com/receipts/payment/CAcaFwoVYWNjdF8x",
                             },
                             "description": "Pack purchased — 100 AU credits, $6.20",
+                            "receipt_url": "https://pay.stripe.com/receipts/payment/CAcaFwoVYWNjdF8x",
                         },
                     ],
                     "next_cursor": None,

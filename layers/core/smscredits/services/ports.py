@@ -204,6 +204,10 @@ class Payments(Protocol):
 
     def payment_method_of(self, payment_intent_id: str) -> str | None: ...
 
+    def paid_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        """The PaymentIntent as plain data with its latest charge expanded (the card that paid, the receipt)."""
+        ...
+
     def setup_payment_method(self, setup_intent_id: str) -> str | None:
         """The card a completed SetupIntent saved."""
         ...

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from smscredits.domain import auto_recharge as AR
 from smscredits.domain.account import Account
 from smscredits.domain.errors import UpstreamUnavailable
-from smscredits.domain.orders import Paid, Unmatched, payment_summary, stripe_id
+from smscredits.domain.orders import Paid, Unmatched, payment_summary, receipt_url_of, stripe_id
 from smscredits.domain.periods import iso
 from smscredits.observability import count, logger
 from smscredits.services import orders
@@ -138,11 +138,19 @@ def _settle_found(ledger: Ledger, account_id: str, claimed: AR.Claim, intent: Ma
     return "pending"  # processing: its payment_intent.* event settles it
 
 
-def settle_success(ledger: Ledger, intent: Mapping[str, Any], *, source: str) -> str:
+def settle_success(
+    ledger: Ledger,
+    intent: Mapping[str, Any],
+    *,
+    source: str,
+    find_receipt: Callable[[], str | None] | None = None,
+) -> str:
     """Grant a recharge's packs once (the synchronous answer and payment_intent.succeeded share the key)
     and, in the same write, release its claim and reset the failure count. Only a recharge this service
     started (its order) is granted, on the order's terms; anything else is recorded as unmatched. Its
-    recharge.succeeded is written with the grant (domain/payment_movements.py)."""
+    recharge.succeeded is written with the grant (domain/payment_movements.py). The receipt is the one of the
+    intent's expanded charge (the charge's answer and the lookup expand it), else `find_receipt`'s, asked only
+    while the order is not paid yet (a paid order's grant is a duplicate)."""
     metadata = intent.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
     intent_id = stripe_id(intent.get("id"))
@@ -157,7 +165,10 @@ def settle_success(ledger: Ledger, intent: Mapping[str, Any], *, source: str) ->
             customer=str(customer.get("id")) if isinstance(customer, Mapping) else customer,
             payment_intent=intent_id,
         )
-        applied = ledger.settle_recharge(Paid(order, intent_id), source=source)
+        receipt = receipt_url_of(intent)
+        if receipt is None and find_receipt is not None and order.status != "paid":
+            receipt = find_receipt()
+        applied = ledger.settle_recharge(Paid(order, intent_id, receipt_url=receipt), source=source)
     except Unmatched as unmatched:
         return orders.record_unmatched(
             ledger,

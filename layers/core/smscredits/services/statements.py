@@ -12,6 +12,7 @@ from smscredits.domain.account import LedgerRecord
 from smscredits.domain.catalog import REGIONS
 from smscredits.domain.errors import InvalidRequest
 from smscredits.domain.ledger import ENTRY_KINDS, INCLUDED, LEGACY, PURCHASED_PREFIX
+from smscredits.domain.orders import is_receipt_url
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import StatementExports, Statements
@@ -79,7 +80,14 @@ def entry_out(record: LedgerRecord) -> dict[str, Any]:
         "created_at": record.created_at,
         "reference": dict(record.reference),
         "description": describe(record),
+        "receipt_url": receipt_url(record),
     }
+
+
+def receipt_url(record: LedgerRecord) -> str | None:
+    """A purchase's Stripe receipt, kept in its reference when it was granted (older purchases have none)."""
+    url = record.reference.get("receipt_url") if record.kind == "purchase" else None
+    return url if is_receipt_url(url) else None
 
 
 def parse_kinds(kind: str | None) -> tuple[str, ...]:

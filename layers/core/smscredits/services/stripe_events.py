@@ -6,8 +6,16 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smscredits.domain.clawbacks import DISPUTE_EVENTS
-from smscredits.domain.errors import MalformedProviderEvent
-from smscredits.domain.orders import Order, Paid, Unmatched, claims_to_be_ours, payment_summary, stripe_id
+from smscredits.domain.errors import MalformedProviderEvent, UpstreamFailed, UpstreamUnavailable
+from smscredits.domain.orders import (
+    Order,
+    Paid,
+    Unmatched,
+    claims_to_be_ours,
+    payment_summary,
+    receipt_url_of,
+    stripe_id,
+)
 from smscredits.observability import count, logger
 from smscredits.services import card_setup, clawbacks, orders, recharge, subscriptions
 from smscredits.services.purchases import remember_customer
@@ -47,11 +55,12 @@ def _session_completed(ports: StripePorts, session: Mapping[str, Any]) -> str:
         return card_setup.setup_completed(ports.ledger, ports.payments, session)
     if session.get("payment_status") != "paid":
         return "awaiting_payment"  # a delayed method: async_payment_succeeded grants later
-    outcome, order = _grant_session(ports, session, "checkout.session.completed")
+    outcome, order, paid = _grant_session(ports, session, "checkout.session.completed")
     intent = _id(session.get("payment_intent"))
     if order is not None and order.save_card and intent:
-        # The event carries no payment method: ask Stripe which card paid, so auto-recharge can use it.
-        method = ports.payments.payment_method_of(intent)
+        # The event carries no payment method: the PaymentIntent read for the receipt names the card that paid
+        # (asked again if that read failed), so auto-recharge can use it.
+        method = _id(paid.get("payment_method")) if paid else ports.payments.payment_method_of(intent)
         if method:
             remember_customer(ports.ledger, order.account_id, order.customer_id, method)
     return outcome
@@ -88,11 +97,12 @@ def _async_failed(ports: StripePorts, session: Mapping[str, Any]) -> str:
 
 def _grant_session(
     ports: StripePorts, session: Mapping[str, Any], event_type: str
-) -> tuple[str, Order | None]:
-    """Grant a paid session's order; (outcome, the order when the session is one of ours as recorded)."""
+) -> tuple[str, Order | None, Mapping[str, Any] | None]:
+    """Grant a paid session's order; (outcome, the order when the session is one of ours as recorded, its
+    PaymentIntent as read for the receipt or None)."""
     metadata = _metadata(session)
     if not claims_to_be_ours(metadata):
-        return "ignored", None  # another integration's session on a shared Stripe account
+        return "ignored", None, None  # another integration's session on a shared Stripe account
     session_id = stripe_id(session.get("id"))
     intent = _id(session.get("payment_intent"))
     try:
@@ -106,19 +116,24 @@ def _grant_session(
             session_id=session_id,
             payment_intent=intent,
         )
-        applied = ports.ledger.grant_purchase(Paid(order, intent, session_id), source="checkout")
+        # A paid order's grant is a duplicate: Stripe is asked for the receipt only before it is granted.
+        paid = paid_intent(ports, intent) if intent and order.status != "paid" else None
+        receipt = receipt_url_of(paid) if paid else None
+        applied = ports.ledger.grant_purchase(Paid(order, intent, session_id, receipt), source="checkout")
     except Unmatched as unmatched:
-        return _unmatched(ports, session_id, event_type, unmatched, session), None
-    return ("granted" if applied else "duplicate"), order
+        return _unmatched(ports, session_id, event_type, unmatched, session), None, None
+    return ("granted" if applied else "duplicate"), order, paid
 
 
 def _intent_succeeded(ports: StripePorts, intent: Mapping[str, Any]) -> str:
     metadata = _metadata(intent)
     if not claims_to_be_ours(metadata):
         return "ignored"  # another integration's payment on a shared Stripe account
-    if metadata.get("kind") == "recharge":
-        return recharge.settle_success(ports.ledger, intent, source="webhook")
     intent_id = stripe_id(intent.get("id"))
+    if metadata.get("kind") == "recharge":
+        return recharge.settle_success(
+            ports.ledger, intent, source="webhook", find_receipt=lambda: receipt_url(ports, intent_id, intent)
+        )
     try:
         order = orders.match(
             ports.ledger,
@@ -129,13 +144,39 @@ def _intent_succeeded(ports: StripePorts, intent: Mapping[str, Any]) -> str:
             customer=_id(intent.get("customer")),
             payment_intent=intent_id,
         )
-        applied = ports.ledger.grant_purchase(Paid(order, intent_id), source="payment_intent")
+        receipt = receipt_url(ports, intent_id, intent) if order.status != "paid" else None
+        applied = ports.ledger.grant_purchase(
+            Paid(order, intent_id, receipt_url=receipt), source="payment_intent"
+        )
     except Unmatched as unmatched:
         return _unmatched(ports, intent_id, "payment_intent.succeeded", unmatched, intent)
     method = _id(intent.get("payment_method"))
     if order.save_card and intent.get("setup_future_usage") == "off_session" and method:
         remember_customer(ports.ledger, order.account_id, order.customer_id, method)
     return "granted" if applied else "duplicate"
+
+
+def receipt_url(ports: StripePorts, intent_id: str, intent: Mapping[str, Any]) -> str | None:
+    """The receipt of the charge that paid: from the PaymentIntent when its charge is expanded, else asked of
+    Stripe (an event's `latest_charge` is only an id)."""
+    found = receipt_url_of(intent)
+    if found:
+        return found
+    paid = paid_intent(ports, intent_id)
+    return receipt_url_of(paid) if paid else None
+
+
+def paid_intent(ports: StripePorts, intent_id: str) -> Mapping[str, Any] | None:
+    """The PaymentIntent with its charge expanded, for its receipt. Stripe out of reach does not hold the
+    credits back: the payment is granted without a receipt link (None; logged and counted)."""
+    try:
+        return ports.payments.paid_intent(intent_id)
+    except (UpstreamUnavailable, UpstreamFailed) as error:
+        logger.warning(
+            "receipt not known", extra={"payment_intent": intent_id, "error": type(error).__name__}
+        )
+        count("ReceiptUnknown")
+        return None
 
 
 def _unmatched(

@@ -371,6 +371,7 @@ def payment_item(payment: Payment) -> dict[str, Any]:
         **refunds_attributes(payment.refunds),
         "taken_credits": payment.taken_credits,
         "created_at": iso(payment.created_at) if payment.created_at else None,
+        **({"receipt_url": payment.receipt_url} if payment.receipt_url else {}),
     }
 
 
@@ -387,6 +388,7 @@ def payment_from_item(raw: Mapping[str, Any]) -> Payment:
         refunds=refunds_from_item(raw),
         taken_credits=int(raw.get("taken_credits", 0)),
         created_at=parse_iso(raw["created_at"]) if raw.get("created_at") else None,
+        receipt_url=raw.get("receipt_url"),
     )
 
 
