@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from local.stripe_cards import SUCCEEDS
-from tests.browser.conftest import PHONE, LocalService, section_shot
+from tests.browser.conftest import DESKTOP, PHONE, LocalService, section_shot
 from tests.browser.test_dashboard import sign_in, text, type_into, wait_for
 from tests.browser.test_explains import CONTROLS_FIT, WIDTHS, click, width
 from tests.browser.test_states import AU_RULE, buttons, pay_for_a_pack, set_auto_recharge
@@ -144,11 +144,18 @@ def test_a_pasted_csv_is_checked_in_the_page_then_by_the_pre_flight_row_by_row(
     )
     assert table_rows(browser, "#batch-problem-rows tr") == [
         ["3", "12345", "not a valid phone number"],
-        ["4", "+33612345678", "a country we do not send to (only Australia, USA, United Kingdom, New Zealand)"],
+        [
+            "4",
+            "+33612345678",
+            "a country we do not send to (only Australia, USA, United Kingdom, New Zealand)",
+        ],
         ["5", "+61 412 000 101", "the same number as row 1: sent once, to row 1"],
         ["6", "—", 'no phone number in the "to" column'],
     ]
-    assert table_rows(browser, "#batch-region-rows tr") == [["Australia", "2", "2", "2"], ["USA", "1", "1", "1"]]
+    assert table_rows(browser, "#batch-region-rows tr") == [
+        ["Australia", "2", "2", "2"],
+        ["USA", "1", "1", "1"],
+    ]
     assert text(browser, "batch-funding").startswith("Paid from: 3 included credits")
     assert text(browser, "batch-afford").startswith("Enough credits: 3 credits are reserved when you send")
     assert text(browser, "batch-first") == "Hi Smith, Jo, thanks for visiting Bondi. Reply STOP to opt out."
@@ -163,7 +170,9 @@ def test_a_pasted_csv_is_checked_in_the_page_then_by_the_pre_flight_row_by_row(
     assert not browser.find_element(By.ID, "batch-preflight").is_displayed()
 
 
-def test_a_batch_short_of_credits_says_what_auto_recharge_buys_or_which_pack_would_pay(browser, local_service):
+def test_a_batch_short_of_credits_says_what_auto_recharge_buys_or_which_pack_would_pay(
+    browser, local_service
+):
     from selenium.webdriver.common.by import By
 
     account = local_service.new_account()  # 50 included
@@ -171,7 +180,8 @@ def test_a_batch_short_of_credits_says_what_auto_recharge_buys_or_which_pack_wou
     pay_for_a_pack(local_service, account, SUCCEEDS)  # + 100 AU, and the card is on file
     sign_in(browser, local_service, account)
     numbers = [f"+61412{i:06d}" for i in range(80)]
-    long_template = "Hi {name}, " + "your appointment at {clinic} is confirmed for tomorrow. " * 3  # 2 segments
+    # Two segments a message: 80 messages need 160 credits, and the account holds 150.
+    long_template = "Hi {name}, " + "your appointment at {clinic} is confirmed for tomorrow. " * 3
     check(browser, csv_of(numbers), long_template)
     assert text(browser, "batch-summary") == "80 rows: 80 messages to send. 160 credits in all."
     assert text(browser, "batch-short") == (
@@ -180,9 +190,16 @@ def test_a_batch_short_of_credits_says_what_auto_recharge_buys_or_which_pack_wou
     )
     assert browser.find_element(By.ID, "batch-send").is_enabled()
     section_shot(browser, "27-batch-recharge-1280", "batch-preflight")
+    browser.set_window_size(*PHONE)
+    assert browser.execute_script(CONTROLS_FIT) == []
+    section_shot(browser, "27-batch-recharge-390", "batch-preflight")
+    browser.set_window_size(*DESKTOP)
 
     answer = local_service.call(
-        "PUT", "/v1/auto-recharge", account, json={"enabled": False, "regions": AU_RULE, "monthly_cap_cents": 5000}
+        "PUT",
+        "/v1/auto-recharge",
+        account,
+        json={"enabled": False, "regions": AU_RULE, "monthly_cap_cents": 5000},
     )
     assert answer.status_code == 200, answer.text
     click(browser, "#refresh")
@@ -190,7 +207,9 @@ def test_a_batch_short_of_credits_says_what_auto_recharge_buys_or_which_pack_wou
     click(browser, "#batch-check")
     wait_for(browser, lambda d: "will buy" not in text(d, "batch-afford"), "the pre-flight was not run again")
     short = browser.find_element(By.ID, "batch-short")
-    assert short.text.startswith("Not enough credits for this batch: 10 credits short for Australia.")
+    assert short.text.startswith(
+        "Not enough credits for this batch: 10 credits short for Australia. Auto-recharge is off."
+    )
     assert buttons(short) == ["Buy 1 pack for Australia — $6.20"]
     assert not browser.find_element(By.ID, "batch-send").is_enabled()
     assert "insufficient" not in text(browser, "batches")
@@ -249,8 +268,10 @@ def test_a_batch_cancelled_midway_stops_its_unsent_messages_and_returns_their_cr
     click(browser, "#batch-send")
     wait_for(
         browser,
-        lambda d: d.find_element(By.ID, "batch-run").is_displayed()
-        and text(d, "batch-status").startswith("Sending:"),
+        lambda d: (
+            d.find_element(By.ID, "batch-run").is_displayed()
+            and text(d, "batch-status").startswith("Sending:")
+        ),
         "the batch did not start sending",
     )
     click(browser, "#batch-cancel")
@@ -275,13 +296,19 @@ def test_a_batch_cancelled_midway_stops_its_unsent_messages_and_returns_their_cr
     section_shot(browser, "30-batch-cancelled-390", "batch-run")
 
 
-def test_the_statement_shows_a_batch_as_its_reservation_and_settlements_with_its_messages(browser, local_service):
+def test_the_statement_shows_a_batch_as_its_reservation_and_settlements_with_its_messages(
+    browser, local_service
+):
     from selenium.webdriver.common.by import By
 
     account = local_service.new_account()  # 50 included
     entries = [{"to": n, "body": "Thanks for visiting!"} for n in ("+61412000301", "+61412000302", FAILS)]
     created = local_service.call(
-        "POST", "/v1/batches", account, json={"messages": entries}, headers={"Idempotency-Key": uuid.uuid4().hex}
+        "POST",
+        "/v1/batches",
+        account,
+        json={"messages": entries},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
     )
     assert created.status_code == 202, created.text
     batch_id = created.json()["batch_id"]
@@ -304,12 +331,15 @@ def test_the_statement_shows_a_batch_as_its_reservation_and_settlements_with_its
         "47 included",
     ]
     settled = [[str(td.text) for td in line.find_elements(By.TAG_NAME, "td")][1:] for line in lines[:-1]]
-    assert settled[0] == [
-        "Batch of 3 messages — settlement 1, the last: 1 credit returned (1 included) for messages not sent or "
-        "failed Messages",
-        "+1",
-        "48 included",
-    ] or view["settlements"] > 1, settled
+    if view["settlements"] == 1:  # a slow machine may settle a batch this small in two steps
+        assert settled == [
+            [
+                "Batch of 3 messages — settlement 1, the last: 1 credit returned (1 included) for messages not "
+                "sent or failed Messages",
+                "+1",
+                "48 included",
+            ]
+        ]
     assert sum(int(s[1]) for s in settled) == 1  # the failed message's credit, returned once
     assert "held from" not in text(browser, "ledger-rows")  # no entry of the batch shows on its own
 
@@ -317,8 +347,15 @@ def test_the_statement_shows_a_batch_as_its_reservation_and_settlements_with_its
     drill.click()
     assert drill.get_attribute("aria-expanded") == "true"
     sub = f"drill-{batch_id}-0"
-    wait_for(browser, lambda d: len(table_rows(d, f"#{sub}-msgs-rows tr[data-status]")) == 3, "no messages shown")
-    assert table_rows(browser, f"#{sub}-msgs-rows tr")[2] == ["3", "+61******157", "failed (credits returned)", "1"]
+    wait_for(
+        browser, lambda d: len(table_rows(d, f"#{sub}-msgs-rows tr[data-status]")) == 3, "no messages shown"
+    )
+    assert table_rows(browser, f"#{sub}-msgs-rows tr")[2] == [
+        "3",
+        "+61******157",
+        "failed (credits returned)",
+        "1",
+    ]
     section_shot(browser, "31-statement-batch-1280", "statement")
     browser.set_window_size(*PHONE)
     assert browser.execute_script(CONTROLS_FIT) == []
