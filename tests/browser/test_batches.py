@@ -100,7 +100,7 @@ def balance(service: LocalService, account: str) -> dict[str, Any]:
 
 
 def shown_batch(driver: Any) -> str:
-    return str(driver.execute_script("return sessionStorage.getItem('smscredits.batch')"))
+    return str(driver.execute_script("return JSON.parse(sessionStorage.getItem('smscredits.batch')).id"))
 
 
 @WIDTHS
@@ -205,7 +205,14 @@ def test_a_batch_short_of_credits_says_what_auto_recharge_buys_or_which_pack_wou
     click(browser, "#refresh")
     wait_for(browser, lambda d: "Status\nOff" in text(d, "ar-state"), "auto-recharge still shows on")
     click(browser, "#batch-check")
-    wait_for(browser, lambda d: "will buy" not in text(d, "batch-afford"), "the pre-flight was not run again")
+    wait_for(
+        browser,
+        lambda d: (
+            d.find_element(By.ID, "batch-preflight").is_displayed()
+            and "will buy" not in text(d, "batch-afford")
+        ),
+        "the pre-flight was not run again",
+    )
     short = browser.find_element(By.ID, "batch-short")
     assert short.text.startswith(
         "Not enough credits for this batch: 10 credits short for Australia. Auto-recharge is off."
@@ -254,6 +261,9 @@ def test_a_double_clicked_send_runs_one_batch_to_completion_with_each_messages_r
     Select(browser.find_element(By.ID, "batch-msgs-filter")).select_by_value("")
     wait_for(browser, lambda d: len(table_rows(d, "#batch-msgs-rows tr")) == 6, "the filter was not cleared")
     section_shot(browser, "29-batch-completed-1280", "batch-run")
+    browser.refresh()  # the tab follows the batch it sent again after a reload
+    wait_until_ended(browser)
+    assert text(browser, "batch-status").startswith("Completed: 3 delivered")
     browser.set_window_size(*PHONE)
     assert browser.execute_script(CONTROLS_FIT) == []
     section_shot(browser, "29-batch-completed-390", "batch-run")
