@@ -120,13 +120,16 @@ def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSer
     # local.run's own defaults for the schedules, the sweeper's grace and the Twilio callbacks.
     mode = start(
         tmp_path_factory.mktemp("local"),
-        timeout=30,
+        timeout=90,  # moto, the gateway and the worker pools start in ~10 s idle, past 30 s on a busy 2-core machine
         LOCAL_SCHEDULE_SCALE="1",
         SWEEP_GRACE_SECONDS="120",
         LOCAL_TWILIO_CALLBACK_DELAY="0.3",
         # The dashboard is back from Checkout well before Stripe's webhook lands, as on AWS: what the page shows
         # after a purchase must come from reloading, not from a webhook that happened to be faster.
         LOCAL_STRIPE_WEBHOOK_DELAY="1.5",
+        # Batches leave in slices of 10 at this rate (services/batches.py): one slice every 5 s, so a test can
+        # cancel a 30-message batch between its first slice and its last.
+        BATCH_RATE_PER_SECOND="2",
     )
     try:
         yield LocalService(mode.base_url)

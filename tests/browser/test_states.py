@@ -246,8 +246,8 @@ def test_the_bank_asking_to_confirm_a_payment_says_so_and_offers_update_card(bro
     assert buttons(asked) == ["Update card"]
     assert "authentication_required" not in text(browser, "account-state")
     assert "Switched off because\nyour bank asked to confirm a payment" in text(browser, "ar-state")
-    section_shot(browser, "26-bank-confirmation-1280", "account-state")
-    at_phone_width(browser, "26-bank-confirmation", "account-state")
+    section_shot(browser, "32-bank-confirmation-1280", "account-state")
+    at_phone_width(browser, "32-bank-confirmation", "account-state")
 
 
 def test_a_disputed_payment_says_its_credits_were_taken_back_and_auto_recharge_is_off(browser, local_service):
@@ -273,8 +273,8 @@ def test_a_disputed_payment_says_its_credits_were_taken_back_and_auto_recharge_i
     assert [str(row.find_elements(By.TAG_NAME, "td")[1].text) for row in clawbacks] == [
         "Refund or dispute — 100 credits taken back from AU"
     ]
-    section_shot(browser, "27-dispute-1280", "account-state")
-    at_phone_width(browser, "27-dispute", "account-state")
+    section_shot(browser, "33-dispute-1280", "account-state")
+    at_phone_width(browser, "33-dispute", "account-state")
 
 
 def test_the_monthly_cap_reached_offers_to_raise_it_and_the_short_send_says_why(browser, local_service):
