@@ -84,9 +84,8 @@ class Payment(NamedTuple):
     refunds: Refunds = NOTHING_REFUNDED
     taken_credits: int = 0  # credits actually taken back (never more than the pool held)
     created_at: datetime | None = None
-    receipt_url: str | None = (
-        None  # Stripe's receipt of the charge (None on payments granted before it was kept)
-    )
+    # Stripe's receipt of the charge that paid (None on payments granted before receipts were kept)
+    receipt_url: str | None = None
 
 
 UNFULFILLED = "amount"  # the reason of a payment for one of our orders by its customer, not of its amount
@@ -178,8 +177,8 @@ MAX_RECEIPT_URL = 2_048
 
 def receipt_url_of(intent: Mapping[str, Any]) -> str | None:
     """The receipt URL of a PaymentIntent's latest charge when the charge is expanded in it (`latest_charge` is
-    only an id otherwise: the receipt is then asked of Stripe). Anything but an https URL of sane length is
-    not a receipt to link to."""
+    only an id otherwise: the receipt is then asked of Stripe). Anything but an http(s) URL of sane length
+    is not a receipt to link to."""
     charge = intent.get("latest_charge")
     url = charge.get("receipt_url") if isinstance(charge, Mapping) else None
     return url if is_receipt_url(url) else None
