@@ -85,6 +85,7 @@ def test_an_earlier_try_twilio_sent_after_all_is_charged_once_beside_the_try_tha
     twilio.mode = "accept"
     assert send()[2]["status"] == "sent" and len(twilio.sent) == 2  # try 2, with its own SID
     assert state() == {"included": 49, "held": 0}
+    assert callback(twilio, "delivered", index=0, sid=twilio.sid(1))[0] == 409  # try 2's SID is not try 1's
     status, answer = callback(twilio, "delivered", index=0)  # Twilio bills try 1: so do we
     assert (status, answer["outcome"]) == (200, "charged late")
     assert state() == {"included": 48, "held": 0}

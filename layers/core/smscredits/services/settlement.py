@@ -118,10 +118,11 @@ def _earlier_try(ledger: Ledger, hold: Hold, try_number: int, status: str, sid: 
     """A status for an earlier try of the message: Twilio answered that try 429/5xx, so it was voided and the
     message held again, yet a 5xx does not prove it was not sent. A charged final status means Twilio billed it:
     it is charged once, beside the try that replaced it. Anything else changes nothing (its credits came back
-    when it was voided). A try the message never had is refused like another message's SID."""
-    if try_number > hold.tries or try_number < 1:
+    when it was voided). A try the message never had, or the SID of the try that replaced it, is refused like
+    another message's SID."""
+    if try_number > hold.tries or try_number < 1 or sid == hold.provider.get("sid"):
         count("TwilioSidMismatch")
-        raise SidMismatch("The callback names a try this message never had.", {"message_id": hold.message_id})
+        raise SidMismatch("The callback's try and MessageSid do not match.", {"message_id": hold.message_id})
     if status not in CHARGED_FINAL_STATUSES:
         return "unchanged"
     charged_sid, applied = ledger.charge_earlier_try(hold, try_number, sid=sid)
