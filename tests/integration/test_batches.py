@@ -230,3 +230,60 @@ def test_message_listing_masks_numbers_and_filters_by_status(run: Run) -> None:
     assert [m["index"] for m in rejected["messages"]] == [3]
     shown: dict[str, Any] = batches.view(run.ledger, run.messages, ACCT, created["batch_id"])
     assert shown["status"] == "sending" and shown["counts"] == {"sent": 24, "rejected": 1}
+
+
+def test_a_failed_status_after_the_batch_completed_is_refunded_once(run: Run, clock: Clock) -> None:
+    """Twilio accepted ten messages and said nothing final by the grace period: the completing settlement
+    charged them. One then fails (its validity period ran out): its credits come back once, in one further
+    settlement, and batch.completed stays the one written at completion."""
+    entries = [B.Entry(au(i), "hello") for i in range(10)]
+    created = run.create(ACCT, "late-1", entries)
+    twilio = StandInTwilio()
+    run.drain(twilio, only=lambda job: job["kind"] == "slice")
+    run.deliver(twilio, lambda to: "sent")
+    clock.advance(seconds=3601)
+    batch, ended = run.settle(ACCT, created["batch_id"])
+    assert ended and (batch.posted, batch.returned) == (10, 0)
+    pools = run.sound(ACCT).pools
+
+    late = {au(3)}
+    for _ in range(2):  # Twilio's callback, and a repeat of it
+        run.deliver(twilio, lambda to: "failed" if to in late else "sent")
+        run.settle(ACCT, created["batch_id"])
+    after = run.sound(ACCT)
+    assert sum(after.pools.values()) - sum(pools.values()) == 1
+    assert after.held == 0
+    batch = run.ledger.get_batch(ACCT, created["batch_id"])
+    assert batch.status == "completed" and batch.refunded == 1
+    assert len(run.completed()) == 1
+
+
+def test_a_failed_status_racing_the_completing_settlement_is_refunded_once(run: Run, clock: Clock) -> None:
+    """The failure lands after the grace period's sweep read a message as accepted (so it is charged) but
+    before the settlement is written: the completing settlement or the next one returns it, never both."""
+    entries = [B.Entry(au(i), "hello") for i in range(10)]
+    created = run.create(ACCT, "late-2", entries)
+    twilio = StandInTwilio()
+    run.drain(twilio, only=lambda job: job["kind"] == "slice")
+    run.deliver(twilio, lambda to: "sent")
+    pools = run.sound(ACCT).pools
+    clock.advance(seconds=3601)
+    counted = run.messages.all
+
+    def all_then_fail(batch: B.Batch) -> Any:
+        records = list(counted(batch))
+        run.deliver(twilio, lambda to: "failed" if to == au(5) else "sent")
+        return iter(records)
+
+    run.messages.all = all_then_fail  # type: ignore[method-assign]
+    batch, ended = run.settle(ACCT, created["batch_id"])
+    run.messages.all = counted  # type: ignore[method-assign]
+    assert ended
+    run.deliver(twilio, lambda to: "failed" if to == au(5) else "sent")
+    run.settle(ACCT, created["batch_id"])
+    after = run.sound(ACCT)
+    assert sum(after.pools.values()) - sum(pools.values()) == 1
+    assert after.held == 0
+    batch = run.ledger.get_batch(ACCT, created["batch_id"])
+    assert batch.posted - batch.refunded == 9
+    assert len(run.completed()) == 1

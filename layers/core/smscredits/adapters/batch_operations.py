@@ -71,20 +71,18 @@ class BatchOperations:
         self, account_id: str, batch_id: str, count: Callable[[B.Batch], tuple[Mapping[str, B.Settled], bool]]
     ) -> tuple[B.Batch, bool]:
         """Settle what `count` finds final (cumulative per region, and whether all is final): (the batch after,
-        whether this call ended it). Nothing is written when nothing changed and the batch stays open."""
+        whether this call ended it). Nothing is written when no counter moves and the batch does not end; on an
+        ended batch only a refund can move one."""
         for _ in range(SETTLE_ATTEMPTS):
             batch = self.get_batch(account_id, batch_id)
-            if batch.status != "open":
-                return batch, False
             counted, complete = count(batch)
-            if not complete and all(
-                counted.get(region, B.Settled()) == settled for region, settled in batch.settled.items()
-            ):
+            ends = complete and batch.status == "open"
+            if not ends and not B.advances(batch, counted):
                 return batch, False
             outcome = self._commit(account_id, self._settlement(batch, counted, complete))
             if isinstance(outcome, Committed):
                 after: B.Batch = outcome.change.result
-                return after, complete
+                return after, ends
         raise RuntimeError(f"Batch {batch_id} kept changing under its settlement.")
 
     def _settlement(

@@ -53,7 +53,9 @@ def twilio_status(request: Request, query: StatusCallbackQuery) -> CallbackRespo
         from smscredits.services import batches  # only a batch message's callback loads it
 
         outcome = batches.apply_callback(
+            runtime.container().ledger,
             runtime.container().batch_messages,
+            account_id=query.account_id or "",
             batch_id=query.batch_id,
             index=query.index,
             status=status,

@@ -318,17 +318,15 @@ def settle(
     pacing: Pacing,
 ) -> tuple[B.Batch, bool]:
     """Post and return what the batch's message records show final, in one write on the balance; the one
-    that ends the batch writes batch.completed with it (domain/batches.py: the outbox)."""
-    now = ledger.clock()
-
-    def counted(batch: B.Batch) -> tuple[Mapping[str, B.Settled], bool]:
-        # The grace period runs from the batch's last scheduled slice: a slow batch is never cut short.
-        schedule = batch.accepted / pacing.rate if pacing.rate else 0
-        sweep = now - batch.created_at >= timedelta(seconds=pacing.grace + schedule)
-        settled, _, final = B.tally(list(messages.all(batch)), sweep=sweep)
-        return settled, final and (batch.dispatch_started or batch.accepted == 0)
-
-    batch, ended = ledger.settle_batch(account_id, batch_id, counted)
+    that ends the batch writes batch.completed with it (domain/batches.py: the outbox). Past the grace period
+    (which runs from the batch's last scheduled slice: a slow batch is never cut short) the records with no
+    final status are swept first, so this settlement ends the batch."""
+    batch = ledger.get_batch(account_id, batch_id)
+    schedule = batch.accepted / pacing.rate if pacing.rate else 0
+    due = ledger.clock() - batch.created_at >= timedelta(seconds=pacing.grace + schedule)
+    if batch.status == "open" and batch.dispatch_started and due:
+        count("BatchMessagesSwept", messages.sweep(batch))
+    batch, ended = _settle(ledger, messages, account_id, batch_id)
     if ended:
         count("CreditsPosted", batch.posted)
         count("CreditsVoided", batch.returned)
@@ -341,6 +339,41 @@ def settle(
         }
         logger.info("batch completed", extra=detail)
     return batch, ended
+
+
+def _settle(ledger: Ledger, messages: BatchMessages, account_id: str, batch_id: str) -> tuple[B.Batch, bool]:
+    """One settlement of what the records show. When it ends the batch while messages swept as charged can
+    still fail, they are counted once more: a `failed` recorded after that count was read found the batch
+    open, so it did not ask for its refund (refund_late), and this one returns it."""
+    accepted_unfinished = False
+
+    def counted(batch: B.Batch) -> tuple[Mapping[str, B.Settled], bool]:
+        nonlocal accepted_unfinished
+        settled, counts, final = B.tally(list(messages.all(batch)))
+        accepted_unfinished = counts.get(B.SENT, 0) > 0
+        return settled, final and (batch.dispatch_started or batch.accepted == 0)
+
+    batch, ended = ledger.settle_batch(account_id, batch_id, counted)
+    if ended and accepted_unfinished:
+        batch, _ = ledger.settle_batch(account_id, batch_id, counted)
+    return batch, ended
+
+
+def refund_late(ledger: Ledger, messages: BatchMessages, account_id: str, batch_id: str) -> str:
+    """A message of an ended batch that Twilio reported failed after the grace period charged it: its credits
+    come back in a further settlement (cumulative, so a repeat moves nothing)."""
+    before = ledger.get_batch(account_id, batch_id)
+    if before.status == "open":
+        return "settled by the batch"  # the next settlement returns it
+    after, _ = _settle(ledger, messages, account_id, batch_id)
+    refunded = after.refunded - before.refunded
+    if refunded:
+        count("CreditsRefunded", refunded)
+        logger.info(
+            "batch message refunded after the batch ended",
+            extra={"account_id": account_id, "batch_id": batch_id, "credits": refunded},
+        )
+    return "refunded" if refunded else "unchanged"
 
 
 def cancel(ledger: Ledger, queue: BatchQueue, account_id: str, batch_id: str) -> dict[str, Any]:
@@ -356,15 +389,26 @@ def cancel(ledger: Ledger, queue: BatchQueue, account_id: str, batch_id: str) ->
 
 
 def apply_callback(
-    messages: BatchMessages, *, batch_id: str, index: int, status: str, sid: str | None
+    ledger: Ledger,
+    messages: BatchMessages,
+    *,
+    account_id: str,
+    batch_id: str,
+    index: int,
+    status: str,
+    sid: str | None,
 ) -> str:
     """A Twilio status for a batch message: recorded when it moves the message forward, its SID being the
-    message's (no credit moves here: the next settlement posts or returns it). A message the batch does not
-    have, or one not handed to Twilio, is refused by the record's own condition."""
+    message's (no credit moves here while the batch runs: its next settlement posts or returns it). A message
+    the batch does not have, or one not handed to Twilio, is refused by the record's own condition. A failure
+    recorded after the batch ended is refunded at once (refund_late): no settlement of it comes any more."""
     if not sid:
         raise MalformedProviderEvent("The callback has no MessageSid.", {"MessageSid": "missing"})
-    moved = messages.callback(batch_id, index, status, sid, settled_by(status))
-    return "status recorded" if moved else "unchanged"
+    if not messages.callback(batch_id, index, status, sid, settled_by(status)):
+        return "unchanged"
+    if status in B.RETURNED:
+        refund_late(ledger, messages, account_id, batch_id)
+    return "status recorded"
 
 
 # ---- what the API shows -------------------------------------------------------------------------------
@@ -372,13 +416,18 @@ def apply_callback(
 
 def view(ledger: Ledger, messages: BatchMessages, account_id: str, batch_id: str) -> dict[str, Any]:
     batch = ledger.get_batch(account_id, batch_id)
-    _, counts, _ = B.tally(list(messages.all(batch)), sweep=False)
+    _, counts, _ = B.tally(list(messages.all(batch)))
     return {
         **answer(batch),
         "status": B.public_status(batch, counts),
         "count": batch.submitted,
         "counts": counts,
-        "credits": {"held": batch.credits_held, "posted": batch.posted, "returned": batch.returned},
+        # A message refunded after the grace period charged it shows as returned: posted + returned = held.
+        "credits": {
+            "held": batch.credits_held,
+            "posted": batch.posted - batch.refunded,
+            "returned": batch.returned + batch.refunded,
+        },
         "settlements": batch.settlements,
         "created_at": iso(batch.created_at),
         "ended_at": iso(batch.ended_at) if batch.ended_at else None,
