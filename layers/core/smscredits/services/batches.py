@@ -2,6 +2,9 @@
 rate, status callbacks, settlement on a cadence and at completion, cancel, and what the API shows.
 
 Queue jobs (JSON): `slice` (up to SLICE_SIZE messages with the time they may leave), `settle`, `cancel`.
+One settle job per batch, queued with its slices, settles it every `settle_every` seconds (it queues itself
+again while the batch is open): slices never settle, so however many workers send a batch's slices, one
+settlement reads its records per cadence.
 Pacing is a schedule fixed at creation: slice k may leave at created + k·SLICE_SIZE/rate; the job is queued
 with that delay (SQS DelaySeconds, at most 900 s) and a worker that gets it early queues it again for the
 rest. So concurrent workers keep the account's rate without sharing a counter, and MaximumConcurrency on
@@ -149,9 +152,9 @@ def _dispatch_start(
             "batch_id": batch.batch_id,
             "indexes": chosen,
             "not_before": iso(batch.created_at + timedelta(seconds=wait)),
-            "last": number == len(slices) - 1,
         }
         jobs.append((job, min(int(wait), MAX_DELAY_SECONDS)))
+    jobs.append((_settle_job(batch.account_id, batch.batch_id), pacing.settle_every))
     queue.send(jobs)
     ledger.start_dispatch(batch.account_id, batch.batch_id)
 
@@ -190,29 +193,23 @@ def handle(
     """One queue job; returns what it did (for the log)."""
     account_id, batch_id = str(job["account_id"]), str(job["batch_id"])
     if job["kind"] == "slice":
-        return (
-            dispatch_slice(
-                job,
-                ledger=ledger,
-                messages=messages,
-                queue=queue,
-                sender=sender,
-                base_url=base_url,
-                pacing=pacing,
-            )
-            + "; "
-            + _settle_if_due(
-                ledger, messages, queue, account_id, batch_id, pacing, last=bool(job.get("last"))
-            )
+        return dispatch_slice(
+            job,
+            ledger=ledger,
+            messages=messages,
+            queue=queue,
+            sender=sender,
+            base_url=base_url,
+            pacing=pacing,
         )
     if job["kind"] == "cancel":
         return (
             cancel_queued(ledger, messages, account_id, batch_id)
             + "; "
-            + _settle_if_due(ledger, messages, queue, account_id, batch_id, pacing, last=True)
+            + _settle_if_due(ledger, messages, queue, account_id, batch_id, pacing, again=False)
         )
     if job["kind"] == "settle":
-        return _settle_if_due(ledger, messages, queue, account_id, batch_id, pacing, last=True)
+        return _settle_if_due(ledger, messages, queue, account_id, batch_id, pacing, again=True)
     raise MalformedProviderEvent(f"Unknown batch job {job['kind']!r}.")
 
 
@@ -262,7 +259,7 @@ def dispatch_slice(
     messages.move(batch_id, results, B.DISPATCHING)
     if busy:
         messages.move(batch_id, [(index, B.QUEUED, {}) for index in busy], B.DISPATCHING)
-        retry = {**job, "indexes": busy, "not_before": iso(ledger.clock()), "last": False}  # one settle loop
+        retry = {**job, "indexes": busy, "not_before": iso(ledger.clock())}
         queue.send([(retry, BUSY_DELAY_SECONDS)])
         count("BatchTwilioBusy", len(busy))
     sent = sum(1 for _, status, _ in results if status == B.SENT)
@@ -290,24 +287,28 @@ def _settle_if_due(
     batch_id: str,
     pacing: Pacing,
     *,
-    last: bool,
+    again: bool,
 ) -> str:
-    """Settle when the cadence says so (at most one settlement per `settle_every`, however many jobs ask);
-    after the batch's last slice and each settle job that leaves it open, a settle job comes back after the
-    cadence (its delay), so a batch always ends."""
+    """Settle when the cadence says so (at most one settlement per `settle_every`, however many jobs ask).
+    `again` (the batch's settle job): while the batch stays open the job comes back when the next settlement
+    is due, so a batch always ends."""
     batch = ledger.get_batch(account_id, batch_id)
     if batch.status != "open":
         return "settled already"
     since = ledger.clock() - (batch.last_settled_at or batch.created_at)
+    wait = pacing.settle_every - since.total_seconds()
     outcome = "not due"
-    if since >= timedelta(seconds=pacing.settle_every):
+    if wait <= 0:
         batch, ended = settle(ledger, messages, account_id, batch_id, pacing)
         outcome = "completed" if ended else f"settlement {batch.settlements}"
-    if last and batch.status == "open":
-        queue.send(
-            [({"kind": "settle", "account_id": account_id, "batch_id": batch_id}, pacing.settle_every)]
-        )
+        wait = pacing.settle_every
+    if again and batch.status == "open":
+        queue.send([(_settle_job(account_id, batch_id), min(math.ceil(wait), MAX_DELAY_SECONDS))])
     return outcome
+
+
+def _settle_job(account_id: str, batch_id: str) -> dict[str, Any]:
+    return {"kind": "settle", "account_id": account_id, "batch_id": batch_id}
 
 
 def settle(
