@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode
 
+from smscredits.domain import auto_recharge as AR
 from smscredits.domain import batches as B
 from smscredits.domain.delivery import settled_by
 from smscredits.domain.errors import InsufficientCredits, MalformedProviderEvent
@@ -116,8 +117,12 @@ def create(
         )
     except InsufficientCredits as short:
         shortfall = dict(short.details.get("shortfall", {}))
+        # A recharge is claimed only while the region's pools hold less than `needed`: what they hold now
+        # plus what is short (the shortfall alone is often less than what they hold, and nothing would be bought).
+        account = ledger.get_account(account_id)
         if recharger is None or not all(
-            recharger.when_short(account_id, region, credits) for region, credits in shortfall.items()
+            recharger.when_short(account_id, region, AR.spendable(account, region) + credits)
+            for region, credits in shortfall.items()
         ):
             raise
         checked = plan(ledger.get_account(account_id), command.entries, ledger.legacy_rates)
