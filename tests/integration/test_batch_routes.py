@@ -18,6 +18,7 @@ from smscredits.domain.audit import check_account
 from tests.conftest import TABLE
 from tests.functions import Context, call, event, load_function, user
 from tests.integration.conftest import TWILIO_TOKEN, FakeTwilioHttp, create
+from tests.integration.test_account_lifecycle import patch, read
 from tests.integration.test_refresh import sqs_record
 
 BODY = "Hi, how was your visit? Reply STOP to opt out."
@@ -184,3 +185,19 @@ def test_batch_callbacks_go_through_the_status_queue_and_its_worker_applies_them
     shown = get(f"/v1/batches/{created['batch_id']}")[1]
     assert shown["status"] == "completed" and shown["credits"] == {"held": 12, "posted": 12, "returned": 0}
     assert shown["counts"] == {"delivered": 12}
+
+
+def test_an_account_s_own_batch_rate_paces_its_batches(
+    queue: InMemoryBatchQueue, twilio: FakeTwilioHttp
+) -> None:
+    """The rate is an account setting (support's PATCH), the service's BATCH_RATE_PER_SECOND when unset; a batch
+    keeps the rate it was created with."""
+    assert read()["batch_rate_per_second"] is None
+    status, answer = patch({"batch_rate_per_second": 5})
+    assert status == 200 and answer["batch_rate_per_second"] == 5 and read()["batch_rate_per_second"] == 5
+    status, created = post("/v1/batches", {"messages": messages(30)})
+    assert status == 202, created
+    slices = [(job["indexes"][0], delay) for job, delay in queue.jobs if job["kind"] == "slice"]
+    assert slices == [(0, 0), (10, 2), (20, 4)]  # ten messages every 2 s: 5 a second
+    batch = runtime.container().ledger.get_batch("acct-1", created["batch_id"])
+    assert batch.rate == 5

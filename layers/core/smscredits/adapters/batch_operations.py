@@ -40,7 +40,14 @@ class BatchOperations:
         return batch
 
     def reserve_batch(
-        self, account_id: str, plan: B.Plan, *, batch_id: str, request_hash: str, attempt_id: str
+        self,
+        account_id: str,
+        plan: B.Plan,
+        *,
+        batch_id: str,
+        request_hash: str,
+        attempt_id: str,
+        rate: float = 0.0,
     ) -> tuple[B.Batch, bool]:
         """Reserve a batch's valid messages in one write: (batch, created by this call). The same id with
         another request is idempotency_key_reused; short pools raise InsufficientCredits (nothing written)."""
@@ -53,6 +60,7 @@ class BatchOperations:
                 request_hash=request_hash,
                 now=self.clock(),
                 attempt_id=attempt_id,
+                rate=rate,
             )
 
         existing = self.find_batch(account_id, batch_id)

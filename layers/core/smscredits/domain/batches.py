@@ -229,6 +229,7 @@ class Batch(NamedTuple):
     dispatch_started: bool = False  # its messages are written and queued
     last_settled_at: datetime | None = None
     ended_at: datetime | None = None
+    rate: float = 0.0  # messages per second its slices were scheduled at (0: no pacing)
 
     @property
     def credits_held(self) -> int:
@@ -336,6 +337,7 @@ def reserve(
     request_hash: str,
     now: datetime,
     attempt_id: str,
+    rate: float = 0.0,
 ) -> Change:
     """The one reservation: the pools debited for every valid message, one entry per pool, the batch and its
     open hold. InsufficientCredits (shortfall per region) when the pools cannot pay for all of them."""
@@ -358,6 +360,7 @@ def reserve(
         settled={region: Settled() for region in funding},
         settlements=0,
         ended_at=None if plan.valid else now,
+        rate=rate,
     )
     return Change(
         f"batch:{batch_id}",

@@ -39,7 +39,7 @@ TWILIO_TOO_MANY_REQUESTS = 20429
 
 
 class Pacing(NamedTuple):
-    rate: float  # messages per second for one account; 0: as fast as the workers go
+    rate: float  # messages per second for an account with no rate of its own; 0: as fast as workers go
     settle_every: int  # seconds between settlements while a batch runs
     grace: int  # seconds after which a message with no final status is settled as it stands
 
@@ -110,10 +110,13 @@ def create(
     batch_id = B.batch_id_for(account_id, command.idempotency_key)
     hashed = request_hash([list(entry) for entry in command.entries])
     attempt = uuid.uuid4().hex
-    checked = plan(ledger.known_account(account_id), command.entries, ledger.legacy_rates)
+    account = ledger.known_account(account_id)
+    checked = plan(account, command.entries, ledger.legacy_rates)
+    # The account's own paced rate (a support setting), else the service's; fixed for the batch at creation.
+    rate = float(account.batch_rate_per_second or pacing.rate)
     try:
         batch, created = ledger.reserve_batch(
-            account_id, checked, batch_id=batch_id, request_hash=hashed, attempt_id=attempt
+            account_id, checked, batch_id=batch_id, request_hash=hashed, attempt_id=attempt, rate=rate
         )
     except InsufficientCredits as short:
         shortfall = dict(short.details.get("shortfall", {}))
@@ -127,13 +130,13 @@ def create(
             raise
         checked = plan(ledger.get_account(account_id), command.entries, ledger.legacy_rates)
         batch, created = ledger.reserve_batch(
-            account_id, checked, batch_id=batch_id, request_hash=hashed, attempt_id=attempt
+            account_id, checked, batch_id=batch_id, request_hash=hashed, attempt_id=attempt, rate=rate
         )
     resume = not batch.dispatch_started and ledger.clock() - batch.created_at > timedelta(seconds=60)
     if batch.status == "open" and (created or resume):
         # A create that crashed after its reservation is resumed by a replay once it cannot still be running.
         count("CreditsHeld", batch.credits_held)
-        _dispatch_start(ledger, messages, queue, batch, checked, pacing)
+        _dispatch_start(ledger, messages, queue, batch, checked, pacing.settle_every)
     return answer(batch)
 
 
@@ -143,14 +146,14 @@ def _dispatch_start(
     queue: BatchQueue,
     batch: B.Batch,
     checked: B.Plan,
-    pacing: Pacing,
+    settle_every: int,
 ) -> None:
     messages.write_all(batch, checked.valid)
     indexes = [message.position for message in checked.valid]
     jobs: list[tuple[Mapping[str, Any], int]] = []
     slices = [indexes[start : start + B.SLICE_SIZE] for start in range(0, len(indexes), B.SLICE_SIZE)]
     for number, chosen in enumerate(slices):
-        wait = number * B.SLICE_SIZE / pacing.rate if pacing.rate else 0.0
+        wait = number * B.SLICE_SIZE / batch.rate if batch.rate else 0.0
         job = {
             "kind": "slice",
             "account_id": batch.account_id,
@@ -159,7 +162,7 @@ def _dispatch_start(
             "not_before": iso(batch.created_at + timedelta(seconds=wait)),
         }
         jobs.append((job, min(int(wait), MAX_DELAY_SECONDS)))
-    jobs.append((_settle_job(batch.account_id, batch.batch_id), pacing.settle_every))
+    jobs.append((_settle_job(batch.account_id, batch.batch_id), settle_every))
     queue.send(jobs)
     ledger.start_dispatch(batch.account_id, batch.batch_id)
 
@@ -328,7 +331,8 @@ def settle(
     (which runs from the batch's last scheduled slice: a slow batch is never cut short) the records with no
     final status are swept first, so this settlement ends the batch."""
     batch = ledger.get_batch(account_id, batch_id)
-    schedule = batch.accepted / pacing.rate if pacing.rate else 0
+    rate = batch.rate or pacing.rate  # a batch written before it kept its rate: the service's
+    schedule = batch.accepted / rate if rate else 0
     due = ledger.clock() - batch.created_at >= timedelta(seconds=pacing.grace + schedule)
     if batch.status == "open" and batch.dispatch_started and due:
         count("BatchMessagesSwept", messages.sweep(batch))

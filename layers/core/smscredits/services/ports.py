@@ -122,7 +122,14 @@ class Ledger(Protocol):
     # -- batches (docs/product.md §8b)
     def get_batch(self, account_id: str, batch_id: str) -> Batch: ...
     def reserve_batch(
-        self, account_id: str, plan: Plan, *, batch_id: str, request_hash: str, attempt_id: str
+        self,
+        account_id: str,
+        plan: Plan,
+        *,
+        batch_id: str,
+        request_hash: str,
+        attempt_id: str,
+        rate: float = 0.0,
     ) -> tuple[Batch, bool]: ...
     def settle_batch(
         self, account_id: str, batch_id: str, count: Callable[[Batch], tuple[Mapping[str, Settled], bool]]

@@ -64,6 +64,7 @@ def _state(batch: B.Batch) -> dict[str, Any]:
         "dispatch_started": batch.dispatch_started,
         "last_settled_at": iso(batch.last_settled_at) if batch.last_settled_at else None,
         "ended_at": iso(batch.ended_at) if batch.ended_at else None,
+        "rate": str(batch.rate),
     }
 
 
@@ -114,6 +115,7 @@ def batch_from_item(raw: Mapping[str, Any]) -> B.Batch:
         dispatch_started=bool(state.get("dispatch_started")),
         last_settled_at=parse_iso(state["last_settled_at"]) if state.get("last_settled_at") else None,
         ended_at=parse_iso(state["ended_at"]) if state.get("ended_at") else None,
+        rate=float(state.get("rate", 0)),
     )
 
 
