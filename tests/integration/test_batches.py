@@ -272,14 +272,21 @@ def test_a_failed_status_racing_the_completing_settlement_is_refunded_once(run: 
 
     def all_then_fail(batch: B.Batch) -> Any:
         records = list(counted(batch))
+        run.messages.all = counted  # type: ignore[method-assign]
         run.deliver(twilio, lambda to: "failed" if to == au(5) else "sent")
         return iter(records)
 
-    run.messages.all = all_then_fail  # type: ignore[method-assign]
+    sweep = run.messages.sweep
+
+    def sweep_then_race(batch: B.Batch) -> int:
+        marked = sweep(batch)
+        run.messages.all = all_then_fail  # type: ignore[method-assign]
+        return marked
+
+    run.messages.sweep = sweep_then_race  # type: ignore[method-assign]
     batch, ended = run.settle(ACCT, created["batch_id"])
-    run.messages.all = counted  # type: ignore[method-assign]
-    assert ended
-    run.deliver(twilio, lambda to: "failed" if to == au(5) else "sent")
+    assert ended and batch.refunded == 1  # counted again once it ended: the failure found the batch open
+    run.deliver(twilio, lambda to: "failed" if to == au(5) else "sent")  # a repeat of the status
     run.settle(ACCT, created["batch_id"])
     after = run.sound(ACCT)
     assert sum(after.pools.values()) - sum(pools.values()) == 1
@@ -287,3 +294,35 @@ def test_a_failed_status_racing_the_completing_settlement_is_refunded_once(run: 
     batch = run.ledger.get_batch(ACCT, created["batch_id"])
     assert batch.posted - batch.refunded == 9
     assert len(run.completed()) == 1
+
+
+def test_a_late_failure_whose_refund_did_not_land_is_refunded_when_its_status_comes_again(
+    run: Run, clock: Clock
+) -> None:
+    """The status worker recorded the failure, then the refund's write failed (a busy balance): the queue
+    delivers the status again, and although the record no longer moves, the refund is made, once."""
+    from smscredits.domain.errors import Busy
+
+    entries = [B.Entry(au(i), "hello") for i in range(10)]
+    created = run.create(ACCT, "late-3", entries)
+    twilio = StandInTwilio()
+    run.drain(twilio, only=lambda job: job["kind"] == "slice")
+    run.deliver(twilio, lambda to: "sent")
+    clock.advance(seconds=3601)
+    assert run.settle(ACCT, created["batch_id"])[1]
+    pools = run.sound(ACCT).pools
+
+    settle_batch = run.ledger.settle_batch
+
+    def busy(*args: Any, **kwargs: Any) -> Any:
+        raise Busy("The account's balance is too busy right now; nothing was changed. Try again.")
+
+    run.ledger.settle_batch = busy  # type: ignore[method-assign]
+    with pytest.raises(Busy):
+        run.deliver(twilio, lambda to: "failed" if to == au(2) else "sent")
+    run.ledger.settle_batch = settle_batch  # type: ignore[method-assign]
+    for _ in range(2):  # the queue's redelivery, then a duplicate
+        run.deliver(twilio, lambda to: "failed" if to == au(2) else "sent")
+    after = run.sound(ACCT)
+    assert sum(after.pools.values()) - sum(pools.values()) == 1
+    assert run.ledger.get_batch(ACCT, created["batch_id"]).refunded == 1

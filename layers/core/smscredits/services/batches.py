@@ -411,14 +411,16 @@ def apply_callback(
     """A Twilio status for a batch message: recorded when it moves the message forward, its SID being the
     message's (no credit moves here while the batch runs: its next settlement posts or returns it). A message
     the batch does not have, or one not handed to Twilio, is refused by the record's own condition. A failure
-    recorded after the batch ended is refunded at once (refund_late): no settlement of it comes any more."""
+    recorded after the batch ended is refunded at once (refund_late): no settlement of it comes any more. A
+    repeated failure asks for that refund again (the first may have been recorded and then failed to land:
+    the queue delivers it again, and the record no longer moves); the counters make it once."""
     if not sid:
         raise MalformedProviderEvent("The callback has no MessageSid.", {"MessageSid": "missing"})
-    if not messages.callback(batch_id, index, status, sid, settled_by(status)):
-        return "unchanged"
-    if status in B.RETURNED:
-        refund_late(ledger, messages, account_id, batch_id)
-    return "status recorded"
+    moved = messages.callback(batch_id, index, status, sid, settled_by(status))
+    refund = refund_late(ledger, messages, account_id, batch_id) if status in B.RETURNED else "unchanged"
+    if refund == "refunded":
+        return refund
+    return "status recorded" if moved else "unchanged"
 
 
 # ---- what the API shows -------------------------------------------------------------------------------
