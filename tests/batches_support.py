@@ -131,9 +131,15 @@ class Run:
     def deliver(self, twilio: StandInTwilio, status_of: Callable[[str], str]) -> None:
         """A status callback for every accepted message: `status_of(to)`."""
         for to, sid, url in twilio.sent:
-            _, batch_id, index = callback_target(url)
+            account_id, batch_id, index = callback_target(url)
             batches.apply_callback(
-                self.messages, batch_id=batch_id, index=index, status=status_of(to), sid=sid
+                self.ledger,
+                self.messages,
+                account_id=account_id,
+                batch_id=batch_id,
+                index=index,
+                status=status_of(to),
+                sid=sid,
             )
 
     def settle(

@@ -1,5 +1,6 @@
-"""Status worker (SQS): applies each queued Twilio status (or a post a send could not finish) to its message,
-exactly once (settlement's conditional writes); a status that cannot land now alone goes back to the queue."""
+"""Status worker (SQS): applies each queued Twilio status (or a post a send could not finish) to its message, a
+single send's or a batch's, exactly once (their conditional writes); a status that cannot land now alone goes
+back to the queue."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from smscredits import runtime
 from smscredits.domain.errors import MalformedProviderEvent, NotFound, SidMismatch
 from smscredits.observability import count, instrument, logger
-from smscredits.services.settlement import settle_status
+from smscredits.services.statuses import apply_status, describe
 
 # A batch whose every status met a busy balance is contention, not a bug: its records go back to the queue as
 # reported failures, not as a Lambda error (which the Errors alarm would page about).
@@ -22,24 +23,15 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 def record_handler(record: SQSRecord) -> None:
     status = json.loads(record.body)
+    ports = runtime.container()
     try:
-        outcome = settle_status(
-            runtime.container().ledger,
-            account_id=status["account_id"],
-            message_id=status["message_id"],
-            status=status["status"],
-            sid=status.get("sid"),
-            error_code=status.get("error_code"),
-            try_number=status.get("try"),
-        )
+        outcome = apply_status(ports.ledger, lambda: ports.batch_messages, status)
     except (SidMismatch, MalformedProviderEvent, NotFound) as refused:
         # No retry changes these (settlement logged and counted them): dropped, not dead-lettered.
-        logger.warning(
-            "queued status refused", extra={"code": refused.code, "message_id": status.get("message_id")}
-        )
+        logger.warning("queued status refused", extra={"code": refused.code, "message_id": describe(status)})
         count("StatusRefused")
         return
-    logger.info("status applied", extra={"message_id": status["message_id"], "outcome": outcome})
+    logger.info("status applied", extra={"message_id": describe(status), "outcome": outcome})
 
 
 @instrument

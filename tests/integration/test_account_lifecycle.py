@@ -86,6 +86,7 @@ def test_an_account_reads_with_its_settings_and_billing_period(service):
         "card_on_file": False,
         "low_balance_threshold": 7,
         "smart_encoding": False,
+        "batch_rate_per_second": None,
         "created_at": "2026-11-10T12:00:00Z",
         "migrated_at": None,
     }
@@ -215,6 +216,9 @@ def test_a_patch_changes_only_what_it_names(service):
         {"smart_encoding": "yes"},
         {"plan": "growth"},
         {"low_balance_threshold": 5, "home_region": "FR"},
+        {"batch_rate_per_second": 0},
+        {"batch_rate_per_second": 101},
+        {"batch_rate_per_second": 2.5},
     ],
 )
 def test_a_bad_patch_is_422_and_writes_nothing(service, dynamodb, body):

@@ -127,9 +127,17 @@ class Race:
     def callbacks_and_settlements(self, part: int) -> None:
         ledger, messages = self.ledger(), self.messages()
         for to, sid, url in self.twilio.sent[part::4]:
-            _, batch_id, index = callback_target(url)
+            account_id, batch_id, index = callback_target(url)
             status = "failed" if failed(to) else "delivered"
-            batches.apply_callback(messages, batch_id=batch_id, index=index, status=status, sid=sid)
+            batches.apply_callback(
+                ledger,
+                messages,
+                account_id=account_id,
+                batch_id=batch_id,
+                index=index,
+                status=status,
+                sid=sid,
+            )
             if index % 10 == 0:
                 patiently(partial(batches.settle, ledger, messages, ACCT, batch_id, PACING_OFF))
 

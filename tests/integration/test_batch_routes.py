@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
 from twilio.request_validator import RequestValidator
 
 from smscredits import runtime
 from smscredits.adapters.dynamo.batches import DynamoBatchMessages
 from smscredits.adapters.memory_batches import InMemoryBatchQueue
+from smscredits.adapters.sqs import SqsStatusQueue
 from smscredits.domain.audit import check_account
 from tests.conftest import TABLE
 from tests.functions import Context, call, event, load_function, user
 from tests.integration.conftest import TWILIO_TOKEN, FakeTwilioHttp, create
+from tests.integration.test_account_lifecycle import patch, read
+from tests.integration.test_refresh import sqs_record
 
 BODY = "Hi, how was your visit? Reply STOP to opt out."
 
@@ -61,7 +65,7 @@ def work(queue: InMemoryBatchQueue) -> None:
         assert answer == {"batchItemFailures": []}
 
 
-def deliver(twilio: FakeTwilioHttp, status: str) -> None:
+def deliver(twilio: FakeTwilioHttp, status: str, *, outcome: str = "status recorded") -> None:
     for index, _ in enumerate(twilio.sent):
         url = twilio.callback_url(index)
         params = {"MessageSid": twilio.sid(index), "MessageStatus": status}
@@ -74,7 +78,7 @@ def deliver(twilio: FakeTwilioHttp, status: str) -> None:
             headers={"x-twilio-signature": signature},
             query=dict(pair.split("=") for pair in query.split("&")),
         )
-        assert status_code == 200, answer
+        assert status_code == 200 and answer["outcome"] == outcome, answer
 
 
 def test_quote_create_send_settle_and_read_a_batch(queue: InMemoryBatchQueue, twilio: FakeTwilioHttp) -> None:
@@ -153,3 +157,47 @@ def test_cancel_returns_the_unsent_and_a_second_cancel_changes_nothing(
     assert len(twilio.sent) == 10
     assert shown["status"] == "cancelled" and shown["credits"] == {"held": 30, "posted": 10, "returned": 20}
     assert runtime.container().ledger.get_account("acct-1").held == 0
+
+
+def test_batch_callbacks_go_through_the_status_queue_and_its_worker_applies_them_once(
+    queue: InMemoryBatchQueue, twilio: FakeTwilioHttp
+) -> None:
+    """As a single send's: the route only verifies and queues (it answers at once, writes nothing), the status
+    worker applies each status, and a redelivered one changes nothing."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="status")["QueueUrl"]
+    runtime.use(runtime.container().replace(status_queue=SqsStatusQueue(url, client=sqs)))
+    status, created = post("/v1/batches", {"messages": messages(12)})
+    assert status == 202, created
+    work(queue)
+    deliver(twilio, "delivered", outcome="queued")
+    page = get(f"/v1/batches/{created['batch_id']}/messages", {"status": "delivered"})[1]
+    assert page["messages"] == []  # nothing applied by the route
+
+    records = []
+    while found := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        records += [sqs_record(m["MessageId"], m["Body"]) for m in found]
+    assert len(records) == 12
+    worker = load_function("status_worker")
+    for _ in range(2):  # delivered, then delivered again
+        assert worker.lambda_handler({"Records": records}, Context()) == {"batchItemFailures": []}
+    work(queue)  # the settle job after the last slice
+    shown = get(f"/v1/batches/{created['batch_id']}")[1]
+    assert shown["status"] == "completed" and shown["credits"] == {"held": 12, "posted": 12, "returned": 0}
+    assert shown["counts"] == {"delivered": 12}
+
+
+def test_an_account_s_own_batch_rate_paces_its_batches(
+    queue: InMemoryBatchQueue, twilio: FakeTwilioHttp
+) -> None:
+    """The rate is an account setting (support's PATCH), the service's BATCH_RATE_PER_SECOND when unset; a batch
+    keeps the rate it was created with."""
+    assert read()["batch_rate_per_second"] is None
+    status, answer = patch({"batch_rate_per_second": 5})
+    assert status == 200 and answer["batch_rate_per_second"] == 5 and read()["batch_rate_per_second"] == 5
+    status, created = post("/v1/batches", {"messages": messages(30)})
+    assert status == 202, created
+    slices = [(job["indexes"][0], delay) for job, delay in queue.jobs if job["kind"] == "slice"]
+    assert slices == [(0, 0), (10, 2), (20, 4)]  # ten messages every 2 s: 5 a second
+    batch = runtime.container().ledger.get_batch("acct-1", created["batch_id"])
+    assert batch.rate == 5

@@ -230,3 +230,99 @@ def test_message_listing_masks_numbers_and_filters_by_status(run: Run) -> None:
     assert [m["index"] for m in rejected["messages"]] == [3]
     shown: dict[str, Any] = batches.view(run.ledger, run.messages, ACCT, created["batch_id"])
     assert shown["status"] == "sending" and shown["counts"] == {"sent": 24, "rejected": 1}
+
+
+def test_a_failed_status_after_the_batch_completed_is_refunded_once(run: Run, clock: Clock) -> None:
+    """Twilio accepted ten messages and said nothing final by the grace period: the completing settlement
+    charged them. One then fails (its validity period ran out): its credits come back once, in one further
+    settlement, and batch.completed stays the one written at completion."""
+    entries = [B.Entry(au(i), "hello") for i in range(10)]
+    created = run.create(ACCT, "late-1", entries)
+    twilio = StandInTwilio()
+    run.drain(twilio, only=lambda job: job["kind"] == "slice")
+    run.deliver(twilio, lambda to: "sent")
+    clock.advance(seconds=3601)
+    batch, ended = run.settle(ACCT, created["batch_id"])
+    assert ended and (batch.posted, batch.returned) == (10, 0)
+    pools = run.sound(ACCT).pools
+
+    late = {au(3)}
+    for _ in range(2):  # Twilio's callback, and a repeat of it
+        run.deliver(twilio, lambda to: "failed" if to in late else "sent")
+        run.settle(ACCT, created["batch_id"])
+    after = run.sound(ACCT)
+    assert sum(after.pools.values()) - sum(pools.values()) == 1
+    assert after.held == 0
+    batch = run.ledger.get_batch(ACCT, created["batch_id"])
+    assert batch.status == "completed" and batch.refunded == 1
+    assert len(run.completed()) == 1
+
+
+def test_a_failed_status_racing_the_completing_settlement_is_refunded_once(run: Run, clock: Clock) -> None:
+    """The failure lands after the grace period's sweep read a message as accepted (so it is charged) but
+    before the settlement is written: the completing settlement or the next one returns it, never both."""
+    entries = [B.Entry(au(i), "hello") for i in range(10)]
+    created = run.create(ACCT, "late-2", entries)
+    twilio = StandInTwilio()
+    run.drain(twilio, only=lambda job: job["kind"] == "slice")
+    run.deliver(twilio, lambda to: "sent")
+    pools = run.sound(ACCT).pools
+    clock.advance(seconds=3601)
+    counted = run.messages.all
+
+    def all_then_fail(batch: B.Batch) -> Any:
+        records = list(counted(batch))
+        run.messages.all = counted  # type: ignore[method-assign]
+        run.deliver(twilio, lambda to: "failed" if to == au(5) else "sent")
+        return iter(records)
+
+    sweep = run.messages.sweep
+
+    def sweep_then_race(batch: B.Batch) -> int:
+        marked = sweep(batch)
+        run.messages.all = all_then_fail  # type: ignore[method-assign]
+        return marked
+
+    run.messages.sweep = sweep_then_race  # type: ignore[method-assign]
+    batch, ended = run.settle(ACCT, created["batch_id"])
+    assert ended and batch.refunded == 1  # counted again once it ended: the failure found the batch open
+    run.deliver(twilio, lambda to: "failed" if to == au(5) else "sent")  # a repeat of the status
+    run.settle(ACCT, created["batch_id"])
+    after = run.sound(ACCT)
+    assert sum(after.pools.values()) - sum(pools.values()) == 1
+    assert after.held == 0
+    batch = run.ledger.get_batch(ACCT, created["batch_id"])
+    assert batch.posted - batch.refunded == 9
+    assert len(run.completed()) == 1
+
+
+def test_a_late_failure_whose_refund_did_not_land_is_refunded_when_its_status_comes_again(
+    run: Run, clock: Clock
+) -> None:
+    """The status worker recorded the failure, then the refund's write failed (a busy balance): the queue
+    delivers the status again, and although the record no longer moves, the refund is made, once."""
+    from smscredits.domain.errors import Busy
+
+    entries = [B.Entry(au(i), "hello") for i in range(10)]
+    created = run.create(ACCT, "late-3", entries)
+    twilio = StandInTwilio()
+    run.drain(twilio, only=lambda job: job["kind"] == "slice")
+    run.deliver(twilio, lambda to: "sent")
+    clock.advance(seconds=3601)
+    assert run.settle(ACCT, created["batch_id"])[1]
+    pools = run.sound(ACCT).pools
+
+    settle_batch = run.ledger.settle_batch
+
+    def busy(*args: Any, **kwargs: Any) -> Any:
+        raise Busy("The account's balance is too busy right now; nothing was changed. Try again.")
+
+    run.ledger.settle_batch = busy  # type: ignore[method-assign]
+    with pytest.raises(Busy):
+        run.deliver(twilio, lambda to: "failed" if to == au(2) else "sent")
+    run.ledger.settle_batch = settle_batch  # type: ignore[method-assign]
+    for _ in range(2):  # the queue's redelivery, then a duplicate
+        run.deliver(twilio, lambda to: "failed" if to == au(2) else "sent")
+    after = run.sound(ACCT)
+    assert sum(after.pools.values()) - sum(pools.values()) == 1
+    assert run.ledger.get_batch(ACCT, created["batch_id"]).refunded == 1

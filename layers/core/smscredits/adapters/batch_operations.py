@@ -40,7 +40,14 @@ class BatchOperations:
         return batch
 
     def reserve_batch(
-        self, account_id: str, plan: B.Plan, *, batch_id: str, request_hash: str, attempt_id: str
+        self,
+        account_id: str,
+        plan: B.Plan,
+        *,
+        batch_id: str,
+        request_hash: str,
+        attempt_id: str,
+        rate: float = 0.0,
     ) -> tuple[B.Batch, bool]:
         """Reserve a batch's valid messages in one write: (batch, created by this call). The same id with
         another request is idempotency_key_reused; short pools raise InsufficientCredits (nothing written)."""
@@ -53,6 +60,7 @@ class BatchOperations:
                 request_hash=request_hash,
                 now=self.clock(),
                 attempt_id=attempt_id,
+                rate=rate,
             )
 
         existing = self.find_batch(account_id, batch_id)
@@ -71,20 +79,18 @@ class BatchOperations:
         self, account_id: str, batch_id: str, count: Callable[[B.Batch], tuple[Mapping[str, B.Settled], bool]]
     ) -> tuple[B.Batch, bool]:
         """Settle what `count` finds final (cumulative per region, and whether all is final): (the batch after,
-        whether this call ended it). Nothing is written when nothing changed and the batch stays open."""
+        whether this call ended it). Nothing is written when no counter moves and the batch does not end; on an
+        ended batch only a refund can move one."""
         for _ in range(SETTLE_ATTEMPTS):
             batch = self.get_batch(account_id, batch_id)
-            if batch.status != "open":
-                return batch, False
             counted, complete = count(batch)
-            if not complete and all(
-                counted.get(region, B.Settled()) == settled for region, settled in batch.settled.items()
-            ):
+            ends = complete and batch.status == "open"
+            if not ends and not B.advances(batch, counted):
                 return batch, False
             outcome = self._commit(account_id, self._settlement(batch, counted, complete))
             if isinstance(outcome, Committed):
                 after: B.Batch = outcome.change.result
-                return after, complete
+                return after, ends
         raise RuntimeError(f"Batch {batch_id} kept changing under its settlement.")
 
     def _settlement(

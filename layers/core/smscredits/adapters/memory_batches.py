@@ -36,7 +36,7 @@ class InMemoryBatchMessages:
             moved = []
             for index, status, fields in moves:
                 record = records.get(index)
-                if record is not None and record["status"] == expected:
+                if record is not None and record["status"] == expected and "swept" not in record:
                     record.update(fields, status=status)
                     moved.append(index)
             self.requests += 1 if len(moved) == len(moves) else 1 + len(moves)
@@ -55,6 +55,17 @@ class InMemoryBatchMessages:
                 return False
             record.update(status=B.record_status(status), provider_status=status, sid=sid)
             return True
+
+    def sweep(self, batch: B.Batch) -> int:
+        with self._lock:
+            marked = 0
+            for record in self._records.get(batch.batch_id, {}).values():
+                mark = B.sweep_mark(record)
+                if mark is not None:
+                    record["swept"] = mark
+                    marked += 1
+                    self.requests += 1
+            return marked
 
     def all(self, batch: B.Batch) -> Iterator[dict[str, Any]]:
         with self._lock:

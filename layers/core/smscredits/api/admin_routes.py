@@ -83,8 +83,8 @@ def read_account(request: Request, params: AccountParams) -> AccountResponse:
     body=AccountPatchRequest,
     idempotency_key="required",
     response=AccountResponse,
-    summary="Support: change an account's billing anchor, home region, Stripe customer, low-balance threshold "
-    "or smart encoding (one write; a future anchor is refused)",
+    summary="Support: change an account's billing anchor, home region, Stripe customer, low-balance threshold, "
+    "smart encoding or batch rate (one write; a future anchor is refused)",
 )
 def update_account(
     request: Request, params: AccountParams, body: AccountPatchRequest, key: IdempotencyKey

@@ -1,14 +1,15 @@
-"""POST /webhooks/twilio/status: Twilio's signed status callbacks settle held messages."""
+"""POST /webhooks/twilio/status: Twilio's signed status callbacks, verified and queued for the status worker
+(applied at once where no status queue is configured)."""
 
 from __future__ import annotations
 
 from smscredits import runtime
 from smscredits.adapters import twilio_signature
 from smscredits.api.http import Auth, Request, Router
-from smscredits.domain.errors import InvalidCallbackSignature, MalformedProviderEvent
+from smscredits.domain.errors import InvalidCallbackSignature
 from smscredits.observability import count, logger
 from smscredits.schemas.callbacks import CallbackResponse, StatusCallbackForm, StatusCallbackQuery
-from smscredits.services import settlement
+from smscredits.services import statuses
 from smscredits.settings import twilio_credentials
 
 router = Router()
@@ -48,48 +49,24 @@ def _verified_form(request: Request) -> dict[str, str]:
 )
 def twilio_status(request: Request, query: StatusCallbackQuery) -> CallbackResponse:
     params = _verified_form(request)
-    status = params.get("MessageStatus") or params.get("SmsStatus")
-    if query.batch_id is not None and query.index is not None and status:
-        from smscredits.services import batches  # only a batch message's callback loads it
-
-        outcome = batches.apply_callback(
-            runtime.container().batch_messages,
-            batch_id=query.batch_id,
-            index=query.index,
-            status=status,
-            sid=params.get("MessageSid"),
-        )
-        logger.info(
-            "twilio batch callback",
-            extra={"batch_id": query.batch_id, "index": query.index, "outcome": outcome},
-        )
-        return CallbackResponse(outcome=outcome)
-    if not query.account_id or not query.message_id or not status:
-        raise MalformedProviderEvent("The callback lacks account_id, message_id or MessageStatus.")
-    status_record = {
-        "account_id": query.account_id,
-        "message_id": query.message_id,
-        "status": status,
-        "sid": params.get("MessageSid"),
-        "error_code": params.get("ErrorCode"),
-        "try": query.try_number,
-    }
-    queue = runtime.container().status_queue
-    if queue is not None:
-        # Answered at once; the status worker applies it, retried until it lands (Twilio never retries).
-        queue.send(status_record)
-        return CallbackResponse(outcome="queued")
-    outcome = settlement.settle_status(
-        runtime.container().ledger,
+    record = statuses.status_record(
         account_id=query.account_id,
         message_id=query.message_id,
-        status=status,
+        batch_id=query.batch_id,
+        index=query.index,
+        status=params.get("MessageStatus") or params.get("SmsStatus"),
         sid=params.get("MessageSid"),
         error_code=params.get("ErrorCode"),
         try_number=query.try_number,
     )
+    ports = runtime.container()
+    if ports.status_queue is not None:
+        # Answered at once; the status worker applies it, retried until it lands (Twilio never retries).
+        ports.status_queue.send(record)
+        return CallbackResponse(outcome="queued")
+    outcome = statuses.apply_status(ports.ledger, lambda: ports.batch_messages, record)
     logger.info(
-        "twilio callback settled",
-        extra={"message_id": query.message_id, "status": status, "outcome": outcome},
+        "twilio callback applied",
+        extra={"message_id": statuses.describe(record), "status": record["status"], "outcome": outcome},
     )
     return CallbackResponse(outcome=outcome)

@@ -41,6 +41,7 @@ class Account(NamedTuple):
     # The low-balance alerts fired and not yet re-armed, per region (domain/events.py): "low" or "depleted".
     balance_alerts: Mapping[str, str] = NOTHING
     subscription: Subscription | None = None  # the Stripe Billing subscription that sets plan and anchor
+    batch_rate_per_second: int | None = None  # its batches' paced rate; None: the service's default
 
 
 class Hold(NamedTuple):

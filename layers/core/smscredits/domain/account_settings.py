@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 STRIPE_CUSTOMER_PATTERN = r"^cus_[A-Za-z0-9]{1,250}$"
 MAX_LOW_BALANCE_THRESHOLD = 1_000_000
+MAX_BATCH_RATE = 100  # messages a second: about what Twilio's fastest senders (short codes) take
 
 
 class AccountPatch(NamedTuple):
@@ -36,6 +37,7 @@ class AccountPatch(NamedTuple):
     stripe_customer_id: str | None = None
     low_balance_threshold: int | None = None
     smart_encoding: bool | None = None
+    batch_rate_per_second: int | None = None
 
     def requested(self) -> dict[str, Any]:
         """What was asked, as plain values (the request hash of the PATCH's Idempotency-Key)."""
@@ -78,7 +80,7 @@ def patched_fields(state: Account, patch: AccountPatch, today: date) -> dict[str
         fields["billing_anchor"] = anchor
         if anchor.day != state.billing_anchor.day:
             fields["next_refresh_at"] = next_refresh_after(anchor, today)
-    for name in ("home_region", "low_balance_threshold", "smart_encoding"):
+    for name in ("home_region", "low_balance_threshold", "smart_encoding", "batch_rate_per_second"):
         value = getattr(patch, name)
         if value is not None and value != getattr(state, name):
             fields[name] = value
@@ -104,6 +106,7 @@ def account_view(account: Account) -> dict[str, Any]:
         "card_on_file": auto.card_on_file,
         "low_balance_threshold": account.low_balance_threshold,
         "smart_encoding": account.smart_encoding,
+        "batch_rate_per_second": account.batch_rate_per_second,
         "created_at": iso(account.created_at),
         "migrated_at": iso(account.migrated_at) if account.migrated_at else None,
     }

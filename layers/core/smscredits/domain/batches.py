@@ -4,14 +4,20 @@ settlements that post and return the batch's credits exactly once.
 
 The batch's reservation is an open hold (its id is the batch's id) whose credits are what is not settled yet,
 so `held` = open message holds + unsettled batch credits and the ledger check covers batches as it is.
-Settlements carry cumulative counters per region (posted, returned); each one moves only the difference from
-the counters the batch item holds, and is pinned to the batch's settlement count, so a settlement computed
-twice, late or out of order returns each credit once.
+Settlements carry cumulative counters per region (posted, returned, refunded); each one moves only the
+difference from the counters the batch item holds, and is pinned to the batch's settlement count, so a
+settlement computed twice, late or out of order returns each credit once.
+
+At the grace period a message with no final status is swept (its record marked once, conditional on the
+status it had): charged if Twilio accepted it, returned if not. The mark fixes how every settlement counts
+it, so a `failed` that arrives later for a message swept as charged is refunded (the refunded counter), once,
+even after the batch completed.
 
 Per region the reservation's funding is an ordered list of pools (included first, then the region's pool):
 posted credits are taken from its front (included lapses: spend it first) and returned credits from its back
 (purchased credits last longest: give those back). Since posted + returned never exceed what was held, the
-two never overlap, and the split is a function of the two counters alone."""
+two never overlap, and the split is a function of the two counters alone. Refunded credits, a part of the
+posted ones, go back from the front of the funding, so each pool's share only grows with the counter."""
 
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ CHARGED = frozenset({"delivered", "undelivered", "read"})  # final and charged (
 RETURNED = frozenset({"failed", "canceled", "rejected", "cancelled"})  # final, credits come back
 MESSAGE_STATUSES = (QUEUED, DISPATCHING, SENT, *sorted(CHARGED), *sorted(RETURNED))
 BATCH_STATUSES = ("queued", "sending", "completed", "cancelled")
+SWEPT_CHARGED, SWEPT_RETURNED = "charged", "returned"  # a swept record's `swept` mark
 
 
 class Entry(NamedTuple):
@@ -194,10 +201,12 @@ def shortfall_error(shortfall: Mapping[str, int], needs: Mapping[str, int]) -> I
 
 
 class Settled(NamedTuple):
-    """Cumulative credits of one region's messages that ended charged (posted) or not (returned)."""
+    """Cumulative credits of one region's messages that ended charged (posted) or not (returned), and of
+    those posted at the grace period that Twilio reported failed afterwards (refunded, a part of posted)."""
 
     posted: int = 0
     returned: int = 0
+    refunded: int = 0
 
 
 class Batch(NamedTuple):
@@ -220,6 +229,7 @@ class Batch(NamedTuple):
     dispatch_started: bool = False  # its messages are written and queued
     last_settled_at: datetime | None = None
     ended_at: datetime | None = None
+    rate: float = 0.0  # messages per second its slices were scheduled at (0: no pacing)
 
     @property
     def credits_held(self) -> int:
@@ -232,6 +242,10 @@ class Batch(NamedTuple):
     @property
     def returned(self) -> int:
         return sum(s.returned for s in self.settled.values())
+
+    @property
+    def refunded(self) -> int:
+        return sum(s.refunded for s in self.settled.values())
 
     @property
     def unsettled(self) -> int:
@@ -256,6 +270,16 @@ def split(funding: Sequence[L.Funding], settled: Settled) -> tuple[list[L.Fundin
         returned.append(L.Funding(part.pool, take))
         left -= take
     return posted, returned
+
+
+def refunded_part(funding: Sequence[L.Funding], refunded: int) -> list[L.Funding]:
+    """What of a region's posted credits is refunded at this counter: from the front of its funding."""
+    parts, left = [], refunded
+    for part in funding:
+        take = min(left, part.credits)
+        parts.append(L.Funding(part.pool, take))
+        left -= take
+    return parts
 
 
 def remaining(batch: Batch, settled: Mapping[str, Settled]) -> tuple[L.Funding, ...]:
@@ -313,6 +337,7 @@ def reserve(
     request_hash: str,
     now: datetime,
     attempt_id: str,
+    rate: float = 0.0,
 ) -> Change:
     """The one reservation: the pools debited for every valid message, one entry per pool, the batch and its
     open hold. InsufficientCredits (shortfall per region) when the pools cannot pay for all of them."""
@@ -335,6 +360,7 @@ def reserve(
         settled={region: Settled() for region in funding},
         settlements=0,
         ended_at=None if plan.valid else now,
+        rate=rate,
     )
     return Change(
         f"batch:{batch_id}",
@@ -342,6 +368,15 @@ def reserve(
         {"batch_id": batch_id, "messages": len(plan.valid)},
         records=(NewBatch(batch),),
         result=batch,
+    )
+
+
+def advances(batch: Batch, counted: Mapping[str, Settled]) -> bool:
+    """Whether `counted` moves any of the batch's counters forward (a settlement would move credits)."""
+    return any(
+        now > was
+        for region, settled in batch.settled.items()
+        for was, now in zip(settled, counted.get(region, Settled()), strict=True)
     )
 
 
@@ -353,17 +388,25 @@ def settle(
     now: datetime,
     complete: bool,
 ) -> Change:
-    """One settlement: post and return the difference between `counted` (cumulative, per region) and what
-    the batch settled so far, pinned to the batch's settlement count. `complete` ends the batch (every
-    message is final). Counters never move back: a count read before an earlier settlement is raised to it."""
+    """One settlement: post, return and refund the difference between `counted` (cumulative, per region) and
+    what the batch settled so far, pinned to the batch's settlement count. `complete` ends the batch (every
+    message is final or swept). Counters never move back: a count read before an earlier settlement is raised
+    to it. On a batch that already ended only refunds can move: its status, end and event stay as they were."""
     target: dict[str, Settled] = {}
     to_post: list[L.Funding] = []
     to_return: list[L.Funding] = []
+    to_refund: list[L.Funding] = []
     for region, parts in batch.funding.items():
         before = batch.settled.get(region, Settled())
         seen = counted.get(region, Settled())
-        reached = Settled(max(before.posted, seen.posted), max(before.returned, seen.returned))
+        reached = Settled(*(max(was, now) for was, now in zip(before, seen, strict=True)))
         target[region] = reached
+        to_refund += [
+            L.Funding(a.pool, a.credits - b.credits)
+            for a, b in zip(
+                refunded_part(parts, reached.refunded), refunded_part(parts, before.refunded), strict=True
+            )
+        ]
         posted_before, returned_before = split(parts, before)
         posted_after, returned_after = split(parts, reached)
         to_post += [
@@ -375,17 +418,27 @@ def settle(
         ]
     posts = total_funding({"": [f for f in to_post if f.credits]})
     returns = total_funding({"": [f for f in to_return if f.credits]})
+    refunds = total_funding({"": [f for f in to_refund if f.credits]})
     movement = L.post_movement(state.pools, state.held, posts)
     lapsed = batch.period_start != state.period_start
     returned = L.void_movement(movement.pools, movement.held, returns, included_lapsed=lapsed)
-    movement = L.Movement(returned.pools, returned.held, movement.entries + returned.entries)
-    status = ("cancelled" if batch.cancel_requested else "completed") if complete else "open"
+    refunded = L.refund_movement(returned.pools, returned.held, refunds, included_lapsed=lapsed)
+    movement = L.Movement(
+        refunded.pools, refunded.held, movement.entries + returned.entries + refunded.entries
+    )
+    ended = batch.status != "open"
+    complete = complete and not ended  # batch.completed is written once, by the settlement that ends it
+    if ended:
+        status, ended_at = batch.status, batch.ended_at
+    else:
+        status = ("cancelled" if batch.cancel_requested else "completed") if complete else "open"
+        ended_at = now if complete else None
     after = batch._replace(
         settled=target,
         settlements=batch.settlements + 1,
         status=status,
         last_settled_at=now,
-        ended_at=now if complete else None,
+        ended_at=ended_at,
     )
     completed = E.event(
         E.BATCH_COMPLETED,
@@ -404,27 +457,35 @@ def settle(
     )
 
 
-def tally(
-    records: Sequence[Mapping[str, Any]], *, sweep: bool
-) -> tuple[dict[str, Settled], dict[str, int], bool]:
-    """From the batch's message records: cumulative (posted, returned) per region, the count per status, and
-    whether every message is final. `sweep` (past the grace period: no status can come any more): a message
-    Twilio accepted with no final status stays charged, one whose hand-over had no answer is returned (as
-    the sweeper voids a single send's hold)."""
+def tally(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Settled], dict[str, int], bool]:
+    """From the batch's message records: cumulative (posted, returned, refunded) per region, the count per
+    status, and whether every message is final or swept. A swept record counts as its mark says, whatever
+    status comes later; one swept as charged that then failed is also refunded."""
     settled: dict[str, list[int]] = {}
     counts: dict[str, int] = {}
     final = True
     for record in records:
         status, region, credits = record["status"], record["region"], int(record["credits"])
         counts[status] = counts.get(status, 0) + 1
-        totals = settled.setdefault(region, [0, 0])
-        if status in CHARGED or (sweep and status == SENT):
+        totals = settled.setdefault(region, [0, 0, 0])
+        swept = record.get("swept")
+        if swept == SWEPT_CHARGED or (swept is None and status in CHARGED):
             totals[0] += credits
-        elif status in RETURNED or (sweep and status in (DISPATCHING, QUEUED)):
+            totals[2] += credits if status in RETURNED else 0
+        elif swept == SWEPT_RETURNED or status in RETURNED:
             totals[1] += credits
         else:
             final = False
     return {region: Settled(*totals) for region, totals in settled.items()}, counts, final
+
+
+def sweep_mark(record: Mapping[str, Any]) -> str | None:
+    """How the grace period settles a record with no final status (None: it has one, or is swept already):
+    charged when Twilio accepted it, returned when it was never handed over or its hand-over had no answer
+    (as the sweeper voids a single send's hold)."""
+    if record.get("swept") or record["status"] in CHARGED | RETURNED:
+        return None
+    return SWEPT_CHARGED if record["status"] == SENT else SWEPT_RETURNED
 
 
 def record_status(provider_status: str) -> str:

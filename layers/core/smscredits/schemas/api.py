@@ -7,7 +7,11 @@ from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from pydantic.config import JsonDict
 
 from smscredits.domain.account import ACCOUNT_ID_PATTERN, DEFAULT_LOW_BALANCE_THRESHOLD
-from smscredits.domain.account_settings import MAX_LOW_BALANCE_THRESHOLD, STRIPE_CUSTOMER_PATTERN
+from smscredits.domain.account_settings import (
+    MAX_BATCH_RATE,
+    MAX_LOW_BALANCE_THRESHOLD,
+    STRIPE_CUSTOMER_PATTERN,
+)
 from smscredits.domain.catalog import PLANS, REGION_INPUTS
 from smscredits.schemas.base import Model, Query, Request
 from smscredits.schemas.messages import FundingOut
@@ -18,6 +22,7 @@ AccountId = Annotated[StrictStr, Field(pattern=ACCOUNT_ID_PATTERN)]
 PlanName = Literal[*PLANS]  # type: ignore[valid-type]
 StripeCustomerId = Annotated[StrictStr, Field(pattern=STRIPE_CUSTOMER_PATTERN)]
 LowBalanceThreshold = Annotated[StrictInt, Field(ge=0, le=MAX_LOW_BALANCE_THRESHOLD)]
+BatchRate = Annotated[StrictInt, Field(ge=1, le=MAX_BATCH_RATE)]
 # One page of the account list is one BatchGetItem of the balance items (100 keys at most).
 MAX_ACCOUNTS_PAGE = 100
 PoolName = Annotated[StrictStr, Field(pattern=rf"^(included|legacy|purchased:({_REGIONS}))$")]
@@ -292,6 +297,7 @@ class AccountPatchRequest(Request):
     stripe_customer_id: StripeCustomerId | None = None
     low_balance_threshold: LowBalanceThreshold | None = None
     smart_encoding: StrictBool | None = None
+    batch_rate_per_second: BatchRate | None = None
 
     model_config = ConfigDict(extra="forbid", strict=False)  # dates arrive as ISO strings
 
@@ -311,6 +317,10 @@ class AccountResponse(Model):
     card_on_file: bool
     low_balance_threshold: int
     smart_encoding: bool
+    batch_rate_per_second: int | None = Field(
+        description="Messages per second its batches are sent at; null: the service's BATCH_RATE_PER_SECOND "
+        "(20 unless configured)."
+    )
     created_at: datetime
     migrated_at: datetime | None
 

@@ -2,6 +2,9 @@
 rate, status callbacks, settlement on a cadence and at completion, cancel, and what the API shows.
 
 Queue jobs (JSON): `slice` (up to SLICE_SIZE messages with the time they may leave), `settle`, `cancel`.
+One settle job per batch, queued with its slices, settles it every `settle_every` seconds (it queues itself
+again while the batch is open): slices never settle, so however many workers send a batch's slices, one
+settlement reads its records per cadence.
 Pacing is a schedule fixed at creation: slice k may leave at created + k·SLICE_SIZE/rate; the job is queued
 with that delay (SQS DelaySeconds, at most 900 s) and a worker that gets it early queues it again for the
 rest. So concurrent workers keep the account's rate without sharing a counter, and MaximumConcurrency on
@@ -16,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode
 
+from smscredits.domain import auto_recharge as AR
 from smscredits.domain import batches as B
 from smscredits.domain.delivery import settled_by
 from smscredits.domain.errors import InsufficientCredits, MalformedProviderEvent
@@ -35,7 +39,7 @@ TWILIO_TOO_MANY_REQUESTS = 20429
 
 
 class Pacing(NamedTuple):
-    rate: float  # messages per second for one account; 0: as fast as the workers go
+    rate: float  # messages per second for an account with no rate of its own; 0: as fast as workers go
     settle_every: int  # seconds between settlements while a batch runs
     grace: int  # seconds after which a message with no final status is settled as it stands
 
@@ -106,26 +110,33 @@ def create(
     batch_id = B.batch_id_for(account_id, command.idempotency_key)
     hashed = request_hash([list(entry) for entry in command.entries])
     attempt = uuid.uuid4().hex
-    checked = plan(ledger.known_account(account_id), command.entries, ledger.legacy_rates)
+    account = ledger.known_account(account_id)
+    checked = plan(account, command.entries, ledger.legacy_rates)
+    # The account's own paced rate (a support setting), else the service's; fixed for the batch at creation.
+    rate = float(account.batch_rate_per_second or pacing.rate)
     try:
         batch, created = ledger.reserve_batch(
-            account_id, checked, batch_id=batch_id, request_hash=hashed, attempt_id=attempt
+            account_id, checked, batch_id=batch_id, request_hash=hashed, attempt_id=attempt, rate=rate
         )
     except InsufficientCredits as short:
         shortfall = dict(short.details.get("shortfall", {}))
+        # A recharge is claimed only while the region's pools hold less than `needed`: what they hold now
+        # plus what is short (the shortfall alone is often less than what they hold, and nothing would be bought).
+        account = ledger.get_account(account_id)
         if recharger is None or not all(
-            recharger.when_short(account_id, region, credits) for region, credits in shortfall.items()
+            recharger.when_short(account_id, region, AR.spendable(account, region) + credits)
+            for region, credits in shortfall.items()
         ):
             raise
         checked = plan(ledger.get_account(account_id), command.entries, ledger.legacy_rates)
         batch, created = ledger.reserve_batch(
-            account_id, checked, batch_id=batch_id, request_hash=hashed, attempt_id=attempt
+            account_id, checked, batch_id=batch_id, request_hash=hashed, attempt_id=attempt, rate=rate
         )
     resume = not batch.dispatch_started and ledger.clock() - batch.created_at > timedelta(seconds=60)
     if batch.status == "open" and (created or resume):
         # A create that crashed after its reservation is resumed by a replay once it cannot still be running.
         count("CreditsHeld", batch.credits_held)
-        _dispatch_start(ledger, messages, queue, batch, checked, pacing)
+        _dispatch_start(ledger, messages, queue, batch, checked, pacing.settle_every)
     return answer(batch)
 
 
@@ -135,23 +146,23 @@ def _dispatch_start(
     queue: BatchQueue,
     batch: B.Batch,
     checked: B.Plan,
-    pacing: Pacing,
+    settle_every: int,
 ) -> None:
     messages.write_all(batch, checked.valid)
     indexes = [message.position for message in checked.valid]
     jobs: list[tuple[Mapping[str, Any], int]] = []
     slices = [indexes[start : start + B.SLICE_SIZE] for start in range(0, len(indexes), B.SLICE_SIZE)]
     for number, chosen in enumerate(slices):
-        wait = number * B.SLICE_SIZE / pacing.rate if pacing.rate else 0.0
+        wait = number * B.SLICE_SIZE / batch.rate if batch.rate else 0.0
         job = {
             "kind": "slice",
             "account_id": batch.account_id,
             "batch_id": batch.batch_id,
             "indexes": chosen,
             "not_before": iso(batch.created_at + timedelta(seconds=wait)),
-            "last": number == len(slices) - 1,
         }
         jobs.append((job, min(int(wait), MAX_DELAY_SECONDS)))
+    jobs.append((_settle_job(batch.account_id, batch.batch_id), settle_every))
     queue.send(jobs)
     ledger.start_dispatch(batch.account_id, batch.batch_id)
 
@@ -190,29 +201,23 @@ def handle(
     """One queue job; returns what it did (for the log)."""
     account_id, batch_id = str(job["account_id"]), str(job["batch_id"])
     if job["kind"] == "slice":
-        return (
-            dispatch_slice(
-                job,
-                ledger=ledger,
-                messages=messages,
-                queue=queue,
-                sender=sender,
-                base_url=base_url,
-                pacing=pacing,
-            )
-            + "; "
-            + _settle_if_due(
-                ledger, messages, queue, account_id, batch_id, pacing, last=bool(job.get("last"))
-            )
+        return dispatch_slice(
+            job,
+            ledger=ledger,
+            messages=messages,
+            queue=queue,
+            sender=sender,
+            base_url=base_url,
+            pacing=pacing,
         )
     if job["kind"] == "cancel":
         return (
             cancel_queued(ledger, messages, account_id, batch_id)
             + "; "
-            + _settle_if_due(ledger, messages, queue, account_id, batch_id, pacing, last=True)
+            + _settle_if_due(ledger, messages, queue, account_id, batch_id, pacing, again=False)
         )
     if job["kind"] == "settle":
-        return _settle_if_due(ledger, messages, queue, account_id, batch_id, pacing, last=True)
+        return _settle_if_due(ledger, messages, queue, account_id, batch_id, pacing, again=True)
     raise MalformedProviderEvent(f"Unknown batch job {job['kind']!r}.")
 
 
@@ -262,7 +267,7 @@ def dispatch_slice(
     messages.move(batch_id, results, B.DISPATCHING)
     if busy:
         messages.move(batch_id, [(index, B.QUEUED, {}) for index in busy], B.DISPATCHING)
-        retry = {**job, "indexes": busy, "not_before": iso(ledger.clock()), "last": False}  # one settle loop
+        retry = {**job, "indexes": busy, "not_before": iso(ledger.clock())}
         queue.send([(retry, BUSY_DELAY_SECONDS)])
         count("BatchTwilioBusy", len(busy))
     sent = sum(1 for _, status, _ in results if status == B.SENT)
@@ -290,24 +295,28 @@ def _settle_if_due(
     batch_id: str,
     pacing: Pacing,
     *,
-    last: bool,
+    again: bool,
 ) -> str:
-    """Settle when the cadence says so (at most one settlement per `settle_every`, however many jobs ask);
-    after the batch's last slice and each settle job that leaves it open, a settle job comes back after the
-    cadence (its delay), so a batch always ends."""
+    """Settle when the cadence says so (at most one settlement per `settle_every`, however many jobs ask).
+    `again` (the batch's settle job): while the batch stays open the job comes back when the next settlement
+    is due, so a batch always ends."""
     batch = ledger.get_batch(account_id, batch_id)
     if batch.status != "open":
         return "settled already"
     since = ledger.clock() - (batch.last_settled_at or batch.created_at)
+    wait = pacing.settle_every - since.total_seconds()
     outcome = "not due"
-    if since >= timedelta(seconds=pacing.settle_every):
+    if wait <= 0:
         batch, ended = settle(ledger, messages, account_id, batch_id, pacing)
         outcome = "completed" if ended else f"settlement {batch.settlements}"
-    if last and batch.status == "open":
-        queue.send(
-            [({"kind": "settle", "account_id": account_id, "batch_id": batch_id}, pacing.settle_every)]
-        )
+        wait = pacing.settle_every
+    if again and batch.status == "open":
+        queue.send([(_settle_job(account_id, batch_id), min(math.ceil(wait), MAX_DELAY_SECONDS))])
     return outcome
+
+
+def _settle_job(account_id: str, batch_id: str) -> dict[str, Any]:
+    return {"kind": "settle", "account_id": account_id, "batch_id": batch_id}
 
 
 def settle(
@@ -318,17 +327,16 @@ def settle(
     pacing: Pacing,
 ) -> tuple[B.Batch, bool]:
     """Post and return what the batch's message records show final, in one write on the balance; the one
-    that ends the batch writes batch.completed with it (domain/batches.py: the outbox)."""
-    now = ledger.clock()
-
-    def counted(batch: B.Batch) -> tuple[Mapping[str, B.Settled], bool]:
-        # The grace period runs from the batch's last scheduled slice: a slow batch is never cut short.
-        schedule = batch.accepted / pacing.rate if pacing.rate else 0
-        sweep = now - batch.created_at >= timedelta(seconds=pacing.grace + schedule)
-        settled, _, final = B.tally(list(messages.all(batch)), sweep=sweep)
-        return settled, final and (batch.dispatch_started or batch.accepted == 0)
-
-    batch, ended = ledger.settle_batch(account_id, batch_id, counted)
+    that ends the batch writes batch.completed with it (domain/batches.py: the outbox). Past the grace period
+    (which runs from the batch's last scheduled slice: a slow batch is never cut short) the records with no
+    final status are swept first, so this settlement ends the batch."""
+    batch = ledger.get_batch(account_id, batch_id)
+    rate = batch.rate or pacing.rate  # a batch written before it kept its rate: the service's
+    schedule = batch.accepted / rate if rate else 0
+    due = ledger.clock() - batch.created_at >= timedelta(seconds=pacing.grace + schedule)
+    if batch.status == "open" and batch.dispatch_started and due:
+        count("BatchMessagesSwept", messages.sweep(batch))
+    batch, ended = _settle(ledger, messages, account_id, batch_id)
     if ended:
         count("CreditsPosted", batch.posted)
         count("CreditsVoided", batch.returned)
@@ -341,6 +349,41 @@ def settle(
         }
         logger.info("batch completed", extra=detail)
     return batch, ended
+
+
+def _settle(ledger: Ledger, messages: BatchMessages, account_id: str, batch_id: str) -> tuple[B.Batch, bool]:
+    """One settlement of what the records show. When it ends the batch while messages swept as charged can
+    still fail, they are counted once more: a `failed` recorded after that count was read found the batch
+    open, so it did not ask for its refund (refund_late), and this one returns it."""
+    accepted_unfinished = False
+
+    def counted(batch: B.Batch) -> tuple[Mapping[str, B.Settled], bool]:
+        nonlocal accepted_unfinished
+        settled, counts, final = B.tally(list(messages.all(batch)))
+        accepted_unfinished = counts.get(B.SENT, 0) > 0
+        return settled, final and (batch.dispatch_started or batch.accepted == 0)
+
+    batch, ended = ledger.settle_batch(account_id, batch_id, counted)
+    if ended and accepted_unfinished:
+        batch, _ = ledger.settle_batch(account_id, batch_id, counted)
+    return batch, ended
+
+
+def refund_late(ledger: Ledger, messages: BatchMessages, account_id: str, batch_id: str) -> str:
+    """A message of an ended batch that Twilio reported failed after the grace period charged it: its credits
+    come back in a further settlement (cumulative, so a repeat moves nothing)."""
+    before = ledger.get_batch(account_id, batch_id)
+    if before.status == "open":
+        return "settled by the batch"  # the next settlement returns it
+    after, _ = _settle(ledger, messages, account_id, batch_id)
+    refunded = after.refunded - before.refunded
+    if refunded:
+        count("CreditsRefunded", refunded)
+        logger.info(
+            "batch message refunded after the batch ended",
+            extra={"account_id": account_id, "batch_id": batch_id, "credits": refunded},
+        )
+    return "refunded" if refunded else "unchanged"
 
 
 def cancel(ledger: Ledger, queue: BatchQueue, account_id: str, batch_id: str) -> dict[str, Any]:
@@ -356,14 +399,27 @@ def cancel(ledger: Ledger, queue: BatchQueue, account_id: str, batch_id: str) ->
 
 
 def apply_callback(
-    messages: BatchMessages, *, batch_id: str, index: int, status: str, sid: str | None
+    ledger: Ledger,
+    messages: BatchMessages,
+    *,
+    account_id: str,
+    batch_id: str,
+    index: int,
+    status: str,
+    sid: str | None,
 ) -> str:
     """A Twilio status for a batch message: recorded when it moves the message forward, its SID being the
-    message's (no credit moves here: the next settlement posts or returns it). A message the batch does not
-    have, or one not handed to Twilio, is refused by the record's own condition."""
+    message's (no credit moves here while the batch runs: its next settlement posts or returns it). A message
+    the batch does not have, or one not handed to Twilio, is refused by the record's own condition. A failure
+    recorded after the batch ended is refunded at once (refund_late): no settlement of it comes any more. A
+    repeated failure asks for that refund again (the first may have been recorded and then failed to land:
+    the queue delivers it again, and the record no longer moves); the counters make it once."""
     if not sid:
         raise MalformedProviderEvent("The callback has no MessageSid.", {"MessageSid": "missing"})
     moved = messages.callback(batch_id, index, status, sid, settled_by(status))
+    refund = refund_late(ledger, messages, account_id, batch_id) if status in B.RETURNED else "unchanged"
+    if refund == "refunded":
+        return refund
     return "status recorded" if moved else "unchanged"
 
 
@@ -372,13 +428,18 @@ def apply_callback(
 
 def view(ledger: Ledger, messages: BatchMessages, account_id: str, batch_id: str) -> dict[str, Any]:
     batch = ledger.get_batch(account_id, batch_id)
-    _, counts, _ = B.tally(list(messages.all(batch)), sweep=False)
+    _, counts, _ = B.tally(list(messages.all(batch)))
     return {
         **answer(batch),
         "status": B.public_status(batch, counts),
         "count": batch.submitted,
         "counts": counts,
-        "credits": {"held": batch.credits_held, "posted": batch.posted, "returned": batch.returned},
+        # A message refunded after the grace period charged it shows as returned: posted + returned = held.
+        "credits": {
+            "held": batch.credits_held,
+            "posted": batch.posted - batch.refunded,
+            "returned": batch.returned + batch.refunded,
+        },
         "settlements": batch.settlements,
         "created_at": iso(batch.created_at),
         "ended_at": iso(batch.ended_at) if batch.ended_at else None,

@@ -123,7 +123,14 @@ class Ledger(Protocol):
     # -- batches (docs/product.md §8b)
     def get_batch(self, account_id: str, batch_id: str) -> Batch: ...
     def reserve_batch(
-        self, account_id: str, plan: Plan, *, batch_id: str, request_hash: str, attempt_id: str
+        self,
+        account_id: str,
+        plan: Plan,
+        *,
+        batch_id: str,
+        request_hash: str,
+        attempt_id: str,
+        rate: float = 0.0,
     ) -> tuple[Batch, bool]: ...
     def settle_batch(
         self, account_id: str, batch_id: str, count: Callable[[Batch], tuple[Mapping[str, Settled], bool]]
@@ -262,6 +269,10 @@ class BatchMessages(Protocol):
         ...
 
     def callback(self, batch_id: str, index: int, status: str, sid: str, settled: Iterable[str]) -> bool: ...
+    def sweep(self, batch: Batch) -> int:
+        """Mark each record with no final status as the grace period settles it; returns how many."""
+        ...
+
     def all(self, batch: Batch) -> Iterator[dict[str, Any]]: ...
     def page(
         self, batch: Batch, *, after: int, limit: int, status: str | None

@@ -56,13 +56,15 @@ def _state(batch: B.Batch) -> dict[str, Any]:
         "rejected": [[index, code] for index, code in batch.rejected],
         "funding": {region: _funding(parts) for region, parts in batch.funding.items()},
         "settled": {
-            region: {"posted": s.posted, "returned": s.returned} for region, s in batch.settled.items()
+            region: {"posted": s.posted, "returned": s.returned, "refunded": s.refunded}
+            for region, s in batch.settled.items()
         },
         "settlements": batch.settlements,
         "cancel_requested": batch.cancel_requested,
         "dispatch_started": batch.dispatch_started,
         "last_settled_at": iso(batch.last_settled_at) if batch.last_settled_at else None,
         "ended_at": iso(batch.ended_at) if batch.ended_at else None,
+        "rate": str(batch.rate),
     }
 
 
@@ -105,13 +107,15 @@ def batch_from_item(raw: Mapping[str, Any]) -> B.Batch:
             for region, parts in state["funding"].items()
         },
         settled={
-            region: B.Settled(int(s["posted"]), int(s["returned"])) for region, s in state["settled"].items()
+            region: B.Settled(int(s["posted"]), int(s["returned"]), int(s.get("refunded", 0)))
+            for region, s in state["settled"].items()
         },
         settlements=int(state["settlements"]),
         cancel_requested=bool(state.get("cancel_requested")),
         dispatch_started=bool(state.get("dispatch_started")),
         last_settled_at=parse_iso(state["last_settled_at"]) if state.get("last_settled_at") else None,
         ended_at=parse_iso(state["ended_at"]) if state.get("ended_at") else None,
+        rate=float(state.get("rate", 0)),
     )
 
 
@@ -243,9 +247,9 @@ class DynamoBatchMessages:
     def move(
         self, batch_id: str, moves: Sequence[tuple[int, str, Mapping[str, Any]]], expected: str
     ) -> list[int]:
-        """Each (index, status, fields) from `expected` to `status`; the indexes that moved. One conditional
-        transaction for them all; when one condition fails (a redelivered slice, a racing cancel), each is
-        tried alone."""
+        """Each (index, status, fields) from `expected` to `status`; the indexes that moved (never a swept one:
+        the grace period settled it). One conditional transaction for them all; when one condition fails (a
+        redelivered slice, a racing cancel), each is tried alone."""
         if not moves:
             return []
         writes = [self._move(batch_id, index, status, fields, expected) for index, status, fields in moves]
@@ -303,10 +307,47 @@ class DynamoBatchMessages:
             "TableName": self.table,
             "Key": message_key(batch_id, index),
             "UpdateExpression": "SET " + ", ".join(sets),
-            "ConditionExpression": "#status = :expected",
+            "ConditionExpression": "#status = :expected AND attribute_not_exists(swept)",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {name: to_value(value) for name, value in values.items()},
         }
+
+    def sweep(self, batch: B.Batch) -> int:
+        """Mark every record with no final status as the grace period settles it (B.sweep_mark), each write
+        conditional on the status it was read with; a record that moved meanwhile is read again. Returns
+        how many were marked."""
+        marked = 0
+        for record in self.all(batch):
+            for _ in range(8):
+                mark = B.sweep_mark(record)
+                if mark is None:
+                    break
+                index = int(record["index"])
+                if self._conditional(
+                    {
+                        "TableName": self.table,
+                        "Key": message_key(batch.batch_id, index),
+                        "UpdateExpression": "SET swept = :mark",
+                        "ConditionExpression": "#status = :seen AND attribute_not_exists(swept)",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":mark": to_value(mark),
+                            ":seen": to_value(record["status"]),
+                        },
+                    }
+                ):
+                    marked += 1
+                    break
+                record = self._record(batch.batch_id, index)
+            else:
+                raise RuntimeError(f"batch {batch.batch_id}: message {record['index']} kept moving")
+        return marked
+
+    def _record(self, batch_id: str, index: int) -> dict[str, Any]:
+        answer = self.client.get_item(
+            TableName=self.table, Key=message_key(batch_id, index), ConsistentRead=True
+        )
+        return from_item(answer["Item"])
 
     def _conditional(self, write: Mapping[str, Any]) -> bool:
         for attempt in range(8):
@@ -333,7 +374,7 @@ class DynamoBatchMessages:
             yield from self._query(
                 KeyConditionExpression="pk = :pk",
                 ExpressionAttributeValues={":pk": to_value(f"BATCH#{batch.batch_id}#{shard:02d}")},
-                ProjectionExpression="#i, #s, #r, #c",
+                ProjectionExpression="#i, #s, #r, #c, swept",
                 ExpressionAttributeNames={"#i": "index", "#s": "status", "#r": "region", "#c": "credits"},
                 ConsistentRead=True,
             )

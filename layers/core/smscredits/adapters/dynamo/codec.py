@@ -178,6 +178,9 @@ def account_from_item(raw: Mapping[str, Any]) -> Account:
         low_balance_threshold=int(raw.get("low_balance_threshold", DEFAULT_LOW_BALANCE_THRESHOLD)),
         balance_alerts={str(k): str(v) for k, v in (raw.get("balance_alerts") or {}).items()},
         subscription=Subscription.from_dict(raw["subscription"]) if raw.get("subscription") else None,
+        batch_rate_per_second=(
+            int(raw["batch_rate_per_second"]) if raw.get("batch_rate_per_second") is not None else None
+        ),
     )
 
 
