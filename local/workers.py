@@ -344,7 +344,9 @@ class Workers:
 
     @staticmethod
     def _new_worker(spec: FunctionSpec) -> Worker:
-        return Worker(spec, os.environ)  # the functions' environment as local.run configured it
+        # The functions' environment as local.run configured it; the SDK's User-Agent names the function, so
+        # the DynamoDB stand-in can count each function's requests (GET /__local/dynamo).
+        return Worker(spec, {**os.environ, "AWS_SDK_UA_APP_ID": spec.name})
 
     def invoke(self, function: str, event: dict[str, Any], label: str = "") -> Any:
         return self.pools[function].invoke(event, label or function)
