@@ -40,9 +40,9 @@ hold item, so it adds no balance conflict). Conflicts
 bring it far lower: a transaction holds its items from its prepare to its commit, which the DynamoDB
 stand-in takes as its whole latency (p50 about 25 ms); then one balance item takes at most about 40
 transactions a second, and two per send cap one account near 20 sends per second; retries bring it to
-about 10. An event the send writes (2 write units) lands in an outbox shard's own partition, not the
-account's. Locally, through the service, one account's sends did not grow with clients (4.5 sends/s at 1
-client, 1.4–3.3 at 8–64, every answer 202 or 429 `busy`, credits exact: the single-send rows above).
+about 10. The post's `message.sent` event (2 write units) lands in an outbox shard's own partition, not
+the account's. Locally, through the service, one account's sends do not grow with clients (the
+single-send rows above).
 docs/design/concurrency.md measures the designs that lift this (bench/contention.py) and says which was
 chosen. Twilio's per-sender rate (1 message per second for a long code, up to about 100 for a short code or
 a toll-free number with high throughput) is the other limit.
