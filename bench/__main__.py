@@ -73,7 +73,7 @@ def document(sections: list[Section], quick: bool, seconds: float) -> str:
         "",
         "Written by `make bench` (`python -m bench`) down to the hand-written sections at the end, which it "
         "keeps. These are measurements, not tests: each figure stands beside a baseline measured in the same "
-        "run on the same machine, and the targets are those of issues 8 and 19.",
+        "run on the same machine, and the targets are those of issues 8, 14 and 19.",
         "",
         f"- machine: {machine()}",
         f"- run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {'--quick' if quick else 'full'}, {seconds:.0f} s",
