@@ -39,10 +39,13 @@ so one account can never exceed about **76 sends per second**, conflicts aside (
 hold item, so it adds no balance conflict). Conflicts
 bring it far lower: a transaction holds its items from its prepare to its commit, which the DynamoDB
 stand-in takes as its whole latency (p50 about 25 ms); then one balance item takes at most about 40
-transactions a second, and two per send cap one account near 20 sends per second.
-docs/design/concurrency.md measures the designs that lift this (bench/contention.py). Twilio's per-sender
-rate (1 message per second for a long code, up to about 100 for a short code or a toll-free number with
-high throughput) is the other limit.
+transactions a second, and two per send cap one account near 20 sends per second; retries bring it to
+about 10. The post's `message.sent` event (2 write units) lands in an outbox shard's own partition, not
+the account's. Locally, through the service, one account's sends do not grow with clients (the
+single-send rows above).
+docs/design/concurrency.md measures the designs that lift this (bench/contention.py) and says which was
+chosen. Twilio's per-sender rate (1 message per second for a long code, up to about 100 for a short code or
+a toll-free number with high throughput) is the other limit.
 """
 
 
@@ -70,7 +73,7 @@ def document(sections: list[Section], quick: bool, seconds: float) -> str:
         "",
         "Written by `make bench` (`python -m bench`) down to the hand-written sections at the end, which it "
         "keeps. These are measurements, not tests: each figure stands beside a baseline measured in the same "
-        "run on the same machine, and the targets are those of issues 8 and 19.",
+        "run on the same machine, and the targets are those of issues 8, 14 and 19.",
         "",
         f"- machine: {machine()}",
         f"- run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {'--quick' if quick else 'full'}, {seconds:.0f} s",

@@ -319,11 +319,13 @@ def run(quick: bool) -> Section:
         print(f"{what}: {line} (moto reports {cost.moto_units / times:g} units)")
         target, met = "—", None
         if what.startswith("send"):
-            target = "2 writes, 0 reads"
-            met = cost.writes / times == 2 and cost.reads == 0
+            # the reserve, the hold's dispatch mark before Twilio is asked (issue 14: a replay after a crash
+            # knows "never sent" from "maybe sent"), the post
+            target = "3 writes, 0 reads"
+            met = cost.writes / times == 3 and cost.reads == 0
             if not met:
                 section.notes.append(
-                    f"send: {cost.writes / times:g} writes and {cost.reads / times:g} reads, target 2 and 0."
+                    f"send: {cost.writes / times:g} writes and {cost.reads / times:g} reads, target 3 and 0."
                 )
         section.rows.append(
             Row(

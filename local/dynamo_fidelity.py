@@ -17,6 +17,10 @@ Each behaviour follows AWS's documentation; docs/design/concurrency.md gives the
   each holding at most one second's worth. Over the limit a single request gets `ThrottlingException`
   (the table is on-demand) and a transaction is cancelled with `ThrottlingError` on the items of that
   partition. Nothing is written by a refused or cancelled request.
+- Counters. Every request is counted by caller and operation, with the TransactionConflicts and throttles
+  it met (`counters()`; local mode serves them at GET /__local/dynamo). The caller is the `app/<id>` part of
+  the SDK's User-Agent (local mode's workers set AWS_SDK_UA_APP_ID to their function's name), else "other";
+  a refused request is also counted as `!conflict`, `!throttle` or `!condition`.
 
 Environment (read by `Fidelity.from_environment`):
 
@@ -35,7 +39,9 @@ import json
 import math
 import os
 import random
+import re
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -203,6 +209,8 @@ class _State:
     held: dict[ItemKey, int] = field(default_factory=dict)  # item → the in-flight transaction holding it
     buckets: dict[tuple[str, Any, str], _Bucket] = field(default_factory=dict)
     ids: itertools.count[int] = field(default_factory=itertools.count)
+    # (caller, operation or outcome) → count, since the process started (configure() does not reset them)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def afford(self, demands: Mapping[tuple[str, Any, str], float]) -> set[tuple[str, Any, str]]:
         """Take every demand (partition → units) if all can be met; else take none and name the short ones."""
@@ -250,6 +258,44 @@ def holding() -> int:
         return len(_state.held)
 
 
+def counters() -> dict[str, dict[str, int]]:
+    """Requests per caller and operation since the process started, and how many of each caller's requests
+    were refused by a `TransactionConflict` (a cancellation reason or TransactionConflictException), a
+    throttle or a failed condition, keyed `!conflict`, `!throttle`, `!condition`. A reader takes two
+    snapshots and subtracts."""
+    if _state is None:
+        return {}
+    with _state.lock:
+        counts = dict(_state.counts)
+    found: dict[str, dict[str, int]] = {}
+    for (caller, name), count in sorted(counts.items()):
+        found.setdefault(caller, {})[name] = count
+    return found
+
+
+_APP_ID = re.compile(r"\bapp/(\S+)")
+
+
+def _caller(handler: Handler) -> str:
+    headers = getattr(handler, "headers", None) or {}
+    found = _APP_ID.search(str(headers.get("User-Agent", "")))
+    return found.group(1) if found else "other"
+
+
+def _outcome(error: Exception) -> str | None:
+    """What refused the request: "!conflict", "!throttle" or "!condition" (a condition that failed, a
+    stale version among them); None for anything else."""
+    text = f"{getattr(error, 'error_type', '')} {getattr(error, 'message', '')}"
+    for marker, outcome in (
+        ("TransactionConflict", "!conflict"),
+        ("Throttling", "!throttle"),
+        ("ConditionalCheckFailed", "!condition"),
+    ):
+        if marker in text:
+            return outcome
+    return None
+
+
 # ---- the layer --------------------------------------------------------------------------------------
 
 Handler = Any  # moto.dynamodb.responses.DynamoHandler: `body` is the request, `dynamodb_backend` moto's state
@@ -283,10 +329,20 @@ def _wrap(
 ) -> Callable[[Handler], Any]:
     def method(handler: Handler) -> Any:
         assert _state is not None
+        caller = _caller(handler)
+        with _state.lock:
+            _state.counts[caller, original.__name__] += 1
         fidelity = _state.fidelity
         if not fidelity.active:
             return original(handler)
-        return around(handler, original, fidelity)
+        try:
+            return around(handler, original, fidelity)
+        except Exception as error:
+            outcome = _outcome(error)
+            if outcome is not None:
+                with _state.lock:
+                    _state.counts[caller, outcome] += 1
+            raise
 
     method.__name__ = original.__name__
     return method

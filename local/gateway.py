@@ -130,9 +130,19 @@ class Gateway:
         return self.workers.invoke(function, event, event.get("routeKey") or event.get("detail-type") or "")
 
     def workers_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """GET /__local/workers: each worker's function, pid and what it serves (tests kill one by pid)."""
-        if environ.get("REQUEST_METHOD") != "GET":
-            return Response("GET only", 405, {"Allow": "GET"})(environ, start_response)
+        """GET /__local/workers: each worker's function, pid and what it serves (tests kill one by pid).
+        POST /__local/workers?function=F&count=N: start F's workers until its pool holds N (benchmarks)."""
+        method = environ.get("REQUEST_METHOD")
+        if method == "POST":
+            args = Request(environ).args
+            pool = self.workers.pools.get(args.get("function", ""))
+            if pool is None or not args.get("count", "").isdigit():
+                return error_response(
+                    400, "invalid_request", "function (a template function) and count are required.", None
+                )(environ, start_response)
+            pool.fill(int(args["count"]))
+        elif method != "GET":
+            return Response("GET or POST only", 405, {"Allow": "GET, POST"})(environ, start_response)
         body = json.dumps({"limit": self.workers.limit, "workers": self.workers.describe()})
         return Response(body, 200, content_type="application/json")(environ, start_response)
 

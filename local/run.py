@@ -219,6 +219,12 @@ def seed(base_url: str) -> None:
     )
 
 
+def dynamo_counters(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """GET /__local/dynamo: the DynamoDB stand-in's request counters by caller (local/dynamo_fidelity.py)."""
+    body = json.dumps({"fidelity": dynamo_fidelity.current().active, "counters": dynamo_fidelity.counters()})
+    return Response(body, 200, content_type="application/json")(environ, start_response)
+
+
 def demo_tokens(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """GET /__local/demo-tokens: the dashboard's sign-in picker in local mode. Never an admin token."""
     if environ.get("REQUEST_METHOD") != "GET":
@@ -288,6 +294,7 @@ SMS credits service: local mode
   as on AWS    {dynamo}
   functions    worker processes, one request at a time each, up to {run.concurrency} per function
                (LOCAL_FUNCTION_CONCURRENCY); pids: GET {gateway_url}/__local/workers
+  DynamoDB use GET {gateway_url}/__local/dynamo: requests, conflicts and throttles by function
   Twilio       {twilio}
   Stripe       {stripe}
   schedules    {timed}
@@ -368,6 +375,7 @@ def start(running: contextlib.ExitStack) -> Started:
         "/__local/workers": gateway.workers_app,
         "/__local/clock": ClockApp(clock, schedules(), gateway.invoke),
         "/__local/events": EventsApp(outbox.events),
+        "/__local/dynamo": dynamo_counters,
     }
     if "TWILIO_API_BASE" in os.environ:
         delay = float(os.environ.get("LOCAL_TWILIO_CALLBACK_DELAY") or 0.3)

@@ -296,6 +296,25 @@ class Pool:
         """Have one idle worker ready (start it if there is none)."""
         self._release(self._acquire())
 
+    def fill(self, count: int) -> int:
+        """Start workers, one at a time, until the pool holds `count` (at most its limit), so that a
+        benchmark's timed run meets no cold start; returns how many it holds."""
+        while True:
+            with self._changed:
+                if len(self.workers) + self._starting >= min(count, self.limit):
+                    return len(self.workers)
+                self._starting += 1
+            try:
+                worker = self._start(self.spec)
+            finally:
+                with self._changed:
+                    self._starting -= 1
+                    self._changed.notify()
+            with self._changed:
+                self.workers.append(worker)
+                self._idle.append(worker)
+                self._changed.notify()
+
     def _release(self, worker: Worker) -> None:
         with self._changed:
             self._idle.append(worker)
@@ -344,7 +363,9 @@ class Workers:
 
     @staticmethod
     def _new_worker(spec: FunctionSpec) -> Worker:
-        return Worker(spec, os.environ)  # the functions' environment as local.run configured it
+        # The functions' environment as local.run configured it; the SDK's User-Agent names the function, so
+        # the DynamoDB stand-in can count each function's requests (GET /__local/dynamo).
+        return Worker(spec, {**os.environ, "AWS_SDK_UA_APP_ID": spec.name})
 
     def invoke(self, function: str, event: dict[str, Any], label: str = "") -> Any:
         return self.pools[function].invoke(event, label or function)

@@ -137,6 +137,34 @@ def test_a_transaction_over_a_held_item_is_cancelled_and_writes_nothing(
     assert stored(first, "T1", "HOLD#a") is not None
 
 
+def test_requests_and_their_conflicts_are_counted_by_the_callers_app_id(
+    endpoint: str, dynamo_fidelity: Switch
+):
+    dynamo_fidelity(SLOW_TRANSACTIONS)
+    named = moto_client(endpoint, Config(retries={"max_attempts": 1}, user_agent_appid="SendFunction"))
+    before = fidelity.counters()
+    running = InFlight(client_for(endpoint), [set_n("T9", "BALANCE", 1)]).hold()
+    error_of(lambda: named.update_item(**set_n("T9", "BALANCE", 3)["Update"]))
+    error_of(lambda: named.transact_write_items(TransactItems=[set_n("T9", "BALANCE", 2)]))
+    running.finish()
+    named.get_item(TableName=TABLE, Key=key("T9", "BALANCE"))
+    condition = {"ConditionExpression": "n = :n"}
+    error_of(lambda: named.update_item(**{**set_n("T9", "BALANCE", 4)["Update"], **condition}))
+    after = fidelity.counters()
+
+    def grew(caller: str, name: str) -> int:
+        return after.get(caller, {}).get(name, 0) - before.get(caller, {}).get(name, 0)
+
+    assert [grew("SendFunction", name) for name in ("transact_write_items", "update_item", "get_item")] == [
+        1,
+        2,
+        1,
+    ]
+    assert grew("SendFunction", "!conflict") == 2  # the cancelled transaction and the refused UpdateItem
+    assert grew("SendFunction", "!condition") == 1
+    assert grew("other", "transact_write_items") == 1 and grew("other", "!conflict") == 0
+
+
 @pytest.mark.parametrize("operation", ["put_item", "update_item", "delete_item"])
 def test_a_single_write_to_a_held_item_gets_transaction_conflict_exception(
     endpoint: str, dynamo_fidelity: Switch, operation: str

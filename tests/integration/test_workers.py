@@ -183,6 +183,31 @@ def test_a_reserved_concurrency_throttles_beyond_it(spec: FunctionSpec):
     assert len(started) == 1
 
 
+def test_a_pool_filled_ahead_serves_that_many_at_once_without_a_cold_start(spec: FunctionSpec):
+    started: list[FakeWorker] = []
+
+    def start(_: FunctionSpec) -> Any:
+        started.append(FakeWorker(len(started)))
+        return started[-1]
+
+    pool = Pool(spec, 3, start)
+    assert pool.fill(5) == 3  # never beyond the pool's limit
+    assert pool.fill(2) == 3 and len(started) == 3  # already there: nothing more started
+    calls = [threading.Thread(target=pool.invoke, args=({}, f"call {n}")) for n in range(3)]
+    for call in calls:
+        call.start()
+    deadline = time.monotonic() + 10
+    while any(worker.serving is None for worker in started) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    busy = [worker.serving is not None for worker in started]
+    for worker in started:
+        worker.release.set()
+    for call in calls:
+        call.join(timeout=10)
+
+    assert busy == [True, True, True] and len(started) == 3  # three at once, none started for them
+
+
 def test_worker_protocol_reports_an_init_failure(tmp_path: Path):
     (tmp_path / "fn").mkdir()
     (tmp_path / "fn" / "app.py").write_text("raise RuntimeError('broken at import')\n")

@@ -47,6 +47,8 @@ _RETRYABLE_CODES = {
     "ServiceUnavailable",
     "TransactionInProgressException",
 }
+# Seconds: full jitter's base and cap (see CommitEngine._backoff): eight attempts wait at most 4.55 s in all.
+BACKOFF_BASE, BACKOFF_CAP = 0.05, 1.0
 # Cancellation reasons that a second try may not meet (AWS, TransactWriteItems: "CancellationReasons"); any
 # other (ValidationError, ItemCollectionSizeLimitExceeded) fails the same way every time: a bug, raised at once.
 _PASSING_REASONS = frozenset(
@@ -239,4 +241,8 @@ class CommitEngine:
         )
 
     def _backoff(self, attempt: int) -> None:
-        self._sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+        """Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter") from
+        botocore's own DynamoDB retry base. A transaction holds the balance for about 25 ms, so a shorter
+        base (5 ms, capped at 0.2 s, before) sent every cancelled writer back into the next one's window:
+        docs/design/concurrency.md measures both."""
+        self._sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
