@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,17 +65,25 @@ def delivered(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def stand_in(delivered: list[dict[str, Any]]) -> StripeStandIn:
+def stand_in(delivered: list[dict[str, Any]]) -> Iterator[StripeStandIn]:
     cards = stripe_standin.cards_from_environment(
         '{"acct-auth": "4000 0027 6000 3184", "acct-dispute": "4000 0000 0000 0259"}'
     )
-    return StripeStandIn(
+    stand_in = StripeStandIn(
         base_url=BASE,
         webhook_url="http://127.0.0.1:3000/webhooks/stripe",
         webhook_secret=SECRET,
         cards=cards,
         webhook_delay=0,
     )
+    yield stand_in
+    # Its webhooks leave from threads: one still delivering after this test would land in the next test's list.
+    deadline = time.monotonic() + 5
+    while (
+        any(e["delivery"] == "pending" for e in stand_in.webhooks.newest_first())
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.01)
 
 
 @pytest.fixture
