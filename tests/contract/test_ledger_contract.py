@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -34,6 +34,7 @@ from smscredits.domain.errors import (
     IdempotencyKeyReused,
     InsufficientCredits,
     InvalidRequest,
+    NotLegacy,
 )
 from smscredits.domain.ledger import Funding
 from smscredits.domain.orders import Paid as PaidOrder
@@ -737,6 +738,64 @@ def test_migration_converts_the_legacy_pool_once(backend, ledger, legacy):
     assert backend.stored() == before
     with pytest.raises(IdempotencyKeyReused):
         ledger.migrate("acct-l", ratio=(2, 1), actor="support", op_id="migrate:k1")
+
+
+def migration_requests(backend: Backend) -> list[dict[str, Any]]:
+    return [detail for kind, detail in backend.events() if kind == E.MIGRATION_REQUESTED]
+
+
+def test_a_migration_request_is_recorded_once_with_its_event(backend, ledger, legacy, clock):
+    before_version = legacy.version
+    _, recorded = ledger.request_migration("acct-l", requested_by="user-1")
+    assert recorded
+    stored = backend.sound("acct-l")
+    assert (stored.migration_requested_at, stored.migration_requested_by) == (clock.now, "user-1")
+    assert stored.pools == legacy.pools and stored.version == before_version + 1
+    assert [(d["requested_by"], d["legacy"], d["home_region"]) for d in migration_requests(backend)] == [
+        ("user-1", 80, "AU")
+    ]
+    before = backend.stored()
+    clock.advance(days=1)
+    again, recorded = ledger.request_migration("acct-l", requested_by="user-2")
+    assert not recorded
+    assert (again.migration_requested_at, again.migration_requested_by) == (
+        clock.now - timedelta(days=1),
+        "user-1",
+    )
+    assert backend.stored() == before
+
+
+def test_concurrent_migration_requests_record_one(backend, ledger, legacy):
+    results: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def ask(index: int) -> None:
+        barrier.wait()
+        results.append(backend.other.request_migration("acct-l", requested_by=f"user-{index}")[1])
+
+    threads = [threading.Thread(target=ask, args=(index,)) for index in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 5 + [True]
+    assert len(migration_requests(backend)) == 1
+
+
+def test_a_migration_request_for_a_segment_account_is_refused_and_writes_nothing(backend, ledger, account):
+    before = backend.stored()
+    with pytest.raises(NotLegacy):
+        ledger.request_migration(ACCT, requested_by="user-1")
+    assert backend.stored() == before
+
+
+def test_a_migrated_account_keeps_its_request_and_takes_no_other(backend, ledger, legacy, clock):
+    ledger.request_migration("acct-l", requested_by="user-1")
+    ledger.migrate("acct-l", ratio=(1, 1), actor="support", op_id="migrate:k1")
+    stored = backend.sound("acct-l")
+    assert (stored.migration_requested_at, stored.migrated_at) == (clock.now, clock.now)
+    with pytest.raises(NotLegacy):
+        ledger.request_migration("acct-l", requested_by="user-1")
 
 
 def test_migration_waits_for_held_messages(backend, ledger, legacy):

@@ -24,6 +24,7 @@ DEEP_BUT_PARSEABLE = '{"to": ' + "[" * 100 + "]" * 100 + ', "body": "x"}'
 # Every JSON route with a token: (function, fixture, method, path, path parameters, caller).
 JSON_ROUTES: list[tuple[str, str, str, str, dict[str, str] | None, dict[str, str]]] = [
     ("account_api", "account_post_quote", "POST", "/v1/messages/quote", None, user()),
+    ("account_api", "account_post_quote", "POST", "/v1/migration-request", None, user()),
     ("send", "send_post_message", "POST", "/v1/messages", None, user()),
     ("checkout", "checkout_post_session", "POST", "/v1/packs/checkout", None, user()),
     ("checkout", "account_put_auto_recharge", "PUT", "/v1/auto-recharge", None, user()),

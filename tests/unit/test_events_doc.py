@@ -54,7 +54,20 @@ def scenario() -> dict[str, dict[str, Any]]:
     first: dict[str, dict[str, Any]] = {}
     for kind, detail in ledger.outbox():
         first.setdefault(kind, detail)
-    return {**first, E.BATCH_COMPLETED: batch_completed(clock)}
+    return {
+        **first,
+        E.BATCH_COMPLETED: batch_completed(clock),
+        E.MIGRATION_REQUESTED: migration_requested(clock),
+    }
+
+
+def migration_requested(clock: Clock) -> dict[str, Any]:
+    """A legacy account's owner asking support for the migration: its account.migration_requested."""
+    ledger = InMemoryLedger(clock=clock)
+    ledger.create_account(new_account("acct-legacy", model="legacy", now=clock.now), reference={})
+    ledger.request_migration("acct-legacy", requested_by="user-acct-legacy")
+    [detail] = [detail for kind, detail in ledger.outbox() if kind == E.MIGRATION_REQUESTED]
+    return detail
 
 
 def batch_completed(clock: Clock) -> dict[str, Any]:

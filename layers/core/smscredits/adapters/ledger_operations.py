@@ -187,6 +187,20 @@ class LedgerOperations(PaymentOperations, BatchOperations):
             return outcome.account, ours(outcome.found, attempt)
         return outcome.account, True
 
+    def request_migration(self, account_id: str, *, requested_by: str) -> tuple[Account, bool]:
+        """The owner's request that support migrate a legacy account, recorded once with its event in one write
+        pinned to the balance version: (the account, whether this call recorded it). NotLegacy for a segment
+        account."""
+        now = self.clock()
+        try:
+            outcome = self._commit(
+                account_id, lambda state: M.request_migration(state, now=now, requested_by=requested_by)
+            )
+        except Unchanged as already:
+            return already.account, False
+        assert not isinstance(outcome, Refused)  # the Change has no record whose precondition could fail
+        return outcome.account, True
+
     def migrate(
         self,
         account_id: str,

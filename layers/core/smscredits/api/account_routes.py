@@ -1,4 +1,5 @@
-"""Account owner routes served by the account API function: balance, quote, messages, statements."""
+"""Account owner routes served by the account API function: balance, quote, messages, statements, and a legacy
+account's request for migration."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from smscredits.schemas.api import (
     LedgerQuery,
     MessageParams,
     MessageResponse,
+    MigrationRequestResponse,
     QuoteResponse,
 )
 from smscredits.schemas.messages import MessageRequest
-from smscredits.services import statements
+from smscredits.services import legacy, statements
 from smscredits.services.accounts import balance_view
 
 router = Router()
@@ -33,6 +35,21 @@ router = Router()
 def get_balance(request: Request) -> BalanceResponse:
     account = runtime.container().ledger.get_account(request.account_id)
     return BalanceResponse.model_validate(balance_view(account))
+
+
+@router.post(
+    "/v1/migration-request",
+    auth=Auth.ACCOUNT,
+    response=MigrationRequestResponse,
+    description="Recorded once: a repeat answers `already_requested` with the first request's time",
+    summary="A legacy account asks support to migrate it to the segment model (support is told; "
+    "409 not_legacy for a segment account)",
+)
+def post_migration_request(request: Request) -> MigrationRequestResponse:
+    answer = legacy.request_migration(
+        runtime.container().ledger, account_id=request.account_id, requested_by=request.subject
+    )
+    return MigrationRequestResponse.model_validate(answer)
 
 
 @router.post(

@@ -189,6 +189,12 @@ class Request:
             raise RuntimeError("this route does not declare Auth.ADMIN")
         return self._actor
 
+    @property
+    def subject(self) -> str:
+        """Who made the request, for the record of an owner's request: the verified token's `sub` (a service
+        token's own when it acts for an account)."""
+        return str(self.claims.get("sub") or "unknown")
+
     @cached_property
     def text(self) -> str:
         """The body as sent: base64-decoded when API Gateway encoded it, strict UTF-8 (else 400)."""

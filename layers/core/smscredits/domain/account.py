@@ -42,6 +42,9 @@ class Account(NamedTuple):
     balance_alerts: Mapping[str, str] = NOTHING
     subscription: Subscription | None = None  # the Stripe Billing subscription that sets plan and anchor
     batch_rate_per_second: int | None = None  # its batches' paced rate; None: the service's default
+    # A legacy account's owner asked support to migrate it (once): when, and who (the token's subject).
+    migration_requested_at: datetime | None = None
+    migration_requested_by: str | None = None
 
 
 class Hold(NamedTuple):

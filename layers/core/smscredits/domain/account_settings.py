@@ -109,6 +109,10 @@ def account_view(account: Account) -> dict[str, Any]:
         "batch_rate_per_second": account.batch_rate_per_second,
         "created_at": iso(account.created_at),
         "migrated_at": iso(account.migrated_at) if account.migrated_at else None,
+        "migration_requested_at": (
+            iso(account.migration_requested_at) if account.migration_requested_at else None
+        ),
+        "migration_requested_by": account.migration_requested_by,
     }
 
 

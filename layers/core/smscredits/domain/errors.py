@@ -106,6 +106,13 @@ class LegacyAccount(DomainError):
     status = 409
 
 
+class NotLegacy(DomainError):
+    """A migration asked for an account that already uses the segment model."""
+
+    code = "not_legacy"
+    status = 409
+
+
 class Conflict(DomainError):
     code = "conflict"
     status = 409

@@ -29,6 +29,7 @@ MESSAGE_SENT = "message.sent"
 MESSAGE_FAILED = "message.failed"
 SEGMENTS_MISMATCH = "segments.mismatch"
 BATCH_COMPLETED = "batch.completed"  # written by the batches' settlement (issue 15) with `event()` below
+MIGRATION_REQUESTED = "account.migration_requested"
 EVENT_TYPES = (
     CREDITS_LOW,
     CREDITS_DEPLETED,
@@ -41,6 +42,7 @@ EVENT_TYPES = (
     MESSAGE_FAILED,
     SEGMENTS_MISMATCH,
     BATCH_COMPLETED,
+    MIGRATION_REQUESTED,
 )
 
 # The account's low-balance threshold when it has none (docs/product.md §7).

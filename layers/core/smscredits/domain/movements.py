@@ -18,11 +18,12 @@ from smscredits.domain.account_settings import AccountPatch, account_view, patch
 from smscredits.domain.catalog import REGIONS
 from smscredits.domain.changes import Change, Event, Guard, HoldTransition, NewHold, Unchanged
 from smscredits.domain.delivery import FINAL_STATUSES
-from smscredits.domain.errors import HoldsPending, InvalidRequest
+from smscredits.domain.errors import HoldsPending, InvalidRequest, NotLegacy
 from smscredits.domain.periods import anniversary, iso
 from smscredits.domain.regions import mask_number
 
 MIGRATION_OP = "migration"
+MIGRATION_REQUEST_OP = "migration-request"
 
 
 class HoldRequest(NamedTuple):
@@ -257,6 +258,32 @@ def migrate(
         changes,
         (Guard(op_id, answer, attempt_id, request_hash), Guard(MIGRATION_OP, outcome, attempt_id)),
         (state, converted),
+    )
+
+
+def request_migration(state: Account, *, now: datetime, requested_by: str) -> Change:
+    """The owner of a legacy account asks support to migrate it: the request recorded on the account with the
+    event that tells support (account.migration_requested), no credits moved. Once per account: Unchanged
+    when it was already asked; NotLegacy for an account on the segment model."""
+    if state.credit_model != "legacy":
+        raise NotLegacy(
+            "This account already uses the segment model: there is nothing to migrate.",
+            {"credit_model": state.credit_model},
+        )
+    if state.migration_requested_at is not None:
+        raise Unchanged(state)
+    changes = {"migration_requested_at": now, "migration_requested_by": requested_by}
+    notice = E.event(
+        E.MIGRATION_REQUESTED,
+        requested_by=requested_by,
+        plan=state.plan,
+        home_region=state.home_region,
+        legacy=state.pools.get(L.LEGACY, 0),
+        held=state.held,
+    )
+    movement = L.no_movement(state.pools, state.held)
+    return Change(
+        MIGRATION_REQUEST_OP, movement, {"actor": requested_by}, changes, events=(notice,), result=True
     )
 
 

@@ -193,6 +193,7 @@ class BalanceResponse(Model):
                     "legacy": None,
                     "held": 0,
                     "auto_recharge": {"enabled": False, "disabled_reason": None},
+                    "migration_requested_at": None,
                 }
             ]
         }
@@ -207,6 +208,32 @@ class BalanceResponse(Model):
     legacy: int | None = None
     held: int
     auto_recharge: dict[str, Any]
+    migration_requested_at: datetime | None = Field(
+        default=None,
+        description="A legacy account: when its owner asked support to migrate it (POST /v1/migration-request); "
+        "null when never asked",
+    )
+
+
+class MigrationRequestResponse(Model):
+    """The owner's request that support migrate a legacy account: `requested` by this call, or
+    `already_requested` (the first request's time; nothing written again)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": "acme-dental",
+                    "outcome": "requested",
+                    "migration_requested_at": "2026-11-28T06:15:16.700000Z",
+                }
+            ]
+        }
+    )
+
+    account_id: str
+    outcome: Literal["requested", "already_requested"]
+    migration_requested_at: datetime
 
 
 class LedgerEntryOut(Model):
@@ -323,6 +350,11 @@ class AccountResponse(Model):
     )
     created_at: datetime
     migrated_at: datetime | None
+    migration_requested_at: datetime | None = Field(
+        description="When the owner asked for a migration (POST /v1/migration-request); it stays after the "
+        "migration, which sets migrated_at"
+    )
+    migration_requested_by: str | None = Field(description="The requesting token's subject (`sub`)")
 
 
 class AccountListQuery(Query):

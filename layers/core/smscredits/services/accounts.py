@@ -111,6 +111,7 @@ def balance_view(account: Account) -> dict[str, Any]:
         "legacy": pools.get(L.LEGACY, 0) if account.credit_model == "legacy" else None,
         "held": account.held,
         "auto_recharge": auto_recharge_summary(account.auto_recharge),
+        "migration_requested_at": account.migration_requested_at,
     }
 
 

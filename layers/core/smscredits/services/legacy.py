@@ -1,4 +1,5 @@
-"""Legacy accounts: the support migration to the segment model (dry run, or one atomic audited write)."""
+"""Legacy accounts: the owner's request for a migration, and the support migration to the segment model (dry
+run, or one atomic audited write)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,21 @@ from typing import TYPE_CHECKING, Any
 
 from smscredits.domain.account import Account
 from smscredits.domain.movements import migrated_pools, migration_answer, refuse_pending_holds
+from smscredits.domain.periods import iso
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
     from smscredits.services.ports import Ledger
+
+
+def request_migration(ledger: Ledger, *, account_id: str, requested_by: str) -> dict[str, Any]:
+    """Record the owner's request once (support is told by its event); a repeat answers the first request."""
+    account, recorded = ledger.request_migration(account_id, requested_by=requested_by)
+    assert account.migration_requested_at is not None
+    return {
+        "account_id": account.account_id,
+        "outcome": "requested" if recorded else "already_requested",
+        "migration_requested_at": iso(account.migration_requested_at),
+    }
 
 
 def migrate_account(

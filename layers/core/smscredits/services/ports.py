@@ -57,6 +57,7 @@ class Ledger(Protocol):
     def refresh_allowance(
         self, account_id: str, *, period_start: date, next_refresh_at: datetime, attempt_id: str | None = None
     ) -> tuple[Account, bool]: ...
+    def request_migration(self, account_id: str, *, requested_by: str) -> tuple[Account, bool]: ...
     def migrate(
         self,
         account_id: str,

@@ -181,6 +181,10 @@ def account_from_item(raw: Mapping[str, Any]) -> Account:
         batch_rate_per_second=(
             int(raw["batch_rate_per_second"]) if raw.get("batch_rate_per_second") is not None else None
         ),
+        migration_requested_at=(
+            parse_iso(raw["migration_requested_at"]) if raw.get("migration_requested_at") else None
+        ),
+        migration_requested_by=raw.get("migration_requested_by"),
     )
 
 
