@@ -215,10 +215,8 @@ def test_a_legacy_account_sees_its_model_and_how_to_migrate(browser, local_servi
     assert created.status_code == 201, created.text
     sign_in(browser, local_service, account)
     assert "legacy credit model" in text(browser, "legacy-note")
-    # No route lets the owner ask for the migration: the banner says plainly that support does it.
-    assert "only support can migrate an account: this page cannot send the request" in text(
-        browser, "account-state"
-    )
+    # Support carries out the migration; the banner offers to ask for it (tests/browser/test_states.py asks).
+    assert "migration, which support carries out: request it here" in text(browser, "account-state")
     assert not browser.find_element(By.ID, "pack-buy").is_enabled()
     screenshot(browser, "09-legacy")
 

@@ -1,8 +1,9 @@
 """Where money goes wrong, the dashboard says so in words with the next step, at 1280 and 390 px: a declined card
 (and Update card's card setup), the bank asking to confirm a payment, a disputed payment, the monthly cap reached,
-a low or depleted region, a send short of credits, and the statement's line per message with each purchase's
-receipt. Every state is made through local mode's real routes: the Stripe stand-in's test cards (its disputing card
-sends the dispute), support adjustments and the owner's auto-recharge settings."""
+a low or depleted region, a send short of credits, a legacy account asking support for its migration, and the
+statement's line per message with each purchase's receipt. Every state is made through local mode's real routes:
+the Stripe stand-in's test cards (its disputing card sends the dispute), support adjustments and the owner's
+auto-recharge settings."""
 
 from __future__ import annotations
 
@@ -409,3 +410,47 @@ def test_the_statement_has_one_line_per_message_with_the_running_balance(browser
     finally:
         browser.close()
         browser.switch_to.window(dashboard)
+
+
+def legacy_account(service: LocalService) -> str:
+    """An account created before the segment model (created_at before 2025-09-01): legacy."""
+    account = f"web-legacy-{uuid.uuid4().hex[:8]}"
+    body = {
+        "account_id": account,
+        "plan": "essentials",
+        "billing_anchor": "2025-03-01",
+        "home_region": "AU",
+        "created_at": "2025-03-01T00:00:00Z",
+    }
+    admin = {"Authorization": f"Bearer {service.token('support', 'admin')}"}
+    created = requests.post(f"{service.base_url}/v1/admin/accounts", json=body, headers=admin, timeout=10)
+    assert created.status_code == 201, created.text
+    return account
+
+
+def test_a_legacy_account_requests_its_migration_and_support_sees_it(browser, local_service):
+    account = legacy_account(local_service)
+    sign_in(browser, local_service, account)
+    offer = banner(browser, "uses the legacy credit model")
+    assert buttons(offer) == ["Request migration"]
+    assert "request it here and support is told" in offer.text
+    section_shot(browser, "34-legacy-request-1280", "account-state")
+    at_phone_width(browser, "34-legacy-request", "account-state")
+
+    browser.set_window_size(*DESKTOP)
+    click(browser, "#account-state button")
+    requested = banner(browser, "Migration requested on ")
+    assert "support will convert your legacy credits" in requested.text and "dry run first" in requested.text
+    assert buttons(requested) == []  # asked once: not offered again
+    assert "support has been told" in text(browser, "notices")
+    admin = {"Authorization": f"Bearer {local_service.token('support', 'admin')}"}
+    seen = requests.get(f"{local_service.base_url}/v1/admin/accounts/{account}", headers=admin, timeout=10)
+    assert seen.status_code == 200 and seen.json()["migration_requested_at"], seen.text
+    assert seen.json()["migration_requested_by"] == f"local|{account}"  # the token's subject
+    section_shot(browser, "35-legacy-requested-1280", "account-state")
+
+    # After a reload the page still knows (the balance carries the request) and offers no second request.
+    click(browser, "#refresh")
+    requested = banner(browser, "Migration requested on ")
+    assert buttons(requested) == []
+    at_phone_width(browser, "35-legacy-requested", "account-state")

@@ -89,6 +89,8 @@ def test_an_account_reads_with_its_settings_and_billing_period(service):
         "batch_rate_per_second": None,
         "created_at": "2026-11-10T12:00:00Z",
         "migrated_at": None,
+        "migration_requested_at": None,
+        "migration_requested_by": None,
     }
 
 

@@ -25,6 +25,7 @@ TAGS = (
     ("/v1/batches", "Batches"),
     ("/v1/balance", "Balance and statement"),
     ("/v1/ledger", "Balance and statement"),
+    ("/v1/migration-request", "Balance and statement"),
     ("/v1/packs", "Packs and auto-recharge"),
     ("/v1/auto-recharge", "Packs and auto-recharge"),
     ("/v1/admin/", "Support"),
@@ -36,7 +37,8 @@ TAG_DESCRIPTIONS = {
     "Batches": "Up to 10,000 messages with one reservation: a quote checks every entry, the batch is reserved "
     "all or nothing and sent at a paced rate; what is not sent, or fails, comes back at the next settlement.",
     "Balance and statement": "Included credits (any region, reset monthly; unused ones lapse) and each "
-    "region's purchased credits (that region only, never expire); the ledger of every movement.",
+    "region's purchased credits (that region only, never expire); the ledger of every movement; a legacy "
+    "account's request that support migrate it.",
     "Packs and auto-recharge": "The price table, Stripe Checkout for packs of 100 credits of one region, and "
     "automatic top-ups from the saved card.",
     "Support": "Support staff only: a token with the admin scope.",
