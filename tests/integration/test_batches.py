@@ -433,14 +433,14 @@ def test_a_charged_status_racing_the_completing_settlement_is_charged_once(run: 
         return marked
 
     run.messages.sweep = sweep_then_race  # type: ignore[method-assign]
-    _, ended = run.settle(ACCT, batch_id)
-    assert ended
-    _deliver(run, twilio, "delivered", to=lambda to: to == LOST)
-    run.settle(ACCT, batch_id)
-    after = run.sound(ACCT)
-    assert sum(pools.values()) - sum(after.pools.values()) == 0  # held at creation, charged in the end
-    assert after.held == 0
-    assert sum(amount for _, amount in _late_charges(run)) == -each
+    batch, ended = run.settle(ACCT, batch_id)
+    assert ended and batch.late_charged == each  # counted again once it ended: the status found it open
+    for _ in range(2):  # a repeat of the status changes nothing
+        after = run.sound(ACCT)
+        assert sum(pools.values()) - sum(after.pools.values()) == 0  # held at creation, charged in the end
+        assert after.held == 0
+        assert sum(amount for _, amount in _late_charges(run)) == -each
+        _deliver(run, twilio, "delivered", to=lambda to: to == LOST)
     assert len(run.completed()) == 1
 
 
