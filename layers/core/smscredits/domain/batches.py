@@ -4,7 +4,7 @@ settlements that post and return the batch's credits exactly once.
 
 The batch's reservation is an open hold (its id is the batch's id) whose credits are what is not settled yet,
 so `held` = open message holds + unsettled batch credits and the ledger check covers batches as it is.
-Settlements carry cumulative counters per region (posted, returned, refunded); each one moves only the
+Settlements carry cumulative counters per region (posted, returned, refunded, late_charged); each one moves only the
 difference from the counters the batch item holds, and is pinned to the batch's settlement count, so a
 settlement computed twice, late or out of order returns each credit once.
 
