@@ -463,3 +463,33 @@ def test_a_late_charge_that_did_not_land_is_made_when_its_status_comes_again(run
     for _ in range(2):  # the queue's redelivery, then a duplicate
         _deliver(run, twilio, "delivered", to=lambda to: to == LOST)
     assert sum(pools.values()) - sum(run.sound(ACCT).pools.values()) == each
+
+
+def test_a_charged_status_landing_after_the_sweep_before_the_count_is_returned_and_charged_at_once(
+    run: Run, clock: Clock
+) -> None:
+    """The lost message is swept as returned, then its `delivered` lands before the completing settlement
+    reads the records: that one settlement returns it and charges it late (net nothing), once."""
+    from smscredits.services import batches
+
+    batch_id, twilio, each = _lost_then_swept(run, clock, "swept-5")
+    pools = run.sound(ACCT).pools
+    clock.advance(seconds=3601)
+    sweep = run.messages.sweep
+
+    def sweep_then_deliver(batch: B.Batch) -> int:
+        marked = sweep(batch)
+        _deliver(run, twilio, "delivered", to=lambda to: to == LOST)  # finds the batch open
+        return marked
+
+    run.messages.sweep = sweep_then_deliver  # type: ignore[method-assign]
+    batch, ended = run.settle(ACCT, batch_id)
+    run.messages.sweep = sweep  # type: ignore[method-assign]
+    assert ended and (batch.returned, batch.late_charged) == (each, each)
+    _deliver(run, twilio, "delivered", to=lambda to: to == LOST)  # a repeat
+    after = run.sound(ACCT)
+    assert sum(pools.values()) == sum(after.pools.values()) and after.held == 0
+    assert sum(amount for _, amount in _late_charges(run)) == -each
+    shown = batches.view(run.ledger, run.messages, ACCT, batch_id)
+    assert shown["credits"] == {"held": 10 * each, "posted": 10 * each, "returned": 0}
+    assert len(run.completed()) == 1
