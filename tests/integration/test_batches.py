@@ -368,12 +368,16 @@ def _late_charges(run: Run) -> list[tuple[str, int]]:
 
 
 def test_a_charged_status_for_a_message_swept_as_returned_is_charged_late_once(
-    run: Run, clock: Clock
+    run: Run, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The lost message was swept as returned (Twilio never clearly took it); Twilio then reports it delivered,
-    twice (a repeat): its credits are taken again once, as a late charge, the batch shows it posted, and
-    batch.completed stays the one written at completion."""
+    twice (a repeat): its credits are taken again once, as a late charge (counted as one), the batch shows it
+    posted, and batch.completed stays the one written at completion."""
+    from smscredits.adapters import batch_operations
     from smscredits.services import batches
+
+    counted: list[tuple[str, int]] = []
+    monkeypatch.setattr(batch_operations, "metric", lambda name, value=1: counted.append((name, value)))
 
     batch_id, twilio, each = _lost_then_swept(run, clock, "swept-1")
     clock.advance(seconds=3601)
@@ -388,6 +392,7 @@ def test_a_charged_status_for_a_message_swept_as_returned_is_charged_late_once(
     assert sum(pools.values()) - sum(after.pools.values()) == each
     assert after.held == 0 and after.pools.get("owed", 0) == 0
     assert sum(amount for _, amount in _late_charges(run)) == -each
+    assert counted == [("LateCharges", 1), ("CreditsOwed", 0)]
     shown = batches.view(run.ledger, run.messages, ACCT, batch_id)
     assert shown["credits"] == {"held": 10 * each, "posted": 10 * each, "returned": 0}
     assert run.ledger.get_batch(ACCT, batch_id).status == "completed"

@@ -386,8 +386,8 @@ def settle_late(ledger: Ledger, messages: BatchMessages, account_id: str, batch_
         count("CreditsRefunded", refunded)
         logger.info("batch message refunded after the batch ended", extra={**detail, "credits": refunded})
     if charged:
-        # As a single send's late charge: alarmed, since the validity period should make it impossible.
-        count("LateCharges")
+        # As a single send's late charge (counted by the write that lands it): alarmed, since the validity
+        # period should make it impossible.
         logger.error(
             "ALERT a batch message returned at the grace period was reported charged: its credits were taken again",
             extra={**detail, "credits": charged},
