@@ -36,12 +36,20 @@ def us(i: int) -> str:
 
 
 class StandInTwilio:
-    """Accepts every message but those to `refuse` (rejected, 21610) and to `busy` (429 once each); keeps
-    each accepted message's status callback URL, so a test can deliver any status to it."""
+    """Accepts every message but those to `refuse` (rejected, 21610) and to `busy` (429 once each); those to
+    `lost` it accepts but its answer never arrives (a timeout: the worker cannot tell). Keeps each accepted
+    message's status callback URL, so a test can deliver any status to it."""
 
-    def __init__(self, *, refuse: frozenset[str] = frozenset(), busy: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        *,
+        refuse: frozenset[str] = frozenset(),
+        busy: frozenset[str] = frozenset(),
+        lost: frozenset[str] = frozenset(),
+    ) -> None:
         self.refuse = refuse
         self.busy = set(busy)
+        self.lost = lost
         self.sent: list[tuple[str, str, str]] = []  # (to, sid, callback url)
         self.calls: list[str] = []
         self._lock = threading.Lock()
@@ -56,6 +64,8 @@ class StandInTwilio:
                 return SendOutcome("rejected", error_code=21610, error_message="unsubscribed")
             sid = f"SM{len(self.sent):032d}"
             self.sent.append((to, sid, status_callback))
+            if to in self.lost:
+                return SendOutcome("unknown", error_message="no answer from the provider")
             return SendOutcome("accepted", sid=sid, status="queued")
 
 

@@ -175,3 +175,60 @@ def test_batches_racing_single_sends_and_each_other_stay_exact(endpoint: str, dy
     assert check_account(account, entries, holds) == []
     assert account.held == 0
     assert sum(account.pools.values()) == total - posted - sum(race.singles)
+
+
+def test_a_charged_status_for_a_swept_message_delivered_concurrently_is_charged_once(
+    endpoint: str, dynamo_fidelity: Any
+) -> None:
+    """Twilio took two messages whose answers were lost (swept as returned at the grace period); each one's
+    `delivered` then comes six times at once, from separate workers: each is charged late exactly once."""
+    account_id = "acct-late"
+    race = Race(endpoint)
+    race.twilio = StandInTwilio(lost=frozenset({au(3), au(7)}))
+    setup = race.ledger()
+    setup.create_account(new_account(account_id), reference={})
+    total = sum(setup.get_account(account_id).pools.values())
+    entries = tuple(B.Entry(au(i), "hello") for i in range(10))
+    command = batches.CreateCommand(account_id, IdempotencyKey("late"), entries, BASE_URL)
+    created = batches.create(setup, race.messages(), race.queue, None, command, PACING_OFF)
+    batch_id, each = created["batch_id"], created["credits_held"] // 10
+    race.worker(None)
+    lost = [(sid, url) for to, sid, url in race.twilio.sent if to in race.twilio.lost]
+    for to, sid, url in race.twilio.sent:
+        if to not in race.twilio.lost:
+            batches.apply_callback(
+                setup,
+                race.messages(),
+                account_id=account_id,
+                batch_id=batch_id,
+                index=callback_target(url)[2],
+                status="delivered",
+                sid=sid,
+            )
+    grace = batches.Pacing(rate=0, settle_every=30, grace=0)  # the grace period is over
+    batch, ended = batches.settle(setup, race.messages(), account_id, batch_id, grace)
+    assert ended and batch.returned == 2 * each
+
+    def deliver(n: int) -> None:
+        sid, url = lost[n % 2]
+        ledger, messages = race.ledger(), race.messages()
+        patiently(
+            lambda: batches.apply_callback(
+                ledger,
+                messages,
+                account_id=account_id,
+                batch_id=batch_id,
+                index=callback_target(url)[2],
+                status="delivered",
+                sid=sid,
+            )
+        )
+
+    race.together(*((deliver, n) for n in range(12)))
+    batch = setup.get_batch(account_id, batch_id)
+    assert (batch.status, batch.late_charged) == ("completed", 2 * each)
+    account, entries_, holds = DynamoStatements(TABLE, client=moto_client(endpoint)).partition(account_id)
+    assert check_account(account, entries_, holds) == []
+    assert account.held == 0
+    assert sum(account.pools.values()) == total - 10 * each
+    assert sum(e.amount for e in entries_ if e.kind == "late_charge") == -2 * each

@@ -326,3 +326,175 @@ def test_a_late_failure_whose_refund_did_not_land_is_refunded_when_its_status_co
     after = run.sound(ACCT)
     assert sum(after.pools.values()) - sum(pools.values()) == 1
     assert run.ledger.get_batch(ACCT, created["batch_id"]).refunded == 1
+
+
+LOST = au(4)
+
+
+def _lost_then_swept(run: Run, clock: Clock, key: str) -> tuple[str, StandInTwilio, int]:
+    """Ten messages; Twilio took the one to LOST but its answer never came (left dispatching, never re-sent).
+    The others are delivered; at the grace period the lost one is swept as returned and the batch completes.
+    Returns the batch id, the stand-in and the credits of one message."""
+    entries = [B.Entry(au(i), "hello") for i in range(10)]
+    created = run.create(ACCT, key, entries)
+    twilio = StandInTwilio(lost=frozenset({LOST}))
+    run.drain(twilio, only=lambda job: job["kind"] == "slice")
+    _deliver(run, twilio, "delivered", to=lambda to: to != LOST)
+    return created["batch_id"], twilio, created["credits_held"] // 10
+
+
+def _deliver(run: Run, twilio: StandInTwilio, status: str, *, to: Any) -> None:
+    """`status` to the accepted messages whose recipient `to` chooses."""
+    from smscredits.services import batches
+    from tests.batches_support import callback_target
+
+    for recipient, sid, url in twilio.sent:
+        if to(recipient):
+            account_id, batch_id, index = callback_target(url)
+            batches.apply_callback(
+                run.ledger,
+                run.messages,
+                account_id=account_id,
+                batch_id=batch_id,
+                index=index,
+                status=status,
+                sid=sid,
+            )
+
+
+def _late_charges(run: Run) -> list[tuple[str, int]]:
+    _, entries, _ = run.statements.partition(ACCT)
+    return [(entry.pool, entry.amount) for entry in entries if entry.kind == "late_charge"]
+
+
+def test_a_charged_status_for_a_message_swept_as_returned_is_charged_late_once(
+    run: Run, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lost message was swept as returned (Twilio never clearly took it); Twilio then reports it delivered,
+    twice (a repeat): its credits are taken again once, as a late charge (counted as one), the batch shows it
+    posted, and batch.completed stays the one written at completion."""
+    from smscredits.adapters import batch_operations
+    from smscredits.services import batches
+
+    counted: list[tuple[str, int]] = []
+    monkeypatch.setattr(batch_operations, "metric", lambda name, value=1: counted.append((name, value)))
+
+    batch_id, twilio, each = _lost_then_swept(run, clock, "swept-1")
+    clock.advance(seconds=3601)
+    batch, ended = run.settle(ACCT, batch_id)
+    assert ended and (batch.posted, batch.returned) == (9 * each, each)
+    pools = run.sound(ACCT).pools
+
+    for _ in range(2):  # Twilio's callback, and a repeat of it
+        _deliver(run, twilio, "delivered", to=lambda to: to == LOST)
+        run.settle(ACCT, batch_id)
+    after = run.sound(ACCT)
+    assert sum(pools.values()) - sum(after.pools.values()) == each
+    assert after.held == 0 and after.pools.get("owed", 0) == 0
+    assert sum(amount for _, amount in _late_charges(run)) == -each
+    assert counted == [("LateCharges", 1), ("CreditsOwed", 0)]
+    shown = batches.view(run.ledger, run.messages, ACCT, batch_id)
+    assert shown["credits"] == {"held": 10 * each, "posted": 10 * each, "returned": 0}
+    assert run.ledger.get_batch(ACCT, batch_id).status == "completed"
+    assert len(run.completed()) == 1
+
+
+def test_a_late_charge_the_pools_cannot_pay_is_owed_and_repaid_from_the_next_grant(
+    run: Run, clock: Clock
+) -> None:
+    batch_id, twilio, each = _lost_then_swept(run, clock, "swept-2")
+    clock.advance(seconds=3601)
+    assert run.settle(ACCT, batch_id)[1]
+    for pool, credits in run.sound(ACCT).pools.items():  # support empties the account
+        if credits:
+            run.ledger.adjust(ACCT, pool, -credits, op_id=f"empty-{pool}", actor="test", reason="test")
+
+    _deliver(run, twilio, "read", to=lambda to: to == LOST)
+    assert run.sound(ACCT).pools.get("owed") == each
+    buy(run.ledger, ACCT, region="AU", packs=1, order_id="cs_more", payment_intent="pi_more")
+    assert run.sound(ACCT).pools.get("owed") == 0
+
+
+def test_a_charged_status_racing_the_completing_settlement_is_charged_once(run: Run, clock: Clock) -> None:
+    """The delivery lands after the completing settlement read the lost message as swept and unfinished, but
+    before it is written (so the callback finds the batch open): it is charged once, by that settlement's
+    second count, and a repeat of the status changes nothing."""
+    batch_id, twilio, each = _lost_then_swept(run, clock, "swept-3")
+    pools = run.sound(ACCT).pools
+    clock.advance(seconds=3601)
+    counted = run.messages.all
+
+    def all_then_deliver(batch: B.Batch) -> Any:
+        records = list(counted(batch))
+        run.messages.all = counted  # type: ignore[method-assign]
+        _deliver(run, twilio, "delivered", to=lambda to: to == LOST)
+        return iter(records)
+
+    sweep = run.messages.sweep
+
+    def sweep_then_race(batch: B.Batch) -> int:
+        marked = sweep(batch)
+        run.messages.all = all_then_deliver  # type: ignore[method-assign]
+        return marked
+
+    run.messages.sweep = sweep_then_race  # type: ignore[method-assign]
+    batch, ended = run.settle(ACCT, batch_id)
+    assert ended and batch.late_charged == each  # counted again once it ended: the status found it open
+    for _ in range(2):  # a repeat of the status changes nothing
+        after = run.sound(ACCT)
+        assert sum(pools.values()) - sum(after.pools.values()) == 0  # held at creation, charged in the end
+        assert after.held == 0
+        assert sum(amount for _, amount in _late_charges(run)) == -each
+        _deliver(run, twilio, "delivered", to=lambda to: to == LOST)
+    assert len(run.completed()) == 1
+
+
+def test_a_late_charge_that_did_not_land_is_made_when_its_status_comes_again(run: Run, clock: Clock) -> None:
+    from smscredits.domain.errors import Busy
+
+    batch_id, twilio, each = _lost_then_swept(run, clock, "swept-4")
+    clock.advance(seconds=3601)
+    assert run.settle(ACCT, batch_id)[1]
+    pools = run.sound(ACCT).pools
+    settle_batch = run.ledger.settle_batch
+
+    def busy(*args: Any, **kwargs: Any) -> Any:
+        raise Busy("The account's balance is too busy right now; nothing was changed. Try again.")
+
+    run.ledger.settle_batch = busy  # type: ignore[method-assign]
+    with pytest.raises(Busy):
+        _deliver(run, twilio, "delivered", to=lambda to: to == LOST)
+    run.ledger.settle_batch = settle_batch  # type: ignore[method-assign]
+    for _ in range(2):  # the queue's redelivery, then a duplicate
+        _deliver(run, twilio, "delivered", to=lambda to: to == LOST)
+    assert sum(pools.values()) - sum(run.sound(ACCT).pools.values()) == each
+
+
+def test_a_charged_status_landing_after_the_sweep_before_the_count_is_returned_and_charged_at_once(
+    run: Run, clock: Clock
+) -> None:
+    """The lost message is swept as returned, then its `delivered` lands before the completing settlement
+    reads the records: that one settlement returns it and charges it late (net nothing), once."""
+    from smscredits.services import batches
+
+    batch_id, twilio, each = _lost_then_swept(run, clock, "swept-5")
+    pools = run.sound(ACCT).pools
+    clock.advance(seconds=3601)
+    sweep = run.messages.sweep
+
+    def sweep_then_deliver(batch: B.Batch) -> int:
+        marked = sweep(batch)
+        _deliver(run, twilio, "delivered", to=lambda to: to == LOST)  # finds the batch open
+        return marked
+
+    run.messages.sweep = sweep_then_deliver  # type: ignore[method-assign]
+    batch, ended = run.settle(ACCT, batch_id)
+    run.messages.sweep = sweep  # type: ignore[method-assign]
+    assert ended and (batch.returned, batch.late_charged) == (each, each)
+    _deliver(run, twilio, "delivered", to=lambda to: to == LOST)  # a repeat
+    after = run.sound(ACCT)
+    assert sum(pools.values()) == sum(after.pools.values()) and after.held == 0
+    assert sum(amount for _, amount in _late_charges(run)) == -each
+    shown = batches.view(run.ledger, run.messages, ACCT, batch_id)
+    assert shown["credits"] == {"held": 10 * each, "posted": 10 * each, "returned": 0}
+    assert len(run.completed()) == 1

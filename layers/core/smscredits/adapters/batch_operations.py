@@ -9,8 +9,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from smscredits.domain import batches as B
+from smscredits.domain import ledger as L
 from smscredits.domain.changes import BatchCancel, BatchDispatch, Change, Committed, Record, Refused
 from smscredits.domain.errors import IdempotencyKeyReused, NotFound
+from smscredits.observability import count as metric
 
 if TYPE_CHECKING:
     from smscredits.domain.account import Account
@@ -80,7 +82,8 @@ class BatchOperations:
     ) -> tuple[B.Batch, bool]:
         """Settle what `count` finds final (cumulative per region, and whether all is final): (the batch after,
         whether this call ended it). Nothing is written when no counter moves and the batch does not end; on an
-        ended batch only a refund can move one."""
+        ended batch only a refund or a late charge can move one. A late charge is counted as a single send's
+        (LateCharges, CreditsOwed) by the write that lands it, so racing callers count it once."""
         for _ in range(SETTLE_ATTEMPTS):
             batch = self.get_batch(account_id, batch_id)
             counted, complete = count(batch)
@@ -89,6 +92,10 @@ class BatchOperations:
                 return batch, False
             outcome = self._commit(account_id, self._settlement(batch, counted, complete))
             if isinstance(outcome, Committed):
+                late = [e for e in outcome.change.movement.entries if e.kind == "late_charge"]
+                if late:
+                    metric("LateCharges")
+                    metric("CreditsOwed", sum(e.amount for e in late if e.pool == L.OWED))
                 after: B.Batch = outcome.change.result
                 return after, ends
         raise RuntimeError(f"Batch {batch_id} kept changing under its settlement.")

@@ -42,19 +42,22 @@ class InMemoryBatchMessages:
             self.requests += 1 if len(moved) == len(moves) else 1 + len(moves)
             return moved
 
-    def callback(self, batch_id: str, index: int, status: str, sid: str, settled: Iterable[str]) -> bool:
+    def callback(
+        self, batch_id: str, index: int, status: str, sid: str, settled: Iterable[str]
+    ) -> tuple[bool, str | None]:
         with self._lock:
             self.requests += 1
             record = self._records.get(batch_id, {}).get(index)
+            if record is None:
+                return False, None
             if (
-                record is None
-                or record["status"] not in (B.DISPATCHING, B.SENT)
+                record["status"] not in (B.DISPATCHING, B.SENT)
                 or record.get("sid") not in (None, sid)
                 or record.get("provider_status") in set(settled)
             ):
-                return False
+                return False, record.get("swept")
             record.update(status=B.record_status(status), provider_status=status, sid=sid)
-            return True
+            return True, record.get("swept")
 
     def sweep(self, batch: B.Batch) -> int:
         with self._lock:

@@ -4,20 +4,24 @@ settlements that post and return the batch's credits exactly once.
 
 The batch's reservation is an open hold (its id is the batch's id) whose credits are what is not settled yet,
 so `held` = open message holds + unsettled batch credits and the ledger check covers batches as it is.
-Settlements carry cumulative counters per region (posted, returned, refunded); each one moves only the
+Settlements carry cumulative counters per region (posted, returned, refunded, late_charged); each one moves only the
 difference from the counters the batch item holds, and is pinned to the batch's settlement count, so a
 settlement computed twice, late or out of order returns each credit once.
 
 At the grace period a message with no final status is swept (its record marked once, conditional on the
 status it had): charged if Twilio accepted it, returned if not. The mark fixes how every settlement counts
-it, so a `failed` that arrives later for a message swept as charged is refunded (the refunded counter), once,
-even after the batch completed.
+it, so a `failed` that arrives later for a message swept as charged is refunded (the refunded counter), and a
+charged final status that arrives later for a message swept as returned (its hand-over had no answer, yet
+Twilio sent it) is charged late (the late_charged counter, taken as a single send's late charge takes it:
+domain/ledger.py late_charge_movement, what no pool holds is owed), each once, even after the batch completed.
 
 Per region the reservation's funding is an ordered list of pools (included first, then the region's pool):
 posted credits are taken from its front (included lapses: spend it first) and returned credits from its back
 (purchased credits last longest: give those back). Since posted + returned never exceed what was held, the
 two never overlap, and the split is a function of the two counters alone. Refunded credits, a part of the
-posted ones, go back from the front of the funding, so each pool's share only grows with the counter."""
+posted ones, go back from the front of the funding, so each pool's share only grows with the counter; late
+charges, a part of the returned ones, are taken in the funding's order (included first, then the region's
+pool, then any pool that can pay for the region)."""
 
 from __future__ import annotations
 
@@ -201,12 +205,15 @@ def shortfall_error(shortfall: Mapping[str, int], needs: Mapping[str, int]) -> I
 
 
 class Settled(NamedTuple):
-    """Cumulative credits of one region's messages that ended charged (posted) or not (returned), and of
-    those posted at the grace period that Twilio reported failed afterwards (refunded, a part of posted)."""
+    """Cumulative credits of one region's messages that ended charged (posted) or not (returned), of those
+    posted at the grace period that Twilio reported failed afterwards (refunded, a part of posted), and of
+    those returned at the grace period that Twilio reported charged afterwards (late_charged, a part of
+    returned). Charged in the end: posted - refunded + late_charged; returned: the rest of what was held."""
 
     posted: int = 0
     returned: int = 0
     refunded: int = 0
+    late_charged: int = 0
 
 
 class Batch(NamedTuple):
@@ -248,6 +255,10 @@ class Batch(NamedTuple):
         return sum(s.refunded for s in self.settled.values())
 
     @property
+    def late_charged(self) -> int:
+        return sum(s.late_charged for s in self.settled.values())
+
+    @property
     def unsettled(self) -> int:
         return self.credits_held - self.posted - self.returned
 
@@ -272,9 +283,10 @@ def split(funding: Sequence[L.Funding], settled: Settled) -> tuple[list[L.Fundin
     return posted, returned
 
 
-def refunded_part(funding: Sequence[L.Funding], refunded: int) -> list[L.Funding]:
-    """What of a region's posted credits is refunded at this counter: from the front of its funding."""
-    parts, left = [], refunded
+def front_part(funding: Sequence[L.Funding], credits: int) -> list[L.Funding]:
+    """`credits` of a region's funding taken from its front (a refunded or late-charged counter's share of
+    each pool: it only grows with the counter)."""
+    parts, left = [], credits
     for part in funding:
         take = min(left, part.credits)
         parts.append(L.Funding(part.pool, take))
@@ -388,14 +400,16 @@ def settle(
     now: datetime,
     complete: bool,
 ) -> Change:
-    """One settlement: post, return and refund the difference between `counted` (cumulative, per region) and
-    what the batch settled so far, pinned to the batch's settlement count. `complete` ends the batch (every
-    message is final or swept). Counters never move back: a count read before an earlier settlement is raised
-    to it. On a batch that already ended only refunds can move: its status, end and event stay as they were."""
+    """One settlement: post, return, refund and charge late the difference between `counted` (cumulative, per
+    region) and what the batch settled so far, pinned to the batch's settlement count. `complete` ends the
+    batch (every message is final or swept). Counters never move back: a count read before an earlier
+    settlement is raised to it. On a batch that already ended only refunds and late charges can move: its
+    status, end and event stay as they were."""
     target: dict[str, Settled] = {}
     to_post: list[L.Funding] = []
     to_return: list[L.Funding] = []
     to_refund: list[L.Funding] = []
+    to_charge_late: dict[str, list[L.Funding]] = {}
     for region, parts in batch.funding.items():
         before = batch.settled.get(region, Settled())
         seen = counted.get(region, Settled())
@@ -404,7 +418,13 @@ def settle(
         to_refund += [
             L.Funding(a.pool, a.credits - b.credits)
             for a, b in zip(
-                refunded_part(parts, reached.refunded), refunded_part(parts, before.refunded), strict=True
+                front_part(parts, reached.refunded), front_part(parts, before.refunded), strict=True
+            )
+        ]
+        to_charge_late[region] = [
+            L.Funding(a.pool, a.credits - b.credits)
+            for a, b in zip(
+                front_part(parts, reached.late_charged), front_part(parts, before.late_charged), strict=True
             )
         ]
         posted_before, returned_before = split(parts, before)
@@ -423,9 +443,12 @@ def settle(
     lapsed = batch.period_start != state.period_start
     returned = L.void_movement(movement.pools, movement.held, returns, included_lapsed=lapsed)
     refunded = L.refund_movement(returned.pools, returned.held, refunds, included_lapsed=lapsed)
-    movement = L.Movement(
-        refunded.pools, refunded.held, movement.entries + returned.entries + refunded.entries
-    )
+    entries = movement.entries + returned.entries + refunded.entries
+    movement = L.Movement(refunded.pools, refunded.held, entries)
+    for region, late in sorted(to_charge_late.items()):
+        if sum(part.credits for part in late):
+            charged = L.late_charge_movement(movement.pools, movement.held, state.credit_model, region, late)
+            movement = L.Movement(charged.pools, charged.held, movement.entries + charged.entries)
     ended = batch.status != "open"
     complete = complete and not ended  # batch.completed is written once, by the settlement that ends it
     if ended:
@@ -458,22 +481,24 @@ def settle(
 
 
 def tally(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Settled], dict[str, int], bool]:
-    """From the batch's message records: cumulative (posted, returned, refunded) per region, the count per
-    status, and whether every message is final or swept. A swept record counts as its mark says, whatever
-    status comes later; one swept as charged that then failed is also refunded."""
+    """From the batch's message records: cumulative (posted, returned, refunded, late_charged) per region, the
+    count per status, and whether every message is final or swept. A swept record counts as its mark says,
+    whatever status comes later; one swept as charged that then failed is also refunded, one swept as returned
+    that was then charged is also charged late."""
     settled: dict[str, list[int]] = {}
     counts: dict[str, int] = {}
     final = True
     for record in records:
         status, region, credits = record["status"], record["region"], int(record["credits"])
         counts[status] = counts.get(status, 0) + 1
-        totals = settled.setdefault(region, [0, 0, 0])
+        totals = settled.setdefault(region, [0, 0, 0, 0])
         swept = record.get("swept")
         if swept == SWEPT_CHARGED or (swept is None and status in CHARGED):
             totals[0] += credits
             totals[2] += credits if status in RETURNED else 0
         elif swept == SWEPT_RETURNED or status in RETURNED:
             totals[1] += credits
+            totals[3] += credits if swept == SWEPT_RETURNED and status in CHARGED else 0
         else:
             final = False
     return {region: Settled(*totals) for region, totals in settled.items()}, counts, final

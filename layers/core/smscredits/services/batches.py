@@ -352,38 +352,47 @@ def settle(
 
 
 def _settle(ledger: Ledger, messages: BatchMessages, account_id: str, batch_id: str) -> tuple[B.Batch, bool]:
-    """One settlement of what the records show. When it ends the batch while messages swept as charged can
-    still fail, they are counted once more: a `failed` recorded after that count was read found the batch
-    open, so it did not ask for its refund (refund_late), and this one returns it."""
-    accepted_unfinished = False
+    """One settlement of what the records show. When it ends the batch while swept messages can still get a
+    final status, they are counted once more: a status recorded after that count was read found the batch
+    open, so it did not ask for its settlement (settle_late), and this one refunds or charges it."""
+    swept_unfinished = False
 
     def counted(batch: B.Batch) -> tuple[Mapping[str, B.Settled], bool]:
-        nonlocal accepted_unfinished
+        nonlocal swept_unfinished
         settled, counts, final = B.tally(list(messages.all(batch)))
-        accepted_unfinished = counts.get(B.SENT, 0) > 0
+        # Handed to Twilio with no final status: when the batch ends they are swept, and a status may follow.
+        swept_unfinished = counts.get(B.SENT, 0) + counts.get(B.DISPATCHING, 0) > 0
         return settled, final and (batch.dispatch_started or batch.accepted == 0)
 
     batch, ended = ledger.settle_batch(account_id, batch_id, counted)
-    if ended and accepted_unfinished:
+    if ended and swept_unfinished:
         batch, _ = ledger.settle_batch(account_id, batch_id, counted)
     return batch, ended
 
 
-def refund_late(ledger: Ledger, messages: BatchMessages, account_id: str, batch_id: str) -> str:
-    """A message of an ended batch that Twilio reported failed after the grace period charged it: its credits
-    come back in a further settlement (cumulative, so a repeat moves nothing)."""
+def settle_late(ledger: Ledger, messages: BatchMessages, account_id: str, batch_id: str) -> str:
+    """A final status for a message of an ended batch that its grace period settled the other way: Twilio
+    reported failed one it charged (its credits come back: refunded), or charged one it returned (its credits
+    are taken again: a late charge, what no pool holds owed). Either is a further settlement (cumulative, so a
+    repeat moves nothing)."""
     before = ledger.get_batch(account_id, batch_id)
     if before.status == "open":
-        return "settled by the batch"  # the next settlement returns it
+        return "settled by the batch"  # the next settlement counts it
     after, _ = _settle(ledger, messages, account_id, batch_id)
     refunded = after.refunded - before.refunded
+    charged = after.late_charged - before.late_charged
+    detail = {"account_id": account_id, "batch_id": batch_id}
     if refunded:
         count("CreditsRefunded", refunded)
-        logger.info(
-            "batch message refunded after the batch ended",
-            extra={"account_id": account_id, "batch_id": batch_id, "credits": refunded},
+        logger.info("batch message refunded after the batch ended", extra={**detail, "credits": refunded})
+    if charged:
+        # As a single send's late charge (counted by the write that lands it): alarmed, since the validity
+        # period should make it impossible.
+        logger.error(
+            "ALERT a batch message returned at the grace period was reported charged: its credits were taken again",
+            extra={**detail, "credits": charged},
         )
-    return "refunded" if refunded else "unchanged"
+    return "refunded" if refunded else "charged late" if charged else "unchanged"
 
 
 def cancel(ledger: Ledger, queue: BatchQueue, account_id: str, batch_id: str) -> dict[str, Any]:
@@ -410,16 +419,20 @@ def apply_callback(
 ) -> str:
     """A Twilio status for a batch message: recorded when it moves the message forward, its SID being the
     message's (no credit moves here while the batch runs: its next settlement posts or returns it). A message
-    the batch does not have, or one not handed to Twilio, is refused by the record's own condition. A failure
-    recorded after the batch ended is refunded at once (refund_late): no settlement of it comes any more. A
-    repeated failure asks for that refund again (the first may have been recorded and then failed to land:
-    the queue delivers it again, and the record no longer moves); the counters make it once."""
+    the batch does not have, or one not handed to Twilio, is refused by the record's own condition. A final
+    status for a message the grace period swept is settled at once when the batch has ended (settle_late: a
+    failure the grace period charged is refunded, a charged status it returned is charged late): no
+    settlement of it comes any more. A repeated final status asks for that again (the first may have been
+    recorded and then failed to land: the queue delivers it again, and the record no longer moves); the
+    counters make it once. A message not swept was final when its batch ended, or its batch is still open:
+    its callback reads nothing more."""
     if not sid:
         raise MalformedProviderEvent("The callback has no MessageSid.", {"MessageSid": "missing"})
-    moved = messages.callback(batch_id, index, status, sid, settled_by(status))
-    refund = refund_late(ledger, messages, account_id, batch_id) if status in B.RETURNED else "unchanged"
-    if refund == "refunded":
-        return refund
+    moved, swept = messages.callback(batch_id, index, status, sid, settled_by(status))
+    final = status in B.RETURNED | B.CHARGED
+    late = settle_late(ledger, messages, account_id, batch_id) if final and swept else "unchanged"
+    if late in ("refunded", "charged late"):
+        return late
     return "status recorded" if moved else "unchanged"
 
 
@@ -434,11 +447,12 @@ def view(ledger: Ledger, messages: BatchMessages, account_id: str, batch_id: str
         "status": B.public_status(batch, counts),
         "count": batch.submitted,
         "counts": counts,
-        # A message refunded after the grace period charged it shows as returned: posted + returned = held.
+        # A message refunded after the grace period charged it shows as returned, one charged late after the
+        # grace period returned it as posted: posted + returned = held.
         "credits": {
             "held": batch.credits_held,
-            "posted": batch.posted - batch.refunded,
-            "returned": batch.returned + batch.refunded,
+            "posted": batch.posted - batch.refunded + batch.late_charged,
+            "returned": batch.returned + batch.refunded - batch.late_charged,
         },
         "settlements": batch.settlements,
         "created_at": iso(batch.created_at),

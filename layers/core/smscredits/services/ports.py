@@ -269,7 +269,13 @@ class BatchMessages(Protocol):
         """Each (index, status, fields) from status `expected`; returns the indexes that moved."""
         ...
 
-    def callback(self, batch_id: str, index: int, status: str, sid: str, settled: Iterable[str]) -> bool: ...
+    def callback(
+        self, batch_id: str, index: int, status: str, sid: str, settled: Iterable[str]
+    ) -> tuple[bool, str | None]:
+        """A Twilio status on a handed-over message: (whether it moved the record, the record's sweep mark as the
+        write found it: None when the grace period has not settled it)."""
+        ...
+
     def sweep(self, batch: Batch) -> int:
         """Mark each record with no final status as the grace period settles it; returns how many."""
         ...

@@ -56,7 +56,12 @@ def _state(batch: B.Batch) -> dict[str, Any]:
         "rejected": [[index, code] for index, code in batch.rejected],
         "funding": {region: _funding(parts) for region, parts in batch.funding.items()},
         "settled": {
-            region: {"posted": s.posted, "returned": s.returned, "refunded": s.refunded}
+            region: {
+                "posted": s.posted,
+                "returned": s.returned,
+                "refunded": s.refunded,
+                "late_charged": s.late_charged,
+            }
             for region, s in batch.settled.items()
         },
         "settlements": batch.settlements,
@@ -107,7 +112,12 @@ def batch_from_item(raw: Mapping[str, Any]) -> B.Batch:
             for region, parts in state["funding"].items()
         },
         settled={
-            region: B.Settled(int(s["posted"]), int(s["returned"]), int(s.get("refunded", 0)))
+            region: B.Settled(
+                int(s["posted"]),
+                int(s["returned"]),
+                int(s.get("refunded", 0)),
+                int(s.get("late_charged", 0)),
+            )
             for region, s in state["settled"].items()
         },
         settlements=int(state["settlements"]),
@@ -267,10 +277,13 @@ class DynamoBatchMessages:
                 moved.append(index)
         return moved
 
-    def callback(self, batch_id: str, index: int, status: str, sid: str, settled: Iterable[str]) -> bool:
+    def callback(
+        self, batch_id: str, index: int, status: str, sid: str, settled: Iterable[str]
+    ) -> tuple[bool, str | None]:
         """A Twilio status on a handed-over message: moves it forward (`record_status`, Twilio's own as
         `provider_status`) provided no status in `settled` was recorded and its SID is the message's (or
-        none is recorded yet); False when refused."""
+        none is recorded yet). Answers whether it moved, and the record's sweep mark from the item the write
+        returns (ALL_NEW when it lands, ALL_OLD when its condition refuses it): no read of its own."""
         keys = [f":s{i}" for i, _ in enumerate(sorted(settled))]
         values: dict[str, Any] = dict(zip(keys, sorted(settled), strict=True))
         values.update(
@@ -282,7 +295,7 @@ class DynamoBatchMessages:
             condition += (
                 f" AND (attribute_not_exists(provider_status) OR NOT provider_status IN ({', '.join(keys)}))"
             )
-        return self._conditional(
+        moved, item = self._attempt(
             {
                 "TableName": self.table,
                 "Key": message_key(batch_id, index),
@@ -290,8 +303,12 @@ class DynamoBatchMessages:
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#status": "status"},
                 "ExpressionAttributeValues": {name: to_value(value) for name, value in values.items()},
+                "ReturnValues": "ALL_NEW",
+                **ALL_OLD,
             }
         )
+        swept = from_item(item).get("swept") if item else None
+        return moved, str(swept) if swept else None
 
     def _move(
         self, batch_id: str, index: int, status: str, fields: Mapping[str, Any], expected: str
@@ -350,15 +367,20 @@ class DynamoBatchMessages:
         return from_item(answer["Item"])
 
     def _conditional(self, write: Mapping[str, Any]) -> bool:
+        return self._attempt(write)[0]
+
+    def _attempt(self, write: Mapping[str, Any]) -> tuple[bool, Mapping[str, Any] | None]:
+        """One conditional update, retried while DynamoDB is busy: (whether it landed, the item it returned:
+        after it with ReturnValues, as it was when refused with ReturnValuesOnConditionCheckFailure)."""
         for attempt in range(8):
             try:
                 self.requests += 1
-                self.client.update_item(**write)
-                return True
+                answer = self.client.update_item(**write)
+                return True, answer.get("Attributes")
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
                 if code == "ConditionalCheckFailedException":
-                    return False
+                    return False, error.response.get("Item")
                 if code not in (
                     "ThrottlingException",
                     "ProvisionedThroughputExceededException",
