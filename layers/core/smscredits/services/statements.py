@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from smscredits.domain.account import LedgerRecord
 from smscredits.domain.catalog import REGIONS
 from smscredits.domain.errors import InvalidRequest
-from smscredits.domain.ledger import ENTRY_KINDS, INCLUDED, LEGACY, PURCHASED_PREFIX
+from smscredits.domain.ledger import ENTRY_KINDS, INCLUDED, LEGACY, OWED, PURCHASED_PREFIX
 from smscredits.domain.orders import is_receipt_url
 
 if TYPE_CHECKING:  # the ports are only types here: their module is not imported at run time
@@ -67,7 +67,21 @@ def describe(record: LedgerRecord) -> str:
             return f"Refund or dispute — {_credits(-amount)} taken back from {pool}"
         case "migration":
             return f"Migrated to per-segment credits — {amount:+d} {pool}"
+        case "late_charge" | "repayment":
+            return _owed_words(record.kind, record.pool, amount)
     return f"{record.kind} — {amount:+d} {pool}"
+
+
+def _owed_words(kind: str, pool: str, amount: int) -> str:
+    """A late charge (a message Twilio sent after its credits came back) and the repayment of what it left owed."""
+    if kind == "late_charge":
+        if pool == OWED:
+            return f"Charged late, no credits left to take — {_credits(amount)} owed, taken from the next credits added"
+        label = pool_label(pool)
+        return f"Charged late (a message sent after its credits came back) — {_credits(-amount)} from {label}"
+    if pool == OWED:
+        return f"Owed credits repaid — {_credits(-amount)}"
+    return f"Owed credits repaid from {pool_label(pool)} — {_credits(-amount)}"
 
 
 def entry_out(record: LedgerRecord) -> dict[str, Any]:
