@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 from smscredits.domain.account import Account
 from smscredits.domain.catalog import pack_price_cents
+from smscredits.domain.errors import UpstreamUnavailable
 from smscredits.domain.movements import HoldRequest
 from smscredits.domain.orders import Order, Paid
 from smscredits.domain.periods import period_containing, period_start_at
@@ -67,3 +69,13 @@ def refresh(ledger: Ledger, clock: Clock, account_id: str = ACCT, **options: Any
 
 def nonzero(pools: Any) -> dict[str, int]:
     return {pool: value for pool, value in dict(pools).items() if value}
+
+
+def patiently[T](action: Callable[[], T]) -> T:
+    """As a client or SQS retries a request the store refused as too busy (UpstreamUnavailable: nothing written)."""
+    for _ in range(50):
+        try:
+            return action()
+        except UpstreamUnavailable:
+            continue
+    raise AssertionError("never landed")

@@ -11,9 +11,11 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
+from moto.server import ThreadedMotoServer
 from twilio.http import HttpClient
 from twilio.http.response import Response
 
+from local.moto_dynamo import create_tables, moto_client, patch_moto
 from smscredits import runtime
 from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements
@@ -154,3 +156,20 @@ def create(account_id: str = "acct-1", **fields: Any) -> dict[str, Any]:
 
 def form(body: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(body).items()}
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    """moto's DynamoDB server in this process (local.moto_dynamo.patch_moto: one lock per request, item-level
+    rollback), the tables created: for tests that drive one table from many threads, as Lambda environments
+    would. The `dynamo_fidelity` fixture adds DynamoDB's latency, conflicts and throttling to it. moto keeps one
+    backend per process, not per server: what one module writes stays, so each module's account ids are its own."""
+    patch_moto()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    url = "http://{}:{}".format(*server.get_host_and_port())
+    try:
+        create_tables(moto_client(url))
+        yield url
+    finally:
+        server.stop()

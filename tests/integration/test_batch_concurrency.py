@@ -8,54 +8,28 @@ client with the same key, a batch job by SQS. Settlements run from several worke
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
-from local.moto_dynamo import create_tables, moto_client, patch_moto
+from local.moto_dynamo import moto_client
 from smscredits.adapters.dynamo.batches import DynamoBatchMessages
 from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements
 from smscredits.adapters.memory_batches import InMemoryBatchQueue
 from smscredits.domain import batches as B
 from smscredits.domain.audit import check_account
-from smscredits.domain.errors import UpstreamUnavailable
 from smscredits.domain.idempotency import IdempotencyKey
 from smscredits.domain.orders import Paid
 from smscredits.services import batches
 from tests.batches_support import BASE_URL, PACING_OFF, StandInTwilio, au, callback_target
 from tests.conftest import TABLE, new_account
-from tests.ledgers import hold_request, pack_order
+from tests.ledgers import hold_request, pack_order, patiently
 
 ACCT = "acct-race"
 PER_BATCH = 40
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    patch_moto()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        create_tables(moto_client(url))
-        yield url
-    finally:
-        server.stop()
-
-
-def patiently[T](action: Callable[[], T]) -> T:
-    """As a client or SQS retries a request the store refused as too busy (it wrote nothing)."""
-    for _ in range(50):
-        try:
-            return action()
-        except UpstreamUnavailable:
-            continue
-    raise AssertionError("never landed")
 
 
 class Race:
@@ -182,7 +156,7 @@ def test_a_charged_status_for_a_swept_message_delivered_concurrently_is_charged_
 ) -> None:
     """Twilio took two messages whose answers were lost (swept as returned at the grace period); each one's
     `delivered` then comes six times at once, from separate workers: each is charged late exactly once."""
-    account_id = "acct-late"
+    account_id = "acct-batch-late"
     race = Race(endpoint)
     race.twilio = StandInTwilio(lost=frozenset({au(3), au(7)}))
     setup = race.ledger()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -14,11 +14,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from local import dynamo_fidelity as fidelity
 from local.dynamo_fidelity import Fidelity, Latency
-from local.moto_dynamo import create_tables, moto_client, patch_moto
+from local.moto_dynamo import create_tables, moto_client
 from tests.conftest import TABLE
 
 Switch = Callable[[Fidelity], None]
@@ -28,19 +27,6 @@ WINDOW_MS = (
 SLOW_TRANSACTIONS = Fidelity(
     latency={fidelity.TRANSACT_WRITE: Latency(WINDOW_MS, WINDOW_MS)}, conflicts=True, partition_wcu=1000
 )
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    patch_moto()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    url = "http://{}:{}".format(*server.get_host_and_port())
-    try:
-        create_tables(client_for(url))
-        yield url
-    finally:
-        server.stop()
 
 
 def client_for(url: str) -> Any:

@@ -11,22 +11,21 @@ from __future__ import annotations
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
-from local.moto_dynamo import create_tables, moto_client, patch_moto
+from local.moto_dynamo import moto_client
 from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements
 from smscredits.domain import ledger as L
 from smscredits.domain.audit import check_account
-from smscredits.domain.errors import InsufficientCredits, UpstreamUnavailable
+from smscredits.domain.errors import InsufficientCredits
 from smscredits.services.settlement import settle_status
 from tests.conftest import TABLE, new_account
-from tests.ledgers import buy, hold_request
+from tests.ledgers import buy, hold_request, patiently
 
 ACCT = "acct-late"
 SWEPT = 10  # swept messages (1 credit each) that Twilio later reports delivered
@@ -35,30 +34,6 @@ STATUS_WORKERS = 4  # each applies every swept message's status: every status is
 SENDERS, SENDS = 3, 5
 GRANTERS, GRANTS, GRANT = 3, 2, 2  # support adjustments of +2 included credits
 SIDS = [f"SM{n:032d}" for n in range(SWEPT)]
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    patch_moto()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        create_tables(moto_client(url))
-        yield url
-    finally:
-        server.stop()
-
-
-def patiently[T](action: Callable[[], T]) -> T:
-    """As SQS or a client retries a request the store refused as too busy (it wrote nothing)."""
-    for _ in range(50):
-        try:
-            return action()
-        except UpstreamUnavailable:
-            continue
-    raise AssertionError("never landed")
 
 
 def together(*runs: Callable[[], None]) -> None:

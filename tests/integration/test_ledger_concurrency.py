@@ -20,15 +20,14 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
-from local.moto_dynamo import create_tables, moto_client, patch_moto
+from local.moto_dynamo import moto_client
 from smscredits.adapters.dynamo.ledger import DynamoLedger
 from smscredits.adapters.dynamo.reader import DynamoStatements
 from smscredits.domain import ledger as L
@@ -59,20 +58,6 @@ class Calls:
     def snapshot(self) -> Counter[str]:
         with self.lock:
             return Counter(self.counts)
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    patch_moto()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        create_tables(client_for(url))
-        yield url
-    finally:
-        server.stop()
 
 
 def client_for(url: str, calls: Calls | None = None) -> Any:
