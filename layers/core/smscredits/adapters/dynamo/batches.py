@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from smscredits.adapters.dynamo import codec as C
 from smscredits.adapters.dynamo.client import dynamodb_client
-from smscredits.adapters.dynamo.values import from_item, to_item, to_value
+from smscredits.adapters.dynamo.values import from_item, query_items, to_item, to_value
 from smscredits.domain import batches as B
 from smscredits.domain.changes import BatchCancel, BatchDispatch, BatchSettlement, NewBatch
 from smscredits.domain.ledger import Funding
@@ -428,10 +428,4 @@ class DynamoBatchMessages:
         return (batch.submitted + B.SHARD_SIZE - 1) // B.SHARD_SIZE
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        kwargs.setdefault("TableName", self.table)
-        while True:
-            page = self.client.query(**kwargs)
-            yield from (from_item(item) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query_items(self.client, **{"TableName": self.table, **kwargs})

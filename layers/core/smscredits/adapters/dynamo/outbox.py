@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from smscredits.adapters.dynamo import codec as C
-from smscredits.adapters.dynamo.values import from_item
+from smscredits.adapters.dynamo.values import query_items
 
 
 def outbox_items(client: Any, table: str, since: str = "") -> list[dict[str, Any]]:
@@ -27,9 +27,4 @@ def _shard(client: Any, table: str, shard: str, since: str) -> Iterator[dict[str
         },  # sk starts with a time
         "ConsistentRead": True,
     }
-    while True:
-        page = client.query(**kwargs)
-        yield from (from_item(item) for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return query_items(client, **kwargs)

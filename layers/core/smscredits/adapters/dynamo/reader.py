@@ -30,7 +30,7 @@ from smscredits.adapters.dynamo.codec import (
     record_from_item,
     shard_name,
 )
-from smscredits.adapters.dynamo.values import from_item, to_value
+from smscredits.adapters.dynamo.values import from_item, query_items, to_value
 from smscredits.domain.account import Account, Hold, LedgerRecord
 from smscredits.domain.account_settings import list_cursor, listed_after
 from smscredits.domain.errors import InvalidRequest, NotFound, UpstreamUnavailable
@@ -86,13 +86,7 @@ class DynamoStatements:
         return self._client
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        kwargs.setdefault("TableName", self.table)
-        while True:
-            page = self.client.query(**kwargs)
-            yield from (from_item(item) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query_items(self.client, **{"TableName": self.table, **kwargs})
 
     def partition(self, account_id: str) -> tuple[Account, list[LedgerRecord], list[Hold]]:
         """The account, all its ledger entries and all its holds (for the check and for tests)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Iterator, Mapping, Set
 from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import Any
 
@@ -62,6 +62,16 @@ def _set(values: Set[Any]) -> dict[str, Any]:
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """DynamoDB JSON → plain Python, with integers as int (credits and cents are never fractional)."""
     return {key: from_value(value) for key, value in item.items()}
+
+
+def query_items(client: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item a Query matches, page after page, as plain values."""
+    while True:
+        page = client.query(**kwargs)
+        yield from (from_item(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def from_value(value: Mapping[str, Any]) -> Any:
